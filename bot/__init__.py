@@ -1,0 +1,1 @@
+"""Timmy on Nostr: the agent — everything that talks to the outside world."""

@@ -1,0 +1,1 @@
+"""The money and the jobs, persisted. Imports nothing from ``bot``."""
