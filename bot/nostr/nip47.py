@@ -9,7 +9,7 @@ What lives here:
 - the JSON payloads of requests, responses and notifications, encoded and decoded;
 - every NIP-47 error code as :class:`ErrorCode` (an unknown code from a peer becomes ``OTHER``).
 
-Decoding a payload a peer sent never raises anything but :class:`Nip47Error` (a ``ValueError``),
+Decoding a payload a peer sent never raises anything but :class:`Nip47Error` (a ``NostrError``, so a ``ValueError``),
 with a message that never contains the connection secret.
 """
 
@@ -23,6 +23,8 @@ from enum import Enum
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from bot.nostr.errors import NostrError
+
 INFO_KIND = 13194
 REQUEST_KIND = 23194
 RESPONSE_KIND = 23195
@@ -35,7 +37,7 @@ MAX_PAYLOAD_CHARS = 65_536
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class Nip47Error(ValueError):
+class Nip47Error(NostrError):
     """A NIP-47 URI, info event or payload that does not follow the spec."""
 
 
