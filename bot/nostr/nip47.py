@@ -9,7 +9,8 @@ What lives here:
 - the JSON payloads of requests, responses and notifications, encoded and decoded;
 - every NIP-47 error code as :class:`ErrorCode` (an unknown code from a peer becomes ``OTHER``).
 
-Decoding a payload a peer sent never raises anything but :class:`Nip47Error` (a ``NostrError``, so a ``ValueError``),
+Decoding a payload a peer sent never raises anything but :class:`Nip47Error` (a
+``NostrError``, so a ``ValueError``),
 with a message that never contains the connection secret.
 """
 
