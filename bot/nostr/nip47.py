@@ -24,7 +24,10 @@ from enum import Enum
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from bot.nostr import nip04, nip44
 from bot.nostr.errors import NostrError
+from bot.nostr.event import Event, sign_event
+from bot.nostr.keys import Keys
 
 INFO_KIND = 13194
 REQUEST_KIND = 23194
@@ -390,3 +393,80 @@ def transaction_to_json(tx: Transaction) -> dict[str, Any]:
         if value is not None:
             out[key] = value
     return out
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def seal(keys: Keys, peer_pubkey: str, scheme: Encryption, plaintext: str) -> str:
+    """Encrypt a payload for ``peer_pubkey`` with the chosen scheme."""
+    if scheme is Encryption.NIP44_V2:
+        return nip44.encrypt(plaintext, nip44.conversation_key(keys.secret_hex, peer_pubkey))
+    return nip04.encrypt(keys.secret_hex, peer_pubkey, plaintext)
+
+
+def unseal(keys: Keys, peer_pubkey: str, scheme: Encryption, content: str) -> str:
+    """Decrypt a payload from ``peer_pubkey``; any failure is a :class:`Nip47Error`."""
+    try:
+        if scheme is Encryption.NIP44_V2:
+            return nip44.decrypt(content, nip44.conversation_key(keys.secret_hex, peer_pubkey))
+        return nip04.decrypt(keys.secret_hex, peer_pubkey, content)
+    except NostrError as exc:
+        raise Nip47Error(f"cannot decrypt {scheme.value} payload") from exc
+
+
+def scheme_of_content(content: str) -> Encryption:
+    """NIP-04 payloads carry ``?iv=``; anything else is taken as NIP-44."""
+    return Encryption.NIP04 if "?iv=" in content else Encryption.NIP44_V2
+
+
+def request_event(
+    client_keys: Keys,
+    wallet_pubkey: str,
+    scheme: Encryption,
+    method: str,
+    params: Mapping[str, Any],
+    *,
+    expiration: int | None = None,
+    created_at: int | None = None,
+) -> Event:
+    """A signed kind-23194 request, encrypted for the wallet service."""
+    tags: list[list[str]] = [["p", wallet_pubkey], ["encryption", scheme.value]]
+    if expiration is not None:
+        tags.append(["expiration", str(expiration)])
+    content = seal(client_keys, wallet_pubkey, scheme, encode_request(method, params))
+    return sign_event(client_keys, REQUEST_KIND, content, tags, created_at)
+
+
+def response_event(
+    wallet_keys: Keys, client_pubkey: str, request_id: str, scheme: Encryption, payload: str
+) -> Event:
+    """A signed kind-23195 response to ``request_id`` (``payload`` from encode_result/error)."""
+    content = seal(wallet_keys, client_pubkey, scheme, payload)
+    return sign_event(
+        wallet_keys, RESPONSE_KIND, content, [["p", client_pubkey], ["e", request_id]]
+    )
+
+
+def notification_event(
+    wallet_keys: Keys, client_pubkey: str, scheme: Encryption, payload: str
+) -> Event:
+    """A signed notification: kind 23197 for NIP-44, the legacy 23196 for NIP-04."""
+    kind = NOTIFICATION_KIND if scheme is Encryption.NIP44_V2 else LEGACY_NOTIFICATION_KIND
+    content = seal(wallet_keys, client_pubkey, scheme, payload)
+    return sign_event(wallet_keys, kind, content, [["p", client_pubkey]])
+
+
+def info_event(
+    wallet_keys: Keys,
+    methods: Sequence[str],
+    encryptions: Sequence[Encryption],
+    notifications: Sequence[str] = (),
+) -> Event:
+    """A signed kind-13194 info event. An empty ``encryptions`` omits the tag (NIP-04 only)."""
+    tags: list[list[str]] = []
+    if encryptions:
+        tags.append(["encryption", " ".join(e.value for e in encryptions)])
+    if notifications:
+        tags.append(["notifications", " ".join(notifications)])
+    return sign_event(wallet_keys, INFO_KIND, " ".join(methods), tags)

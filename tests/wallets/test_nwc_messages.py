@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bot.nostr import nip47
+from bot.nostr.keys import Keys
 from bot.nostr.nip47 import Encryption, ErrorCode, Nip47Error
 
 VECTORS: dict[str, Any] = json.loads(
@@ -166,3 +167,54 @@ def test_notification_and_transaction() -> None:
 def test_bad_transactions_are_typed_errors(bad: dict[str, Any]) -> None:
     with pytest.raises(Nip47Error):
         nip47.parse_transaction(bad)
+
+
+def test_client_pubkey_derived_from_secret() -> None:
+    uri = nip47.parse_nwc_uri(VECTORS["connection_uri"])
+    assert Keys.from_hex(uri.secret).public_hex == VECTORS["derived_client_pubkey_from_secret"]
+
+
+@pytest.mark.parametrize("scheme", list(Encryption))
+def test_request_response_notification_events_round_trip(scheme: Encryption) -> None:
+    client, wallet = Keys.generate(), Keys.generate()
+    req = nip47.request_event(client, wallet.public_hex, scheme, "get_balance", {})
+    assert req.kind == nip47.REQUEST_KIND
+    assert nip47.request_encryption(req.tags) is scheme
+    assert req.first_tag("p") == wallet.public_hex
+    opened = nip47.decode_request(nip47.unseal(wallet, client.public_hex, scheme, req.content))
+    assert opened.method == "get_balance"
+    assert nip47.scheme_of_content(req.content) is scheme
+
+    payload = nip47.encode_result("get_balance", {"balance": 7})
+    resp = nip47.response_event(wallet, client.public_hex, req.id, scheme, payload)
+    assert resp.first_tag("e") == req.id and resp.first_tag("p") == client.public_hex
+    decoded = nip47.decode_response(nip47.unseal(client, wallet.public_hex, scheme, resp.content))
+    assert decoded.result == {"balance": 7}
+
+    note = nip47.notification_event(
+        wallet, client.public_hex, scheme, nip47.encode_notification("payment_received", {})
+    )
+    expected_kind = (
+        nip47.NOTIFICATION_KIND if scheme is Encryption.NIP44_V2
+        else nip47.LEGACY_NOTIFICATION_KIND
+    )
+    assert note.kind == expected_kind
+
+
+def test_unseal_with_the_wrong_key_is_a_typed_error() -> None:
+    client, wallet = Keys.generate(), Keys.generate()
+    for scheme in Encryption:
+        req = nip47.request_event(client, wallet.public_hex, scheme, "get_info", {})
+        with pytest.raises(Nip47Error):
+            nip47.unseal(Keys.generate(), client.public_hex, scheme, req.content)
+        with pytest.raises(Nip47Error):
+            nip47.unseal(wallet, client.public_hex, scheme, "garbage")
+
+
+def test_info_event_round_trip() -> None:
+    wallet = Keys.generate()
+    ev = nip47.info_event(wallet, ["pay_invoice"], [Encryption.NIP04], ["payment_received"])
+    info = nip47.parse_info(ev.content, ev.tags)
+    assert info.preferred_encryption() is Encryption.NIP04
+    legacy = nip47.info_event(wallet, ["pay_invoice"], [])
+    assert not legacy.tags
