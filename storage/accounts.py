@@ -1,0 +1,230 @@
+"""Accounts and transfers: the TigerBeetle-shaped core every money operation is built from.
+
+An account's balance changes only through transfers. A transfer debits one account and credits
+another by the same amount, so the journal always sums to zero. Kinds:
+
+- ``single``: posted at once;
+- ``pending``: reserves ``amount`` (counted in ``debits_pending`` / ``credits_pending``);
+- ``post``: resolves a pending transfer, moving ``amount <= pending amount`` (the rest is released);
+- ``void``: resolves a pending transfer, moving nothing.
+
+A pending transfer is resolved at most once (a unique index). Accounts that are not external may
+never go below zero counting pending debits: ``debits_posted + debits_pending <= credits_posted``
+(checked here, and again by a CHECK constraint). Every transfer has a unique key: the same key
+with the same terms returns the existing transfer; with other terms it raises.
+
+These functions are synchronous and run inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from storage.errors import IdempotencyConflict, IllegalTransition, InsufficientFunds
+
+POOL = "pool"
+SUBSIDY = "subsidy"  # pool funds spent on subsidised work
+REVENUE = "revenue"  # what users paid for work
+ESCROW = "escrow"  # paid for a job whose work is not settled yet
+REFUNDS = "refunds"  # refunds owed to users (pending or being paid out)
+PAYOUTS = "payouts"  # refunds sent out over Lightning
+FEES = "fees"  # Lightning routing fees of payouts
+ZAPS_IN = "zaps_in"  # external: zaps funding the pool
+OPERATOR = "operator"  # external: operator top-ups, and who pays routing fees
+LIGHTNING_IN = "lightning_in"  # external: invoice payments received
+
+EXTERNAL = frozenset({ZAPS_IN, OPERATOR, LIGHTNING_IN})
+"""Accounts that may go negative: where money enters the ledger from outside."""
+
+BALANCE_PREFIX = "balance:"
+
+SYSTEM_ACCOUNTS = (POOL, SUBSIDY, REVENUE, ESCROW, REFUNDS, PAYOUTS, FEES, *sorted(EXTERNAL))
+"""Created by the first migration; ``balance:<pubkey>`` accounts are created on first use."""
+
+
+def balance_account(pubkey: str) -> str:
+    return BALANCE_PREFIX + pubkey
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    id: str
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+
+    @property
+    def balance_msat(self) -> int:
+        """Posted balance (credits minus debits)."""
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def available_msat(self) -> int:
+        """What may still be debited: posted balance minus pending debits."""
+        return self.credits_posted - self.debits_posted - self.debits_pending
+
+
+def ensure_account(conn: sqlite3.Connection, account: str) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO accounts (id, allow_negative) VALUES (?, ?)",
+        (account, 1 if account in EXTERNAL else 0),
+    )
+
+
+def get_account(conn: sqlite3.Connection, account: str) -> AccountRow:
+    row = conn.execute(
+        "SELECT debits_posted, credits_posted, debits_pending, credits_pending "
+        "FROM accounts WHERE id = ?",
+        (account,),
+    ).fetchone()
+    if row is None:
+        return AccountRow(account, 0, 0, 0, 0)
+    return AccountRow(account, row[0], row[1], row[2], row[3])
+
+
+def available(conn: sqlite3.Connection, account: str) -> int:
+    return get_account(conn, account).available_msat
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Who and what a transfer is about (for audits, pool stats and daily counters)."""
+
+    code: str
+    now: int
+    job_id: str | None = None
+    pubkey: str | None = None
+    day: str | None = None
+
+
+def _existing(
+    conn: sqlite3.Connection, key: str
+) -> tuple[int, str, str, str, int, int | None] | None:
+    row = conn.execute(
+        "SELECT id, kind, debit_account, credit_account, amount_msat, pending_id "
+        "FROM transfers WHERE key = ?",
+        (key,),
+    ).fetchone()
+    return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+def _insert(
+    conn: sqlite3.Connection,
+    key: str,
+    kind: str,
+    debit: str,
+    credit: str,
+    amount: int,
+    pending_id: int | None,
+    meta: Meta,
+) -> int:
+    cur = conn.execute(
+        "INSERT INTO transfers (key, kind, debit_account, credit_account, amount_msat, pending_id,"
+        " code, job_id, pubkey, day, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            key,
+            kind,
+            debit,
+            credit,
+            amount,
+            pending_id,
+            meta.code,
+            meta.job_id,
+            meta.pubkey,
+            meta.day,
+            meta.now,
+        ),
+    )
+    rowid = cur.lastrowid
+    assert rowid is not None
+    return rowid
+
+
+def _check_funds(conn: sqlite3.Connection, debit: str, amount: int) -> None:
+    if debit in EXTERNAL:
+        return
+    have = available(conn, debit)
+    if have < amount:
+        raise InsufficientFunds(f"account {debit} has {have} msat available, needs {amount}")
+
+
+def transfer(
+    conn: sqlite3.Connection,
+    key: str,
+    debit: str,
+    credit: str,
+    amount: int,
+    meta: Meta,
+    *,
+    pending: bool = False,
+) -> int:
+    """Create a ``single`` (or ``pending``) transfer; return its id. Idempotent by ``key``."""
+    kind = "pending" if pending else "single"
+    found = _existing(conn, key)
+    if found is not None:
+        if found[1:5] != (kind, debit, credit, amount):
+            raise IdempotencyConflict(f"transfer key {key!r} already used with other terms")
+        return found[0]
+    if amount <= 0:
+        raise ValueError("transfer amounts are positive")
+    for account in (debit, credit):
+        if account.startswith(BALANCE_PREFIX):
+            ensure_account(conn, account)
+    _check_funds(conn, debit, amount)
+    tid = _insert(conn, key, kind, debit, credit, amount, None, meta)
+    if pending:
+        conn.execute(
+            "UPDATE accounts SET debits_pending = debits_pending + ? WHERE id = ?", (amount, debit)
+        )
+        conn.execute(
+            "UPDATE accounts SET credits_pending = credits_pending + ? WHERE id = ?",
+            (amount, credit),
+        )
+    else:
+        conn.execute(
+            "UPDATE accounts SET debits_posted = debits_posted + ? WHERE id = ?", (amount, debit)
+        )
+        conn.execute(
+            "UPDATE accounts SET credits_posted = credits_posted + ? WHERE id = ?", (amount, credit)
+        )
+    return tid
+
+
+def resolve(conn: sqlite3.Connection, key: str, pending_id: int, amount: int, meta: Meta) -> int:
+    """Post ``amount`` (0 < amount <= pending amount) of a pending transfer, or void it (0).
+
+    The pending amount leaves the pending columns in full; ``amount`` enters the posted ones.
+    Resolving twice raises ``IllegalTransition`` (except a repeat of the same key and terms).
+    """
+    kind = "post" if amount > 0 else "void"
+    found = _existing(conn, key)
+    if found is not None:
+        if found[1] != kind or found[4] != amount or found[5] != pending_id:
+            raise IdempotencyConflict(f"transfer key {key!r} already used with other terms")
+        return found[0]
+    row = conn.execute(
+        "SELECT kind, debit_account, credit_account, amount_msat FROM transfers WHERE id = ?",
+        (pending_id,),
+    ).fetchone()
+    if row is None or row[0] != "pending":
+        raise IllegalTransition(f"transfer {pending_id} is not a pending transfer")
+    _, debit, credit, reserved = row
+    if amount > reserved:
+        raise IllegalTransition(f"cannot post {amount} msat of a {reserved} msat reservation")
+    done = conn.execute("SELECT 1 FROM transfers WHERE pending_id = ?", (pending_id,)).fetchone()
+    if done is not None:
+        raise IllegalTransition(f"pending transfer {pending_id} is already resolved")
+    tid = _insert(conn, key, kind, debit, credit, amount, pending_id, meta)
+    conn.execute(
+        "UPDATE accounts SET debits_pending = debits_pending - ?, debits_posted = debits_posted + ?"
+        " WHERE id = ?",
+        (reserved, amount, debit),
+    )
+    conn.execute(
+        "UPDATE accounts SET credits_pending = credits_pending - ?,"
+        " credits_posted = credits_posted + ? WHERE id = ?",
+        (reserved, amount, credit),
+    )
+    return tid

@@ -1,0 +1,39 @@
+"""Validation of money amounts: integer millisatoshis only."""
+
+from __future__ import annotations
+
+from storage.errors import InvalidAmount, InvalidInput
+
+MAX_MSAT = 21_000_000 * 100_000_000 * 1000
+"""21 million bitcoin in msat: no amount can be larger (fits in SQLite's 64-bit integers)."""
+
+
+def positive_msat(value: object, name: str = "amount_msat") -> int:
+    """``value`` if it is an ``int`` (not ``bool``) in 1..MAX_MSAT, else ``InvalidAmount``."""
+    if type(value) is not int:
+        raise InvalidAmount(f"{name} must be an int number of msat, got {type(value).__name__}")
+    if value <= 0:
+        raise InvalidAmount(f"{name} must be positive, got {value}")
+    if value > MAX_MSAT:
+        raise InvalidAmount(f"{name} is larger than all bitcoin: {value}")
+    return value
+
+
+def nonneg_msat(value: object, name: str = "amount_msat") -> int:
+    """Like ``positive_msat`` but zero is allowed."""
+    if type(value) is not int:
+        raise InvalidAmount(f"{name} must be an int number of msat, got {type(value).__name__}")
+    if value < 0:
+        raise InvalidAmount(f"{name} must not be negative, got {value}")
+    if value > MAX_MSAT:
+        raise InvalidAmount(f"{name} is larger than all bitcoin: {value}")
+    return value
+
+
+def text_id(value: object, name: str, max_len: int = 512) -> str:
+    """A non-empty printable string id of bounded length (event id, pubkey, key...)."""
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise InvalidInput(f"{name} must be a non-empty string of at most {max_len} characters")
+    if not value.isprintable():
+        raise InvalidInput(f"{name} must be printable")
+    return value

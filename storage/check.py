@@ -1,0 +1,166 @@
+"""A read-only audit: recompute every balance from the journal and report any difference.
+
+Checks: each account's posted and pending columns equal the sums of its transfers; no
+non-external account is below zero counting pending debits; the journal sums to zero; each pending
+transfer is resolved at most once and never for more than it reserved; the daily counters equal
+the subsidy in the journal (and, given ``limits``, stay within them); escrow and refunds equal what
+the job records say they hold; every paid refund has a reference.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from storage.accounts import EXTERNAL
+from storage.database import Database
+from storage.limits import Limits
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    balances: dict[str, int]  # posted balance of every account, from the journal
+    pending: dict[str, int]  # pending debits of every account, from the journal
+    transfers: int
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+async def check(db: Database, limits: Limits | None = None) -> CheckReport:
+    """Audit the committed state of ``db`` (writes nothing)."""
+    return await db.read(lambda conn: check_sync(conn, limits))
+
+
+def check_sync(conn: sqlite3.Connection, limits: Limits | None = None) -> CheckReport:
+    violations: list[str] = []
+    dp: dict[str, int] = defaultdict(int)
+    cp: dict[str, int] = defaultdict(int)
+    dpend: dict[str, int] = defaultdict(int)
+    cpend: dict[str, int] = defaultdict(int)
+    resolved: dict[int, int] = {}
+    pendings: dict[int, tuple[str, str, int]] = {}
+    n = 0
+    rows = conn.execute(
+        "SELECT id, kind, debit_account, credit_account, amount_msat, pending_id FROM transfers"
+        " ORDER BY id"
+    ).fetchall()
+    for tid, kind, debit, credit, amount, pending_id in rows:
+        n += 1
+        if kind == "pending":
+            pendings[tid] = (debit, credit, amount)
+        elif kind in ("post", "void"):
+            if pending_id in resolved:
+                violations.append(f"pending transfer {pending_id} resolved twice")
+            resolved[pending_id] = amount
+            p = pendings.get(pending_id)
+            if p is None:
+                violations.append(f"transfer {tid} resolves a non-pending transfer {pending_id}")
+            elif (p[0], p[1]) != (debit, credit) or amount > p[2] or (kind == "void" and amount):
+                violations.append(f"transfer {tid} does not match pending transfer {pending_id}")
+        if kind in ("single", "post"):
+            dp[debit] += amount
+            cp[credit] += amount
+    for tid, (debit, credit, amount) in pendings.items():
+        if tid not in resolved:
+            dpend[debit] += amount
+            cpend[credit] += amount
+
+    balances: dict[str, int] = {}
+    pending: dict[str, int] = {}
+    total = 0
+    stored = conn.execute(
+        "SELECT id, debits_posted, credits_posted, debits_pending, credits_pending, allow_negative"
+        " FROM accounts ORDER BY id"
+    ).fetchall()
+    seen = set()
+    for acc, s_dp, s_cp, s_dpend, s_cpend, allow_negative in stored:
+        seen.add(acc)
+        if (s_dp, s_cp, s_dpend, s_cpend) != (dp[acc], cp[acc], dpend[acc], cpend[acc]):
+            violations.append(
+                f"account {acc}: stored (debits {s_dp}, credits {s_cp},"
+                f" pending {s_dpend}/{s_cpend})"
+                f" but journal says ({dp[acc]}, {cp[acc]}, {dpend[acc]}/{cpend[acc]})"
+            )
+        bal = cp[acc] - dp[acc]
+        balances[acc] = bal
+        pending[acc] = dpend[acc]
+        total += bal
+        if bool(allow_negative) != (acc in EXTERNAL):
+            violations.append(f"account {acc}: wrong allow_negative flag")
+        if acc not in EXTERNAL and bal - dpend[acc] < 0:
+            violations.append(f"account {acc} is below zero: {bal} msat, {dpend[acc]} pending")
+    for acc in set(dp) | set(cp) | set(dpend):
+        if acc not in seen:
+            violations.append(f"journal mentions unknown account {acc}")
+    if total != 0:
+        violations.append(f"journal does not sum to zero: {total}")
+
+    _check_daily(conn, limits, violations)
+    _check_jobs(conn, balances, violations)
+    return CheckReport(balances, pending, n, violations)
+
+
+def _check_daily(conn: sqlite3.Connection, limits: Limits | None, violations: list[str]) -> None:
+    # Subsidy per (pubkey, day) from the journal: posted subsidy + unresolved reservations.
+    absorbed: dict[tuple[str, str], int] = defaultdict(int)
+    jobs: dict[tuple[str, str], set[str]] = defaultdict(set)
+    rows = conn.execute(
+        "SELECT t.pubkey, t.day, t.job_id, t.kind, t.amount_msat FROM transfers t"
+        " WHERE t.credit_account = 'subsidy' AND ("
+        "  t.kind IN ('single', 'post') OR"
+        "  (t.kind = 'pending' AND NOT EXISTS"
+        "   (SELECT 1 FROM transfers r WHERE r.pending_id = t.id)))"
+    ).fetchall()
+    for pubkey, day, job_id, _kind, amount in rows:
+        absorbed[(pubkey, day)] += amount
+        jobs[(pubkey, day)].add(job_id)
+    stored = {
+        (p, d): (a, j)
+        for p, d, a, j in conn.execute(
+            "SELECT pubkey, day, absorbed_msat, jobs FROM daily_usage"
+        ).fetchall()
+    }
+    for k in set(stored) | set(absorbed):
+        want = (absorbed.get(k, 0), len(jobs.get(k, ())))
+        have = stored.get(k, (0, 0))
+        if have != want:
+            violations.append(f"daily usage of {k[0]} on {k[1]} is {have}, journal says {want}")
+        if limits is not None and (
+            want[0] > limits.daily_free_msat or want[1] > limits.daily_free_jobs
+        ):
+            violations.append(f"daily limit exceeded by {k[0]} on {k[1]}: {want}")
+    per_day: dict[str, int] = defaultdict(int)
+    for (_, day), amount in absorbed.items():
+        per_day[day] += amount
+    stored_days = dict(conn.execute("SELECT day, spent_msat FROM pool_daily").fetchall())
+    for day in set(per_day) | set(stored_days):
+        if stored_days.get(day, 0) != per_day.get(day, 0):
+            violations.append(
+                f"pool spending on {day} is {stored_days.get(day, 0)},"
+                f" journal says {per_day.get(day, 0)}"
+            )
+        cap = None if limits is None else limits.pool_daily_cap_msat
+        if cap is not None and per_day.get(day, 0) > cap:
+            violations.append(f"pool daily cap exceeded on {day}: {per_day[day]}")
+
+
+def _check_jobs(conn: sqlite3.Connection, balances: dict[str, int], violations: list[str]) -> None:
+    escrow = conn.execute(
+        "SELECT COALESCE(SUM(paid_msat), 0) FROM jobs WHERE state = 'paid'"
+    ).fetchone()[0]
+    if escrow != balances.get("escrow", 0):
+        violations.append(f"escrow holds {balances.get('escrow', 0)}, paid jobs say {escrow}")
+    owed = conn.execute(
+        "SELECT COALESCE(SUM(refund_msat), 0) FROM jobs WHERE refund_state IN ('pending', 'paying')"
+    ).fetchone()[0]
+    if owed != balances.get("refunds", 0):
+        violations.append(f"refunds account holds {balances.get('refunds', 0)}, jobs owe {owed}")
+    bad = conn.execute(
+        "SELECT id FROM jobs WHERE refund_state = 'paid' AND refund_ref IS NULL"
+    ).fetchall()
+    for (job_id,) in bad:
+        violations.append(f"job {job_id}: refund paid without a payout reference")

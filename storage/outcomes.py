@@ -1,0 +1,222 @@
+"""Expected outcomes of ledger operations, as values (frozen dataclasses)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from typing import Any, Self, get_type_hints
+
+
+class Serve(StrEnum):
+    FREE = "free"  # pool reserved now, nothing to pay
+    PARTIAL = "partial"  # pool advisory share, asker pays work_amount_msat
+    GATE = "gate"  # asker pays the whole estimate
+
+
+class Reason(StrEnum):
+    """Why a decision is what it is (the first limit that bound it)."""
+
+    COVERED = "covered"  # pool and allowance cover the whole estimate
+    POOL_SHORT = "pool_short"  # the pool has less than the estimate (maybe nothing)
+    ALLOWANCE_SHORT = "allowance_short"  # the pubkey's free msat for today is (partly) used
+    JOBS_LIMIT = "jobs_limit"  # the pubkey used today's subsidised jobs
+    POOL_CAP = "pool_cap"  # the pool's global daily cap is (partly) used
+
+
+class PaymentResult(StrEnum):
+    PAID = "paid"  # paid in time and exact: the job proceeds
+    OVERPAID = "overpaid"  # paid in time; the excess became the payer's balance
+    LATE = "late"  # paid after expiry: all of it became balance
+    DUPLICATE = "duplicate"  # the job was already paid: all of it became balance
+    UNDERPAID = "underpaid"  # less than the invoice: all of it became balance
+    TERMS_CHANGED = "terms_changed"  # partial job: pool/allowance no longer cover the grant;
+    # the job failed and the whole payment is a pending refund
+
+
+class RefundState(StrEnum):
+    NONE = "none"
+    PENDING = "pending"
+    PAYING = "paying"
+    PAID = "paid"
+    CREDITED = "credited"
+
+
+class PayoutState(StrEnum):
+    SENDING = "sending"
+    PAID = "paid"
+    FAILED = "failed"
+
+
+class _Value:
+    """JSON round trip for the operations table (a repeated key returns the stored result)."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        raw: dict[str, Any] = json.loads(text)
+        hints = get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            value = raw[f.name]
+            hint = hints[f.name]
+            if isinstance(hint, type) and issubclass(hint, StrEnum):
+                value = hint(value)
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision(_Value):
+    job_id: str
+    pubkey: str
+    serve: Serve
+    reason: Reason
+    estimate_msat: int
+    absorb_msat: int  # subsidy: reserved now (free) or advisory (partial); 0 for gate
+    work_amount_msat: int  # what the asker pays: estimate - absorb
+
+
+@dataclass(frozen=True, slots=True)
+class GrantOutcome(_Value):
+    job_id: str
+    absorbed_msat: int  # what the pool actually paid (journal and daily counter)
+    returned_msat: int  # over-reservation given back to the pool
+
+
+@dataclass(frozen=True, slots=True)
+class PartialGrant(_Value):
+    job_id: str
+    granted: bool  # False: the job failed, refund_msat is a pending refund
+    absorb_msat: int
+    refund_msat: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOutcome(_Value):
+    job_id: str
+    result: PaymentResult
+    amount_msat: int
+    job_paid: bool  # the job proceeds (work may start)
+    credited_balance_msat: int  # what became the payer's balance
+    refund_msat: int  # pending refund created (TERMS_CHANGED)
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement(_Value):
+    job_id: str
+    actual_msat: int
+    user_charge_msat: int  # revenue
+    absorbed_msat: int  # pool's share
+    refund_msat: int  # pending refund created (0 for none)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure(_Value):
+    job_id: str
+    released_msat: int  # pool reservation or balance hold given back
+    refund_msat: int  # pending refund created
+
+
+@dataclass(frozen=True, slots=True)
+class SessionHold(_Value):
+    job_id: str
+    held: bool  # False: the balance does not cover the estimate; nothing written
+    hold_msat: int
+    advisory_absorb_msat: int
+    balance_msat: int  # available balance after the hold
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettlement(_Value):
+    job_id: str
+    actual_msat: int
+    absorbed_msat: int
+    charged_msat: int
+    released_msat: int
+
+
+@dataclass(frozen=True, slots=True)
+class Credit(_Value):
+    key: str
+    account: str
+    amount_msat: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refund(_Value):
+    job_id: str
+    pubkey: str
+    amount_msat: int
+    state: RefundState
+
+
+@dataclass(frozen=True, slots=True)
+class Payout(_Value):
+    payout_id: int
+    job_id: str
+    pubkey: str
+    amount_msat: int
+    destination: str
+    state: PayoutState
+    preimage: str | None
+    fee_msat: int | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatus:
+    available_msat: int  # spendable now
+    reserved_msat: int  # held by running free jobs and paid partial jobs
+    spent_today_msat: int
+    daily_cap_msat: int | None
+    total_in_msat: int
+    total_spent_msat: int
+    zap_count: int
+    zapper_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    pubkey: str
+    day: str
+    free_msat_left: int
+    free_jobs_left: int
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceView:
+    pubkey: str
+    available_msat: int
+    held_msat: int
+    pending_refund_msat: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: str
+    pubkey: str
+    serve: str
+    state: str
+    estimate_msat: int
+    absorb_msat: int
+    work_amount_msat: int
+    reserved_msat: int
+    paid_msat: int
+    actual_msat: int | None
+    absorbed_msat: int | None
+    charged_msat: int | None
+    invoice_hash: str | None
+    invoice_msat: int | None
+    invoice_expires_at: int | None
+    refund_state: RefundState
+    refund_msat: int
+    refund_ref: str | None
+    error: str | None
+    created_at: int
+    updated_at: int
+    reserve_transfer: int | None  # pending pool reservation (free and paid partial jobs)
+    reserve_day: str | None  # the UTC day its subsidy is counted on
+    hold_transfer: int | None  # pending balance hold (sessions)

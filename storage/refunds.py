@@ -1,0 +1,169 @@
+"""Refunds and their payouts: ``none → pending → paying → paid``, or ``pending → credited``.
+
+A payout is recorded (with a pending refunds → payouts transfer) *before* it is sent; confirming
+posts it with the payout's reference (preimage), failing voids it and makes the refund claimable
+again. A refund can therefore be claimed by one payout at a time, and paid at most once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from storage.accounts import (
+    FEES,
+    OPERATOR,
+    PAYOUTS,
+    REFUNDS,
+    Meta,
+    balance_account,
+    resolve,
+    transfer,
+)
+from storage.errors import IdempotencyConflict, IllegalTransition, UnknownPayout
+from storage.jobs import get_job, set_job
+from storage.outcomes import Payout, PayoutState, Refund, RefundState
+
+_PAYOUT_COLUMNS = (
+    "id, job_id, pubkey, amount_msat, destination, state, preimage, fee_msat, reason, transfer_id"
+)
+
+
+def _payout(row: tuple[object, ...]) -> Payout:
+    v = list(row)
+    return Payout(
+        int(str(v[0])),
+        str(v[1]),
+        str(v[2]),
+        int(str(v[3])),
+        str(v[4]),
+        PayoutState(str(v[5])),
+        None if v[6] is None else str(v[6]),
+        None if v[7] is None else int(str(v[7])),
+        None if v[8] is None else str(v[8]),
+    )
+
+
+def _get(conn: sqlite3.Connection, payout_id: int) -> tuple[Payout, int]:
+    row = conn.execute(
+        f"SELECT {_PAYOUT_COLUMNS} FROM payouts WHERE id = ?",  # noqa: S608
+        (payout_id,),
+    ).fetchone()
+    if row is None:
+        raise UnknownPayout(f"no payout {payout_id}")
+    return _payout(row), int(row[9])
+
+
+def list_payouts(conn: sqlite3.Connection, state: str) -> list[Payout]:
+    rows = conn.execute(
+        f"SELECT {_PAYOUT_COLUMNS} FROM payouts WHERE state = ? ORDER BY id",  # noqa: S608
+        (state,),
+    ).fetchall()
+    return [_payout(r) for r in rows]
+
+
+def pending_refunds_sync(conn: sqlite3.Connection, pubkey: str) -> list[Refund]:
+    rows = conn.execute(
+        "SELECT id, pubkey, refund_msat, refund_state FROM jobs"
+        " WHERE pubkey = ? AND refund_state IN ('pending', 'paying') ORDER BY created_at, rowid",
+        (pubkey,),
+    ).fetchall()
+    return [Refund(r[0], r[1], r[2], RefundState(r[3])) for r in rows]
+
+
+def begin_payout_sync(
+    conn: sqlite3.Connection, job_id: str, destination: str, key: str, now: int
+) -> Payout:
+    row = conn.execute(
+        f"SELECT {_PAYOUT_COLUMNS} FROM payouts WHERE key = ?",  # noqa: S608
+        (key,),
+    ).fetchone()
+    if row is not None:
+        existing = _payout(row)
+        if existing.job_id != job_id or existing.destination != destination:
+            raise IdempotencyConflict(f"payout key {key!r} already used for other terms")
+        return existing
+    job = get_job(conn, job_id)
+    if job.refund_state is not RefundState.PENDING:
+        raise IllegalTransition(f"refund of job {job_id} is {job.refund_state.value}, not pending")
+    n = conn.execute("SELECT COUNT(*) FROM payouts WHERE job_id = ?", (job_id,)).fetchone()[0]
+    tid = transfer(
+        conn,
+        f"job:{job_id}:payout:{n}",
+        REFUNDS,
+        PAYOUTS,
+        job.refund_msat,
+        Meta("payout", now, job_id, job.pubkey),
+        pending=True,
+    )
+    cur = conn.execute(
+        "INSERT INTO payouts (key, job_id, pubkey, amount_msat, destination, state, transfer_id,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'sending', ?, ?, ?)",
+        (key, job_id, job.pubkey, job.refund_msat, destination, tid, now, now),
+    )
+    set_job(conn, job, now, refund_state=RefundState.PAYING.value)
+    assert cur.lastrowid is not None
+    return _get(conn, cur.lastrowid)[0]
+
+
+def confirm_payout_sync(
+    conn: sqlite3.Connection, payout_id: int, preimage: str, fee: int, now: int
+) -> Payout:
+    payout, tid = _get(conn, payout_id)
+    if payout.state is PayoutState.PAID:
+        if payout.preimage == preimage and payout.fee_msat == fee:
+            return payout
+        raise IdempotencyConflict(f"payout {payout_id} was already confirmed with other terms")
+    if payout.state is not PayoutState.SENDING:
+        raise IllegalTransition(f"payout {payout_id} is {payout.state.value}")
+    meta = Meta("payout", now, payout.job_id, payout.pubkey)
+    resolve(conn, f"payout:{payout_id}:post", tid, payout.amount_msat, meta)
+    if fee:
+        transfer(conn, f"payout:{payout_id}:fee", OPERATOR, FEES, fee, meta)
+    conn.execute(
+        "UPDATE payouts SET state = 'paid', preimage = ?, fee_msat = ?, updated_at = ?"
+        " WHERE id = ?",
+        (preimage, fee, now, payout_id),
+    )
+    job = get_job(conn, payout.job_id)
+    set_job(conn, job, now, refund_state=RefundState.PAID.value, refund_ref=preimage)
+    return _get(conn, payout_id)[0]
+
+
+def fail_payout_sync(conn: sqlite3.Connection, payout_id: int, reason: str, now: int) -> Payout:
+    payout, tid = _get(conn, payout_id)
+    if payout.state is PayoutState.FAILED:
+        return payout
+    if payout.state is not PayoutState.SENDING:
+        raise IllegalTransition(f"payout {payout_id} is {payout.state.value}")
+    resolve(
+        conn,
+        f"payout:{payout_id}:void",
+        tid,
+        0,
+        Meta("payout_failed", now, payout.job_id, payout.pubkey),
+    )
+    conn.execute(
+        "UPDATE payouts SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?",
+        (reason, now, payout_id),
+    )
+    job = get_job(conn, payout.job_id)
+    set_job(conn, job, now, refund_state=RefundState.PENDING.value)
+    return _get(conn, payout_id)[0]
+
+
+def credit_refund_sync(conn: sqlite3.Connection, job_id: str, now: int) -> Refund:
+    job = get_job(conn, job_id)
+    if job.refund_state is RefundState.CREDITED:
+        return Refund(job_id, job.pubkey, job.refund_msat, RefundState.CREDITED)
+    if job.refund_state is not RefundState.PENDING:
+        raise IllegalTransition(f"refund of job {job_id} is {job.refund_state.value}, not pending")
+    transfer(
+        conn,
+        f"job:{job_id}:refund:credit",
+        REFUNDS,
+        balance_account(job.pubkey),
+        job.refund_msat,
+        Meta("refund_credited", now, job_id, job.pubkey),
+    )
+    set_job(conn, job, now, refund_state=RefundState.CREDITED.value)
+    return Refund(job_id, job.pubkey, job.refund_msat, RefundState.CREDITED)

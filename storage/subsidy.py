@@ -1,0 +1,102 @@
+"""Pool subsidy: how much may be absorbed now, reserving it, and correcting it to actuals.
+
+The daily counters (``daily_usage`` per pubkey and UTC day, ``pool_daily`` per day) are counted on
+reservation and corrected when a reservation is posted for less or voided, always on the day the
+reservation was made. They always equal what the journal shows (``storage.check`` verifies it).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from storage.accounts import POOL, SUBSIDY, Meta, available, resolve, transfer
+from storage.limits import Limits
+from storage.outcomes import Reason
+
+
+def usage(conn: sqlite3.Connection, pubkey: str, day: str) -> tuple[int, int]:
+    row = conn.execute(
+        "SELECT absorbed_msat, jobs FROM daily_usage WHERE pubkey = ? AND day = ?", (pubkey, day)
+    ).fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+
+def pool_spent(conn: sqlite3.Connection, day: str) -> int:
+    row = conn.execute("SELECT spent_msat FROM pool_daily WHERE day = ?", (day,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def room(conn: sqlite3.Connection, limits: Limits, pubkey: str, day: str) -> tuple[int, Reason]:
+    """The most the pool may absorb for ``pubkey`` now, and the limit that binds it."""
+    absorbed, jobs = usage(conn, pubkey, day)
+    if jobs >= limits.daily_free_jobs:
+        return 0, Reason.JOBS_LIMIT
+    candidates = [
+        (available(conn, POOL), Reason.POOL_SHORT),
+        (limits.daily_free_msat - absorbed, Reason.ALLOWANCE_SHORT),
+    ]
+    if limits.pool_daily_cap_msat is not None:
+        candidates.append((limits.pool_daily_cap_msat - pool_spent(conn, day), Reason.POOL_CAP))
+    amount, reason = min(candidates, key=lambda c: c[0])
+    return max(0, amount), reason
+
+
+def count(conn: sqlite3.Connection, pubkey: str, day: str, amount: int, jobs: int) -> None:
+    """Add ``amount`` msat and ``jobs`` jobs (negative: a correction) to the day's counters."""
+    if amount >= 0 and jobs >= 0:
+        conn.execute(
+            "INSERT INTO daily_usage (pubkey, day, absorbed_msat, jobs) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (pubkey, day) DO UPDATE SET"
+            " absorbed_msat = absorbed_msat + excluded.absorbed_msat, jobs = jobs + excluded.jobs",
+            (pubkey, day, amount, jobs),
+        )
+        conn.execute(
+            "INSERT INTO pool_daily (day, spent_msat) VALUES (?, ?)"
+            " ON CONFLICT (day) DO UPDATE SET spent_msat = spent_msat + excluded.spent_msat",
+            (day, amount),
+        )
+        return
+    # A correction: the rows exist (the reservation created them); CHECKs forbid going below 0.
+    conn.execute(
+        "UPDATE daily_usage SET absorbed_msat = absorbed_msat + ?, jobs = jobs + ?"
+        " WHERE pubkey = ? AND day = ?",
+        (amount, jobs, pubkey, day),
+    )
+    conn.execute("UPDATE pool_daily SET spent_msat = spent_msat + ? WHERE day = ?", (amount, day))
+
+
+def reserve(
+    conn: sqlite3.Connection, key: str, job_id: str, pubkey: str, day: str, amount: int, now: int
+) -> int:
+    """A pending pool → subsidy transfer of ``amount``, counted for today; return its id."""
+    tid = transfer(
+        conn, key, POOL, SUBSIDY, amount, Meta("subsidy", now, job_id, pubkey, day), pending=True
+    )
+    count(conn, pubkey, day, amount, 1)
+    return tid
+
+
+def spend(
+    conn: sqlite3.Connection, key: str, job_id: str, pubkey: str, day: str, amount: int, now: int
+) -> None:
+    """A posted pool → subsidy transfer (sessions: the work is already done)."""
+    transfer(conn, key, POOL, SUBSIDY, amount, Meta("subsidy", now, job_id, pubkey, day))
+    count(conn, pubkey, day, amount, 1)
+
+
+def settle(
+    conn: sqlite3.Connection,
+    key: str,
+    job_id: str,
+    pubkey: str,
+    day: str,
+    pending_id: int,
+    reserved: int,
+    keep: int,
+    now: int,
+) -> int:
+    """Post ``keep`` of a reservation (void it when 0), correct the counters; return released."""
+    resolve(conn, key, pending_id, keep, Meta("subsidy", now, job_id, pubkey, day))
+    released = reserved - keep
+    count(conn, pubkey, day, -released, -1 if keep == 0 else 0)
+    return released
