@@ -1,0 +1,139 @@
+"""LNURL-pay client against LNbits' own lightning addresses, plus LUD-01/16/21 details."""
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.wallets.base import LnurlError
+from bot.wallets.lnurl import (
+    MAX_RESPONSE_BYTES,
+    LnurlClient,
+    decode_lnurl,
+    encode_lnurl,
+    lightning_address_url,
+)
+from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
+
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "lnurl_examples.json").read_text())
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+def local_client(http: httpx.AsyncClient, server: LnbitsServer) -> LnurlClient:
+    return LnurlClient(http, insecure_hosts=frozenset({server.url.removeprefix("http://")}))
+
+
+async def test_invoice_for_lightning_address(
+    http: httpx.AsyncClient,
+    lnbits_server: LnbitsServer,
+    lnbits_new_wallet: Callable[..., LnbitsAccount],
+) -> None:
+    account = lnbits_new_wallet("asker")
+    client = local_client(http, lnbits_server)
+    got = await client.invoice_for_address(account.lightning_address, 5_000, network="bc")
+    assert got.invoice.amount_msat == 5_000
+    assert got.bolt11.startswith("lnbc")
+
+
+async def test_checks_refuse_bad_invoices(
+    http: httpx.AsyncClient,
+    lnbits_server: LnbitsServer,
+    lnbits_new_wallet: Callable[..., LnbitsAccount],
+) -> None:
+    account = lnbits_new_wallet("asker")
+    client = local_client(http, lnbits_server)
+    pay = await client.fetch_pay_request(client.address_url(account.lightning_address))
+    # LNbits rounds a sub-satoshi amount down: the invoice no longer matches the amount
+    with pytest.raises(LnurlError) as info:
+        await client.fetch_invoice(pay, 5_500)
+    assert info.value.code == "amount_mismatch"
+    # an invoice committing to other metadata than the service advertised
+    tampered = dataclasses.replace(pay, metadata='[["text/plain", "something else"]]')
+    with pytest.raises(LnurlError) as info:
+        await client.fetch_invoice(tampered, 5_000)
+    assert info.value.code == "description_hash_mismatch"
+    with pytest.raises(LnurlError) as info:
+        await client.fetch_invoice(pay, 5_000, network="bcrt")
+    assert info.value.code == "wrong_network"
+    with pytest.raises(LnurlError) as info:
+        await client.fetch_invoice(pay, 0)
+    assert info.value.code == "out_of_range"
+    with pytest.raises(LnurlError) as info:  # LNbits' core address has no allowsNostr
+        await client.fetch_invoice(pay, 5_000, zap_request_json="{}")
+    assert info.value.code == "no_zaps"
+    host = lnbits_server.url.removeprefix("http://")
+    with pytest.raises(LnurlError) as info:
+        await client.invoice_for_address(f"nosuchuser@{host}", 5_000)
+    assert info.value.code == "service_error"
+
+
+async def test_untrusted_hosts_are_refused(
+    http: httpx.AsyncClient, lnbits_server: LnbitsServer,
+    lnbits_new_wallet: Callable[..., LnbitsAccount],
+) -> None:
+    account = lnbits_new_wallet("asker")
+    strict = LnurlClient(http)  # nothing allow-listed: the local LNbits is out of bounds
+    for url in (
+        f"http://{account.lightning_address.split('@')[1]}/.well-known/lnurlp/x",
+        "https://127.0.0.1/.well-known/lnurlp/x",
+        "https://[::1]/.well-known/lnurlp/x",
+        "https://localhost/.well-known/lnurlp/x",
+        "ftp://example.com/x",
+    ):
+        with pytest.raises(LnurlError) as info:
+            await strict.fetch_pay_request(url)
+        assert info.value.code == "bad_address"
+    with pytest.raises(LnurlError):
+        await strict.invoice_for_address(account.lightning_address, 5_000)
+
+
+def test_lightning_address_mapping() -> None:
+    example = VECTORS["lud16_example"]
+    assert lightning_address_url(example["address"]) == example["url"]
+    assert lightning_address_url("bob@abc.onion") == "http://abc.onion/.well-known/lnurlp/bob"
+    for bad in ("", "bob", "a@b@c", "bob@localhost", "b o b@example.com", "bob@exa mple.com"):
+        with pytest.raises(LnurlError):
+            lightning_address_url(bad)
+
+
+def test_lnurl_bech32() -> None:
+    example = VECTORS["lud01_example"]
+    assert decode_lnurl(example["lnurl"]) == example["decoded_url"]
+    assert encode_lnurl(example["decoded_url"]) == example["reencoded_lowercase"]
+    zap = VECTORS["nip57_zap_request_lnurl_tag"]
+    assert decode_lnurl(zap["lnurl"]) == zap["decoded_url"]
+    with pytest.raises(LnurlError):
+        decode_lnurl(example["lnurl"][:-1] + "Q")
+
+
+async def test_verify_and_oversized_answers() -> None:
+    answers = {
+        "/v/paid": {"status": "OK", "settled": True, "preimage": "aa" * 32, "pr": "lnbc1"},
+        "/v/open": {"status": "OK", "settled": False, "preimage": None, "pr": "lnbc1"},
+        "/v/gone": {"status": "ERROR", "reason": "Not found"},
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/big":
+            return httpx.Response(200, content=b" " * (MAX_RESPONSE_BYTES + 1))
+        return httpx.Response(200, json=answers[request.url.path])
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        client = LnurlClient(http)
+        paid = await client.verify("https://service.example/v/paid")
+        assert paid.settled and paid.preimage == "aa" * 32
+        assert not (await client.verify("https://service.example/v/open")).settled
+        with pytest.raises(LnurlError) as info:
+            await client.verify("https://service.example/v/gone")
+        assert info.value.code == "service_error"
+        with pytest.raises(LnurlError) as info:
+            await client.fetch_pay_request("https://service.example/big")
+        assert info.value.code == "malformed"
