@@ -1,0 +1,54 @@
+"""check() finds every kind of tampering with the stored state."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from storage import Database, Ledger, Limits, check
+from tests.storage.conftest import LIMITS
+from tests.storage.support import ManualClock, assert_invariants
+
+
+async def _populated(db_path: Path, clock: ManualClock) -> None:
+    db = await Database.open(db_path)
+    ledger = Ledger(db, LIMITS, clock=clock)
+    await ledger.credit_pool(100_000, "zap:1", zapper_pubkey="z")
+    await ledger.decide("f1", "alice", 30_000)
+    await ledger.decide("g1", "bob", 500_000)
+    await ledger.attach_invoice("g1", "h", 430_000, clock.now + 60)
+    await ledger.confirm_payment("h", 430_000, "pay:h")
+    await assert_invariants(db, LIMITS)
+    await db.close()
+
+
+@pytest.mark.parametrize("tamper", [
+    "UPDATE accounts SET credits_posted = credits_posted + 1 WHERE id = 'pool'",
+    "UPDATE accounts SET debits_pending = 0 WHERE id = 'pool'",
+    "UPDATE daily_usage SET absorbed_msat = 1",
+    "UPDATE daily_usage SET jobs = 3",
+    "UPDATE pool_daily SET spent_msat = 7",
+    "UPDATE jobs SET paid_msat = 1 WHERE id = 'g1'",
+    "UPDATE jobs SET refund_state = 'pending', refund_msat = 5 WHERE id = 'g1'",
+    "DROP TRIGGER transfers_no_update; UPDATE transfers SET amount_msat = 1 WHERE key = 'zap:1'",
+])
+async def test_tampering_is_reported(db_path: Path, clock: ManualClock, tamper: str) -> None:
+    await _populated(db_path, clock)
+    conn = sqlite3.connect(db_path)
+    conn.executescript(tamper)
+    conn.close()
+    db = await Database.open(db_path)
+    report = await check(db)
+    assert not report.ok
+    await db.close()
+
+
+async def test_limits_are_checked_when_given(db_path: Path, clock: ManualClock) -> None:
+    await _populated(db_path, clock)
+    db = await Database.open(db_path)
+    assert (await check(db, LIMITS)).ok
+    report = await check(db, Limits(daily_free_msat=10_000, daily_free_jobs=5))
+    assert any("daily limit" in v for v in report.violations)
+    await db.close()

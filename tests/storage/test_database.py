@@ -1,0 +1,116 @@
+"""Opening, pragmas, migrations, and the transfer primitives' constraints."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from storage import (
+    Database,
+    DatabaseClosed,
+    IdempotencyConflict,
+    IllegalTransition,
+    InsufficientFunds,
+    SchemaTooNew,
+    StorageFailure,
+)
+from storage.accounts import POOL, REVENUE, SUBSIDY, ZAPS_IN, Meta, resolve, transfer
+from storage.migrations import LATEST
+from tests.storage.support import assert_invariants
+
+
+async def test_open_sets_pragmas_and_migrates(db_path: Path) -> None:
+    db = await Database.open(db_path)
+
+    def pragmas(conn: sqlite3.Connection) -> tuple[object, ...]:
+        return tuple(conn.execute(f"PRAGMA {p}").fetchone()[0]
+                     for p in ("journal_mode", "synchronous", "busy_timeout", "user_version"))
+
+    assert await db.write(pragmas) == ("wal", 2, 30_000, LATEST)
+    await db.close()
+    await db.close()  # idempotent
+    db = await Database.open(db_path)  # migrations are idempotent
+    assert (await db.read(pragmas))[3] == LATEST
+    await db.close()
+    with pytest.raises(DatabaseClosed):
+        await db.read(pragmas)
+
+
+async def test_concurrent_first_opens_migrate_once(db_path: Path) -> None:
+    dbs = await asyncio.gather(*(Database.open(db_path) for _ in range(4)))
+    for db in dbs:
+        await assert_invariants(db)
+        await db.close()
+
+
+async def test_newer_schema_is_refused(db_path: Path) -> None:
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"PRAGMA user_version = {LATEST + 1}")
+    conn.close()
+    with pytest.raises(SchemaTooNew, match="newer"):
+        await Database.open(db_path)
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0  # untouched
+    conn.close()
+
+
+async def test_unusable_file_is_a_storage_failure(tmp_path: Path) -> None:
+    bad = tmp_path / "not-a-db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StorageFailure):
+        await Database.open(bad)
+
+
+async def test_two_phase_transfers(db: Database) -> None:
+    def run(conn: sqlite3.Connection) -> None:
+        m = Meta("t", 0)
+        transfer(conn, "in", ZAPS_IN, POOL, 1_000, m)
+        p1 = transfer(conn, "p1", POOL, REVENUE, 600, m, pending=True)
+        with pytest.raises(InsufficientFunds):  # pending counts against the balance
+            transfer(conn, "p2", POOL, REVENUE, 401, m, pending=True)
+        p2 = transfer(conn, "p2", POOL, REVENUE, 400, m, pending=True)
+        assert transfer(conn, "p2", POOL, REVENUE, 400, m, pending=True) == p2  # same key
+        with pytest.raises(IdempotencyConflict):
+            transfer(conn, "p2", POOL, REVENUE, 300, m, pending=True)
+        with pytest.raises(IllegalTransition):
+            resolve(conn, "post1", p1, 601, m)  # more than reserved
+        resolve(conn, "post1", p1, 250, m)
+        with pytest.raises(IllegalTransition):
+            resolve(conn, "post1b", p1, 100, m)  # once
+        resolve(conn, "void2", p2, 0, m)
+        with pytest.raises(IllegalTransition):
+            resolve(conn, "void2b", p2, 0, m)
+
+    await db.write(run)
+    balances = await assert_invariants(db)
+    assert (balances[POOL], balances[REVENUE], balances[ZAPS_IN]) == (750, 250, -1_000)
+
+
+async def test_journal_is_append_only(db: Database) -> None:
+    await db.write(lambda conn: transfer(conn, "in", ZAPS_IN, POOL, 1_000, Meta("t", 0)))
+    for sql in ("UPDATE transfers SET amount_msat = 5", "DELETE FROM transfers"):
+
+        def tamper(conn: sqlite3.Connection, sql: str = sql) -> None:
+            conn.execute(sql)
+
+        with pytest.raises(StorageFailure, match="append-only"):
+            await db.write(tamper)
+    await assert_invariants(db)
+
+
+async def test_a_failing_operation_rolls_back_only_itself(db: Database) -> None:
+    def good(key: str) -> Callable[[sqlite3.Connection], int]:
+        return lambda conn: transfer(conn, key, ZAPS_IN, POOL, 10, Meta("t", 0))
+
+    def bad(conn: sqlite3.Connection) -> int:
+        transfer(conn, "bad-in", ZAPS_IN, POOL, 10, Meta("t", 0))
+        return transfer(conn, "bad-out", POOL, SUBSIDY, 10**9, Meta("t", 0))
+
+    results = await asyncio.gather(db.write(good("a")), db.write(bad), db.write(good("b")),
+                                   return_exceptions=True)
+    assert isinstance(results[1], InsufficientFunds)
+    assert (await assert_invariants(db))[POOL] == 20
