@@ -1,0 +1,153 @@
+"""Settlements → ledger: exactly once per payment hash; late, over and repeated money → balance."""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.wallets.base import Settlement
+from bot.wallets.dev import DevNetwork, DevWallet
+from bot.wallets.lnbits import LnbitsWallet
+from bot.wallets.settlement import Applied, SettlementProcessor, payer_message
+from storage import PaymentResult
+from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
+from tests.wallets.money import ASKER, assert_books_balance, invoiced_job, open_ledger
+
+FEE_CAP_MSAT = 10_000
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+def lnbits(http: httpx.AsyncClient, server: LnbitsServer, account: LnbitsAccount) -> LnbitsWallet:
+    return LnbitsWallet(http, url=server.url, invoice_key=account.inkey,
+                        admin_key=account.adminkey)
+
+
+async def test_lnbits_websocket_settlement_pays_the_job_once(
+    tmp_path: Path,
+    http: httpx.AsyncClient,
+    lnbits_server: LnbitsServer,
+    lnbits_new_wallet: Callable[..., LnbitsAccount],
+) -> None:
+    agent = lnbits(http, lnbits_server, lnbits_new_wallet("agent"))
+    payer = lnbits(http, lnbits_server, lnbits_new_wallet("payer", balance_sat=100))
+    told: list[Applied] = []
+
+    async def on_credit(applied: Applied) -> None:
+        told.append(applied)
+
+    async with open_ledger(tmp_path / "ledger.db") as ledger:
+        processor = SettlementProcessor(ledger, on_credit=on_credit)
+        payment_hash, bolt11 = await invoiced_job(ledger, agent, "job-ws", 21_000)
+        runner = asyncio.create_task(processor.run(agent))
+        try:
+            await asyncio.sleep(1.0)  # let the websocket connect
+            assert (await payer.pay_invoice(bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
+            for _ in range(100):
+                if (await ledger.job("job-ws")).state == "paid" and told:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # LNbits repeats the message: let the repeat land too
+        finally:
+            runner.cancel()
+        job = await ledger.job("job-ws")
+        assert job.state == "paid" and job.paid_msat == 21_000
+        assert [a.payment_hash for a in told] == [payment_hash]
+        assert told[0].outcome is not None and told[0].outcome.result is PaymentResult.PAID
+        assert payer_message(told[0]) is None
+        # polling (the fallback) and a replay after the fact change nothing
+        again = await processor.poll(agent, [payment_hash])
+        assert [a.first_time for a in again] == [False]
+        assert (await ledger.balance(ASKER)).available_msat == 0
+        await assert_books_balance(ledger)
+
+
+async def test_late_payment_becomes_balance_and_says_so(
+    tmp_path: Path,
+    http: httpx.AsyncClient,
+    lnbits_server: LnbitsServer,
+    lnbits_new_wallet: Callable[..., LnbitsAccount],
+) -> None:
+    agent = lnbits(http, lnbits_server, lnbits_new_wallet("agent"))
+    payer = lnbits(http, lnbits_server, lnbits_new_wallet("payer", balance_sat=100))
+    async with open_ledger(tmp_path / "ledger.db") as ledger:
+        processor = SettlementProcessor(ledger)
+        payment_hash, bolt11 = await invoiced_job(ledger, agent, "job-late", 8_000)
+        await ledger.expire_job("job-late")
+        assert (await payer.pay_invoice(bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
+        [applied] = await processor.poll(agent, [payment_hash])
+        assert applied.outcome is not None
+        assert applied.outcome.result is PaymentResult.LATE
+        assert applied.credited_balance_msat == 8_000
+        message = payer_message(applied)
+        assert message is not None and "not lost" in message and "8 sats" in message
+        assert (await ledger.balance(ASKER)).available_msat == 8_000
+        assert (await ledger.job("job-late")).state == "expired"
+        await assert_books_balance(ledger)
+
+
+async def test_overpaid_and_repeated_settlements_with_the_dev_wallet(tmp_path: Path) -> None:
+    agent = DevWallet(dev_network=DevNetwork())
+    async with open_ledger(tmp_path / "ledger.db") as ledger:
+        processor = SettlementProcessor(ledger)
+        payment_hash, _ = await invoiced_job(ledger, agent, "job-over", 5_000)
+        settlement = agent.settle(payment_hash, amount_msat=7_500)
+        first = await processor.apply(settlement)
+        repeat = await processor.apply(settlement)
+        assert first is not None and repeat is not None
+        assert first.first_time and not repeat.first_time
+        assert first.outcome is not None and first.outcome.result is PaymentResult.OVERPAID
+        assert repeat.outcome == first.outcome
+        assert (await ledger.balance(ASKER)).available_msat == 2_500
+        message = payer_message(first)
+        assert message is not None and "2.500 sats" in message
+        await assert_books_balance(ledger)
+
+
+async def test_topups_and_unknown_payments(tmp_path: Path) -> None:
+    wallet = DevWallet()
+    owners: dict[str, str] = {}
+
+    async def topup_owner(payment_hash: str) -> str | None:
+        return owners.get(payment_hash)
+
+    async with open_ledger(tmp_path / "ledger.db") as ledger:
+        processor = SettlementProcessor(ledger, topup_owner=topup_owner)
+        topup = await wallet.make_invoice(10_000, description="topup")
+        owners[topup.payment_hash] = ASKER
+        stray = await wallet.make_invoice(3_000, description="nobody's")
+        for _ in range(3):
+            applied = await processor.apply(wallet.settle(topup.payment_hash))
+            assert applied is not None and applied.outcome is None
+        assert await processor.apply(wallet.settle(stray.payment_hash)) is None
+        assert await processor.apply(Settlement("cd" * 32, 0, None, 0)) is None
+        assert (await ledger.balance(ASKER)).available_msat == 10_000
+        await assert_books_balance(ledger)
+
+
+async def test_exactly_once_across_a_restart(tmp_path: Path) -> None:
+    agent = DevWallet()
+    told: list[str] = []
+
+    async def on_credit(applied: Applied) -> None:
+        told.append(applied.payment_hash)
+
+    path = tmp_path / "ledger.db"
+    async with open_ledger(path) as ledger:
+        payment_hash, _ = await invoiced_job(ledger, agent, "job-restart", 4_000)
+        settlement = agent.settle(payment_hash)
+        await SettlementProcessor(ledger, on_credit=on_credit).apply(settlement)
+    async with open_ledger(path) as ledger:
+        again = await SettlementProcessor(ledger, on_credit=on_credit).apply(settlement)
+        assert again is not None and not again.first_time
+        assert told == [payment_hash]
+        job = await ledger.job("job-restart")
+        assert job.state == "paid" and job.paid_msat == 4_000
+        assert (await ledger.balance(ASKER)).available_msat == 0
+        await assert_books_balance(ledger)
