@@ -1,0 +1,296 @@
+"""The NWC backend against a NIP-47 wallet service on a real relay, backed by real LNbits."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.nostr.nip47 import Encryption, ErrorCode, NwcUri
+from bot.wallets.base import (
+    InvalidInvoice,
+    InvoiceState,
+    PaymentState,
+    Settlement,
+    Wallet,
+    WalletRefused,
+    WalletUnavailable,
+)
+from bot.wallets.nwc import NwcWallet, error_for, payment_state_for
+from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
+from tests.fixtures.nwc_service import LnbitsRest, NwcService, NwcServiceFactory, RelayChannel
+
+ClientFactory = Callable[..., AbstractAsyncContextManager[NwcWallet]]
+
+
+@pytest.fixture
+def nwc_client() -> ClientFactory:
+    @asynccontextmanager
+    async def open_client(uri: NwcUri, **kwargs: Any) -> AsyncIterator[NwcWallet]:
+        channel = RelayChannel(list(uri.relays))
+        await channel.start()
+        wallet = NwcWallet(uri, channel, **kwargs)
+        try:
+            await wallet.connect()
+            yield wallet
+        finally:
+            await wallet.aclose()
+            await channel.close()
+
+    return open_client
+
+
+@pytest.fixture
+async def payer(
+    lnbits_server: LnbitsServer, lnbits_new_wallet: Callable[..., LnbitsAccount]
+) -> AsyncIterator[LnbitsRest]:
+    async with httpx.AsyncClient(base_url=lnbits_server.url, timeout=30.0) as http:
+        yield LnbitsRest(http, lnbits_new_wallet("payer", 50_000))
+
+
+async def next_settlement(wallet: NwcWallet, timeout: float = 20.0) -> Settlement:
+    async def first() -> Settlement:
+        async for item in wallet.settlements():
+            return item
+        raise AssertionError("settlement stream ended")
+
+    return await asyncio.wait_for(first(), timeout)
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    async def loop() -> None:
+        while not await check():
+            await asyncio.sleep(0.2)
+
+    await asyncio.wait_for(loop(), timeout)
+
+
+async def test_invoice_paid_is_settled_and_notified(
+    relay_url: str,
+    nwc_service_factory: NwcServiceFactory,
+    nwc_client: ClientFactory,
+    payer: LnbitsRest,
+) -> None:
+    service = await nwc_service_factory(relay_url)
+    async with nwc_client(service.uri, poll_interval_s=30.0) as wallet:
+        assert isinstance(wallet, Wallet)
+        assert wallet.encryption is Encryption.NIP44_V2
+        invoice = await wallet.make_invoice(21_000, description="a question")
+        assert invoice.amount_msat == 21_000 and invoice.expires_at > invoice.created_at
+        assert (await wallet.lookup_invoice(invoice.payment_hash)).state is InvoiceState.PENDING
+
+        status, _ = await payer.pay(invoice.bolt11)
+        assert status in (200, 201)
+        settlement = await next_settlement(wallet)
+        assert settlement.payment_hash == invoice.payment_hash
+        assert settlement.amount_msat == 21_000
+        assert settlement.preimage is not None
+        assert hashlib.sha256(bytes.fromhex(settlement.preimage)).hexdigest() == (
+            invoice.payment_hash
+        )
+        looked = await wallet.lookup_invoice(invoice.payment_hash)
+        assert looked.state is InvoiceState.SETTLED and looked.preimage == settlement.preimage
+    assert ("make_invoice", Encryption.NIP44_V2) in service.requests_seen
+
+
+async def test_description_hash_invoice(
+    relay_url: str, nwc_service_factory: NwcServiceFactory, nwc_client: ClientFactory
+) -> None:
+    service = await nwc_service_factory(relay_url)
+    digest = hashlib.sha256(b"zap request json").digest()
+    async with nwc_client(service.uri) as wallet:
+        invoice = await wallet.make_invoice(5_000, description_hash=digest)
+    from bot.wallets.bolt11 import decode_invoice
+
+    assert decode_invoice(invoice.bolt11).description_hash == digest.hex()
+
+
+async def test_pay_invoice_balance_and_lookup_payment(
+    relay_url: str,
+    nwc_service_factory: NwcServiceFactory,
+    nwc_client: ClientFactory,
+    payer: LnbitsRest,
+) -> None:
+    service = await nwc_service_factory(relay_url, balance_sat=1_000)
+    async with nwc_client(service.uri) as wallet:
+        assert await wallet.balance_msat() == 1_000_000
+        target = await payer.create_invoice(300, memo="refund")
+        result = await wallet.pay_invoice(str(target["bolt11"]), max_fee_msat=10_000)
+        assert result.state is PaymentState.SUCCEEDED
+        assert result.preimage is not None
+        assert hashlib.sha256(bytes.fromhex(result.preimage)).hexdigest() == target["payment_hash"]
+        assert await wallet.balance_msat() == 700_000
+        looked = await wallet.lookup_payment(str(target["payment_hash"]))
+        assert looked.state is PaymentState.SUCCEEDED and looked.preimage == result.preimage
+        unknown = await wallet.lookup_payment("ab" * 32)
+        assert unknown.state is PaymentState.NOT_FOUND
+        with pytest.raises(WalletRefused) as info:
+            await wallet.lookup_invoice("ab" * 32)
+        assert info.value.code == "not_found"
+        # paying the same invoice again is refused by the wallet: a failure, not a second payment
+        again = await wallet.pay_invoice(str(target["bolt11"]), max_fee_msat=10_000)
+        assert again.state is PaymentState.FAILED
+        assert await wallet.balance_msat() == 700_000
+
+
+async def test_insufficient_balance_is_a_failed_payment(
+    relay_url: str,
+    nwc_service_factory: NwcServiceFactory,
+    nwc_client: ClientFactory,
+    payer: LnbitsRest,
+) -> None:
+    service = await nwc_service_factory(relay_url, balance_sat=10)
+    async with nwc_client(service.uri) as wallet:
+        target = await payer.create_invoice(500, memo="too much")
+        result = await wallet.pay_invoice(str(target["bolt11"]), max_fee_msat=1_000)
+        assert result.state is PaymentState.FAILED
+        assert result.reason == "insufficient_balance"
+        with pytest.raises(InvalidInvoice):
+            await wallet.pay_invoice("lnbc1notaninvoice", max_fee_msat=1_000)
+
+
+async def test_nip04_fallback_when_info_has_no_encryption_tag(
+    relay_url: str,
+    nwc_service_factory: NwcServiceFactory,
+    nwc_client: ClientFactory,
+    payer: LnbitsRest,
+) -> None:
+    service = await nwc_service_factory(relay_url, balance_sat=100, encryptions=())
+    async with nwc_client(service.uri, poll_interval_s=30.0) as wallet:
+        assert wallet.encryption is Encryption.NIP04
+        assert await wallet.balance_msat() == 100_000
+        invoice = await wallet.make_invoice(2_000, description="legacy")
+        await payer.pay(invoice.bolt11)
+        settlement = await next_settlement(wallet)  # arrives as a kind-23196 notification
+        assert settlement.payment_hash == invoice.payment_hash
+    assert {scheme for _, scheme in service.requests_seen} == {Encryption.NIP04}
+
+
+async def test_notifications_lost_then_polling_finds_the_payment(
+    relay_url: str,
+    nwc_service_factory: NwcServiceFactory,
+    nwc_client: ClientFactory,
+    payer: LnbitsRest,
+) -> None:
+    service = await nwc_service_factory(relay_url)
+    service.notify = False
+    async with nwc_client(service.uri, poll_interval_s=0.5) as wallet:
+        invoice = await wallet.make_invoice(3_000, description="polled")
+        await payer.pay(invoice.bolt11)
+        settlement = await next_settlement(wallet)
+        assert settlement.payment_hash == invoice.payment_hash
+        assert settlement.amount_msat == 3_000
+    assert service.notifications_sent == 0
+
+
+async def test_late_answer_leaves_payment_pending_not_failed(
+    relay_url: str,
+    nwc_service_factory: NwcServiceFactory,
+    nwc_client: ClientFactory,
+    payer: LnbitsRest,
+) -> None:
+    service = await nwc_service_factory(relay_url, balance_sat=1_000)
+    async with nwc_client(service.uri, request_timeout_s=1.5) as wallet:
+        target = await payer.create_invoice(100, memo="slow")
+        service.response_delay_s = 5.0
+        result = await wallet.pay_invoice(str(target["bolt11"]), max_fee_msat=1_000)
+        assert result.state is PaymentState.PENDING
+        with pytest.raises(WalletUnavailable):
+            await wallet.balance_msat()
+        service.response_delay_s = 0.0
+
+        async def paid() -> bool:
+            try:
+                looked = await wallet.lookup_payment(str(target["payment_hash"]))
+            except WalletUnavailable:  # a slow answer on a busy machine: ask again
+                return False
+            return looked.state is PaymentState.SUCCEEDED
+
+        await wait_until(paid)
+        assert await wallet.balance_msat() == 900_000
+
+
+async def test_unknown_client_key_is_unauthorized(
+    relay_url: str, nwc_service_factory: NwcServiceFactory, nwc_client: ClientFactory
+) -> None:
+    service = await nwc_service_factory(relay_url)
+    from bot.nostr.keys import Keys
+
+    stranger = NwcUri(service.uri.wallet_pubkey, service.uri.relays, Keys.generate().secret_hex)
+    async with nwc_client(stranger) as wallet:
+        with pytest.raises(WalletRefused) as info:
+            await wallet.balance_msat()
+        assert info.value.code == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (ErrorCode.RATE_LIMITED, WalletUnavailable),
+        (ErrorCode.INTERNAL, WalletUnavailable),
+        (ErrorCode.RESTRICTED, WalletRefused),
+        (ErrorCode.QUOTA_EXCEEDED, WalletRefused),
+    ],
+)
+async def test_error_codes_over_the_wire(
+    relay_url: str,
+    nwc_service_factory: NwcServiceFactory,
+    nwc_client: ClientFactory,
+    code: ErrorCode,
+    expected: type[Exception],
+) -> None:
+    service = await nwc_service_factory(relay_url)
+    service.forced_errors["get_balance"] = code
+    async with nwc_client(service.uri) as wallet:
+        with pytest.raises(expected):
+            await wallet.balance_msat()
+
+
+def test_every_error_code_has_one_typed_outcome() -> None:
+    certainly_not_paid = {
+        ErrorCode.PAYMENT_FAILED, ErrorCode.INSUFFICIENT_BALANCE, ErrorCode.QUOTA_EXCEEDED,
+        ErrorCode.RESTRICTED, ErrorCode.UNAUTHORIZED, ErrorCode.RATE_LIMITED,
+        ErrorCode.NOT_IMPLEMENTED, ErrorCode.UNSUPPORTED_ENCRYPTION,
+    }
+    from bot.nostr.nip47 import ErrorInfo
+
+    for code in ErrorCode:
+        state = payment_state_for(code)
+        expected = PaymentState.FAILED if code in certainly_not_paid else PaymentState.PENDING
+        assert state is expected, code
+        err = error_for(ErrorInfo(code, "msg"))
+        if code in (ErrorCode.INTERNAL, ErrorCode.RATE_LIMITED):
+            assert isinstance(err, WalletUnavailable)
+        else:
+            assert isinstance(err, WalletRefused) and err.code == code.value.lower()
+
+
+async def test_no_info_event_means_unavailable(relay_url: str) -> None:
+    from bot.nostr.keys import Keys
+
+    uri = NwcUri(Keys.generate().public_hex, (relay_url,), Keys.generate().secret_hex)
+    channel = RelayChannel([relay_url])
+    await channel.start()
+    try:
+        wallet = NwcWallet(uri, channel, info_timeout_s=1.0)
+        with pytest.raises(WalletUnavailable):
+            await wallet.connect()
+    finally:
+        await channel.close()
+
+
+async def test_secret_never_in_errors(
+    relay_url: str, nwc_service_factory: NwcServiceFactory, nwc_client: ClientFactory
+) -> None:
+    service: NwcService = await nwc_service_factory(relay_url)
+    service.forced_errors["get_balance"] = ErrorCode.RESTRICTED
+    async with nwc_client(service.uri) as wallet:
+        with pytest.raises(WalletRefused) as info:
+            await wallet.balance_msat()
+    assert service.uri.secret not in str(info.value)
+    assert service.uri.secret not in repr(wallet.__dict__.get("_uri"))
