@@ -1,0 +1,381 @@
+"""One relay connection: connect, answer AUTH, (re)send subscriptions, match OKs, reconnect.
+
+The connection owns no policy about events: verified events and end-of-stored-events go to
+callbacks given by the pool. It reconnects on its own with the injected backoff, forever, until
+``stop``. Protocol parsing is in ``messages`` (sans-I/O); this module only moves frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from bot.nostr import nip11, nip42
+from bot.nostr.errors import InvalidEvent, RelayInfoError
+from bot.nostr.event import Event
+from bot.nostr.keys import Keys
+from bot.relays.backoff import BackoffPolicy, Rand, backoff_delays
+from bot.relays.config import RelayConfig
+from bot.relays.messages import (
+    AuthChallenge,
+    ClosedMessage,
+    EoseMessage,
+    EventMessage,
+    Filter,
+    NoticeMessage,
+    OkMessage,
+    RelayProtocolError,
+    auth_message,
+    close_message,
+    parse_relay_message,
+    req_message,
+)
+from bot.relays.status import RelayState, RelayStatus
+
+log = logging.getLogger("bot.relays")
+
+STABLE_AFTER_S: Final = 10.0
+"""A connection that lasted this long resets the backoff schedule."""
+AUTH_OK_WAIT_S: Final = 2.0
+MAX_LOGGED_CHARS: Final = 200
+
+EventSink = Callable[["RelayConnection", str, Event], Awaitable[None]]
+EoseSink = Callable[["RelayConnection", str], Awaitable[None]]
+SubscriptionSource = Callable[["RelayConnection"], Awaitable[list[tuple[str, list[Filter]]]]]
+
+
+@dataclass(frozen=True, slots=True)
+class OkResult:
+    """A relay's answer to one EVENT (or our own ``error:`` when no answer came)."""
+
+    accepted: bool
+    message: str
+
+    @property
+    def prefix(self) -> str:
+        head, sep, _ = self.message.partition(":")
+        return head if sep and " " not in head else ""
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_LOGGED_CHARS else text[:MAX_LOGGED_CHARS] + "…"
+
+
+def _describe(exc: BaseException) -> str:
+    return _short(f"{type(exc).__name__}: {exc}")
+
+
+class RelayConnection:
+    def __init__(self, config: RelayConfig, *, keys: Keys | None, on_event: EventSink,
+                 on_eose: EoseSink, subscriptions: SubscriptionSource,
+                 backoff: BackoffPolicy, rand: Rand = random.random,
+                 http_client: httpx.AsyncClient | None = None,
+                 ping_interval_s: float | None = 20.0, open_timeout_s: float = 10.0) -> None:
+        self.config = config
+        self.url = config.url
+        self._keys = keys
+        self._on_event = on_event
+        self._on_eose = on_eose
+        self._subscriptions = subscriptions
+        self._backoff = backoff
+        self._rand = rand
+        self._http = http_client
+        self._ping_interval_s = ping_interval_s
+        self._open_timeout_s = open_timeout_s
+
+        self.state = RelayState.IDLE
+        self.info: nip11.RelayInfo | None = None
+        self.last_error: str | None = None
+        self.events_in = 0
+        self.events_out = 0
+        self.invalid_in = 0
+        self.connects = 0
+        self.authenticated = False
+        self.auth_failed = False
+        self.eose_done = False  # every subscription of this session reached EOSE
+        self._retry_at: float | None = None
+        self._challenge: str | None = None
+        self._ws: ClientConnection | None = None
+        self._connected = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[OkResult]] = {}
+        self._order: deque[str] = deque()
+        self._active: dict[str, list[Filter]] = {}
+        self._awaiting_eose: set[str] = set()
+        self._send_lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._run(), name=f"relay {self.url}")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._fail_pending("error: pool stopped")
+        self.state = RelayState.STOPPED
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        if self._connected.is_set():
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), max(timeout_s, 0.0))
+        return self._connected.is_set()
+
+    def status(self) -> RelayStatus:
+        loop = asyncio.get_running_loop()
+        retry_in = None
+        if self.state is RelayState.BACKING_OFF and self._retry_at is not None:
+            retry_in = max(0.0, self._retry_at - loop.time())
+        return RelayStatus(
+            url=self.url, read=self.config.read, write=self.config.write, state=self.state,
+            authenticated=self.authenticated, auth_failed=self.auth_failed,
+            last_error=self.last_error, events_in=self.events_in, events_out=self.events_out,
+            invalid_in=self.invalid_in, connects=self.connects, retry_in_s=retry_in,
+            max_message_length=self.max_message_length,
+        )
+
+    @property
+    def max_message_length(self) -> int | None:
+        return self.info.limitation.max_message_length if self.info is not None else None
+
+    # -- the loop --------------------------------------------------------------------------
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        delays = backoff_delays(self._backoff, self._rand)
+        while not self._stopping.is_set():
+            self.state = RelayState.CONNECTING
+            opened_at: float | None = None
+            try:
+                async with connect(self.url, open_timeout=self._open_timeout_s,
+                                   ping_interval=self._ping_interval_s,
+                                   ping_timeout=self._ping_interval_s, close_timeout=2,
+                                   max_size=1 << 20, proxy=None) as ws:
+                    opened_at = loop.time()
+                    await self._opened(ws)
+                    async for frame in ws:
+                        await self._handle(frame)
+                    self.last_error = "connection closed by the relay"
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                self.last_error = _describe(exc)
+            except Exception as exc:  # a bug must not end the reconnect loop
+                log.exception("relay %s: unexpected error", self.url)
+                self.last_error = _describe(exc)
+            finally:
+                self._closed()
+            if self._stopping.is_set():
+                break
+            if opened_at is not None and loop.time() - opened_at >= STABLE_AFTER_S:
+                delays = backoff_delays(self._backoff, self._rand)
+            delay = next(delays)
+            log.info("relay %s: %s; reconnecting in %.2fs", self.url, self.last_error, delay)
+            self.state = RelayState.BACKING_OFF
+            self._retry_at = loop.time() + delay
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+        self.state = RelayState.STOPPED
+
+    async def _opened(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self.connects += 1
+        self.authenticated = False
+        self._challenge = None
+        self._active.clear()
+        self._awaiting_eose.clear()
+        self.eose_done = False
+        if self.info is None and self._http is not None:
+            try:
+                self.info = await nip11.fetch_relay_info(self._http, self.url, timeout_s=5.0)
+            except RelayInfoError as exc:
+                log.info("relay %s: no NIP-11 document (%s)", self.url, exc)
+        self.state = RelayState.CONNECTED
+        self._connected.set()
+        log.info("relay %s: connected", self.url)
+        for sub_id, filters in await self._subscriptions(self):
+            await self.send_req(sub_id, filters)
+        if not self._awaiting_eose:
+            self.eose_done = True
+
+    def _closed(self) -> None:
+        self._ws = None
+        self._connected.clear()
+        self._fail_pending("error: connection lost")
+
+    def _fail_pending(self, message: str) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_result(OkResult(False, message))
+        self._pending.clear()
+        self._order.clear()
+
+    async def _send(self, frame: str) -> bool:
+        ws = self._ws
+        if ws is None:
+            return False
+        try:
+            async with self._send_lock:
+                await ws.send(frame)
+        except websockets.WebSocketException as exc:
+            self.last_error = _describe(exc)
+            return False
+        return True
+
+    # -- incoming --------------------------------------------------------------------------
+    async def _handle(self, frame: str | bytes) -> None:
+        try:
+            msg = parse_relay_message(frame)
+        except InvalidEvent as exc:
+            self.invalid_in += 1
+            log.debug("relay %s: dropped an invalid event: %s", self.url, exc)
+            return
+        except RelayProtocolError as exc:
+            self.invalid_in += 1
+            log.debug("relay %s: bad frame: %s", self.url, exc)
+            return
+        if isinstance(msg, EventMessage):
+            if msg.sub_id not in self._active:
+                return  # a late event for a subscription we closed
+            self.events_in += 1
+            await self._on_event(self, msg.sub_id, msg.event)
+        elif isinstance(msg, OkMessage):
+            self._resolve_ok(msg)
+        elif isinstance(msg, EoseMessage):
+            self._awaiting_eose.discard(msg.sub_id)
+            if not self._awaiting_eose:
+                self.eose_done = True
+            if msg.sub_id in self._active:
+                await self._on_eose(self, msg.sub_id)
+        elif isinstance(msg, ClosedMessage):
+            await self._handle_closed(msg)
+        elif isinstance(msg, NoticeMessage):
+            log.info("relay %s: NOTICE %s", self.url, _short(msg.message))
+        elif isinstance(msg, AuthChallenge):
+            self._challenge = msg.challenge
+            await self.authenticate()
+
+    def _resolve_ok(self, msg: OkMessage) -> None:
+        future = self._pending.pop(msg.event_id, None)
+        if future is not None:
+            with contextlib.suppress(ValueError):
+                self._order.remove(msg.event_id)
+        elif self._order:
+            # Some relays answer a refused EVENT with an empty or odd id; they process
+            # frames in order, so the answer belongs to the oldest unanswered EVENT.
+            future = self._pending.pop(self._order.popleft(), None)
+        if future is not None and not future.done():
+            future.set_result(OkResult(msg.accepted, msg.message))
+
+    async def _handle_closed(self, msg: ClosedMessage) -> None:
+        filters = self._active.get(msg.sub_id)
+        self._awaiting_eose.discard(msg.sub_id)
+        if filters is None:
+            return
+        if msg.prefix == "auth-required" and self._challenge is not None and self._keys:
+            log.info("relay %s: subscription %s needs AUTH; authenticating", self.url, msg.sub_id)
+            if await self.authenticate():
+                await self.send_req(msg.sub_id, filters)
+                return
+        self._active.pop(msg.sub_id, None)
+        if msg.prefix in ("auth-required", "restricted"):
+            self.auth_failed = True
+        self.last_error = _short(f"CLOSED {msg.sub_id}: {msg.message}")
+        log.warning("relay %s: subscription %s closed: %s", self.url, msg.sub_id,
+                    _short(msg.message))
+
+    # -- outgoing --------------------------------------------------------------------------
+    async def send_req(self, sub_id: str, filters: Sequence[Filter]) -> bool:
+        self._active[sub_id] = list(filters)
+        self._awaiting_eose.add(sub_id)
+        self.eose_done = False
+        return await self._send(req_message(sub_id, filters))
+
+    async def send_close(self, sub_id: str) -> None:
+        self._awaiting_eose.discard(sub_id)
+        if self._active.pop(sub_id, None) is not None:
+            await self._send(close_message(sub_id))
+
+    async def authenticate(self) -> bool:
+        """Answer the last AUTH challenge with our key; False if we cannot."""
+        if self._keys is None or self._challenge is None:
+            return False
+        event = nip42.auth_event(self._keys, self.url, self._challenge)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[OkResult] = loop.create_future()
+        self._pending[event.id] = future  # not in _order: relays may never answer an AUTH
+        if not await self._send(auth_message(event)):
+            self._pending.pop(event.id, None)
+            return False
+        self.authenticated = True
+        try:
+            result = await asyncio.wait_for(asyncio.shield(future), AUTH_OK_WAIT_S)
+        except TimeoutError:
+            return True  # no OK for AUTH (allowed by some relays): assume it worked
+        finally:
+            self._pending.pop(event.id, None)
+        if not result.accepted:
+            self.authenticated = False
+            self.auth_failed = True
+            self.last_error = _short(f"AUTH refused: {result.message}")
+            log.warning("relay %s: AUTH refused: %s", self.url, _short(result.message))
+            return False
+        self.auth_failed = False
+        return True
+
+    def mark_auth_failed(self, reason: str) -> None:
+        self.auth_failed = True
+        self.last_error = _short(reason)
+
+    async def publish(self, event: Event, frame: str, timeout_s: float) -> OkResult:
+        """Send one EVENT and wait for its OK (or an ``error:`` result)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        if not await self.wait_connected(timeout_s):
+            return OkResult(False, "error: not connected")
+        future = self._pending.get(event.id)
+        if future is None:
+            future = loop.create_future()
+            self._pending[event.id] = future
+            self._order.append(event.id)
+            if not await self._send(frame):
+                self._pending.pop(event.id, None)
+                with contextlib.suppress(ValueError):
+                    self._order.remove(event.id)
+                return OkResult(False, "error: connection lost")
+        try:
+            result = await asyncio.wait_for(asyncio.shield(future),
+                                            max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            if self._pending.get(event.id) is future:
+                self._pending.pop(event.id, None)
+                with contextlib.suppress(ValueError):
+                    self._order.remove(event.id)
+            return OkResult(False, "error: no OK before the timeout")
+        if result.accepted:
+            self.events_out += 1
+        return result

@@ -1,0 +1,328 @@
+"""``RelayPool``: the agent's relays, as one place to subscribe and publish.
+
+Events in
+    Each read relay gets one REQ per subscription. Every event is verified (id recomputed,
+    signature checked) by the parser, then deduplicated twice: a bounded in-memory set of
+    recent ids (several relays, reconnects) and the durable ``SeenStore.claim`` (restarts).
+    Survivors are handed to the subscription's handler one at a time, in arrival order, by a
+    single dispatcher task; handlers should be quick (queue real work elsewhere).
+
+Cursors
+    After a relay's stored events (EOSE) and then every ``checkpoint_interval_s`` while live,
+    the pool queues a checkpoint behind the events already received; when the dispatcher
+    reaches it, every earlier event has been handled and ``set_cursor(relay, t)`` is stored.
+    A (re)subscription asks for ``since = cursor - lookback_s`` (or ``now - lookback_s`` the
+    first time): the look-back must cover gift wraps, whose outer ``created_at`` is up to two
+    days in the past (``GIFT_WRAP_LOOKBACK_S``). Re-delivered events are dropped by dedupe.
+
+Events out
+    ``publish`` sends to every write relay at once and returns when one relay accepted (or all
+    gave up, or the timeout passed); the other relays keep trying in the background.
+    ``rate-limited:`` answers and lost connections are retried with backoff until the timeout,
+    ``auth-required:`` triggers NIP-42 AUTH and one retry, ``duplicate:`` counts as accepted,
+    and a frame longer than the relay's NIP-11 ``max_message_length`` is not sent at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+
+from bot.nostr.event import Event
+from bot.nostr.keys import Keys
+from bot.relays.backoff import DEFAULT_BACKOFF, BackoffPolicy, Rand, backoff_delays
+from bot.relays.config import RelayConfig
+from bot.relays.connection import OkResult, RelayConnection
+from bot.relays.dedupe import MemoryStore, RecentIds, SeenStore
+from bot.relays.messages import Filter, event_message
+from bot.relays.status import RelayStatus
+
+log = logging.getLogger("bot.relays")
+
+GIFT_WRAP_LOOKBACK_S: Final = 2 * 24 * 3600 + 3600
+"""Two days (NIP-59's timestamp randomization) plus an hour of clock skew."""
+DEFAULT_LOOKBACK_S: Final = 15 * 60
+LIVE_MARGIN_S: Final = 60
+PUBLISH_RETRY: Final = BackoffPolicy(base_s=1.0, factor=2.0, cap_s=8.0, jitter=0.5)
+
+Handler = Callable[[Event, str], Awaitable[None]]
+"""``handler(event, relay_url)``: called once per new event of a subscription."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    sub_id: str
+    filters: tuple[Mapping[str, Any], ...]
+    handler: Handler = field(compare=False)
+    lookback_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """Per-relay outcome of one publish. ``ok`` when at least one relay accepted it."""
+
+    event_id: str
+    accepted: tuple[str, ...]
+    refused: Mapping[str, str]
+    pending: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.accepted)
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    sub: Subscription
+    event: Event
+    relay_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    relay_url: str
+    since: int
+
+
+_STOP: Final = object()
+
+
+class RelayPool:
+    def __init__(self, relays: Sequence[RelayConfig], *, keys: Keys | None = None,
+                 store: SeenStore | None = None, http_client: httpx.AsyncClient | None = None,
+                 backoff: BackoffPolicy = DEFAULT_BACKOFF, rand: Rand = random.random,
+                 clock: Callable[[], float] = time.time, ping_interval_s: float | None = 20.0,
+                 checkpoint_interval_s: float = 30.0, recent_capacity: int = 100_000,
+                 queue_size: int = 10_000) -> None:
+        if not relays:
+            raise ValueError("a relay pool needs at least one relay")
+        self.keys = keys
+        self.store: SeenStore = store if store is not None else MemoryStore()
+        self._clock = clock
+        self._rand = rand
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._recent = RecentIds(recent_capacity)
+        self._subs: dict[str, Subscription] = {}
+        self._next_sub = 0
+        self._queue: asyncio.Queue[_Delivery | _Checkpoint | object] = asyncio.Queue(queue_size)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[OkResult]] = set()
+        self._running = False
+        self.duplicates_dropped = 0
+        self.handler_errors = 0
+        self._conns = [
+            RelayConnection(cfg, keys=keys, on_event=self._on_event, on_eose=self._on_eose,
+                            subscriptions=self._subscriptions_for, backoff=backoff, rand=rand,
+                            http_client=http_client, ping_interval_s=ping_interval_s)
+            for cfg in relays
+        ]
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        self._tasks = [asyncio.create_task(self._dispatch(), name="relay pool dispatcher"),
+                       asyncio.create_task(self._checkpoints(), name="relay pool checkpoints")]
+        for conn in self._conns:
+            conn.start()
+
+    async def stop(self) -> None:
+        """Close every connection, finish handling what was received, store the cursors."""
+        if not self._running:
+            return
+        self._running = False
+        await asyncio.gather(*(conn.stop() for conn in self._conns))
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._tasks[1].cancel()
+        await self._queue.put(_STOP)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def __aenter__(self) -> RelayPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def status(self) -> list[RelayStatus]:
+        return [conn.status() for conn in self._conns]
+
+    @property
+    def urls(self) -> list[str]:
+        return [conn.url for conn in self._conns]
+
+    async def wait_connected(self, timeout_s: float, *, all_relays: bool = False) -> bool:
+        """Wait until one relay (or every relay) is connected."""
+        waits = [asyncio.create_task(c.wait_connected(timeout_s)) for c in self._conns]
+        if all_relays:
+            return all(await asyncio.gather(*waits))
+        try:
+            for next_done in asyncio.as_completed(waits):
+                if await next_done:
+                    return True
+            return False
+        finally:
+            for task in waits:
+                task.cancel()
+
+    # -- subscriptions ---------------------------------------------------------------------
+    async def subscribe(self, filters: Iterable[Mapping[str, Any]], handler: Handler, *,
+                        lookback_s: int = DEFAULT_LOOKBACK_S) -> Subscription:
+        """Register a subscription on every read relay (now, and after every reconnect)."""
+        frozen = tuple(dict(f) for f in filters)
+        if not frozen:
+            raise ValueError("a subscription needs at least one filter")
+        self._next_sub += 1
+        sub = Subscription(f"timmy{self._next_sub}", frozen, handler, lookback_s)
+        self._subs[sub.sub_id] = sub
+        for conn in self._conns:
+            if conn.config.read and conn.connected:
+                await conn.send_req(sub.sub_id, await self._filters_for(conn, sub))
+        return sub
+
+    async def unsubscribe(self, sub: Subscription) -> None:
+        self._subs.pop(sub.sub_id, None)
+        for conn in self._conns:
+            await conn.send_close(sub.sub_id)
+
+    async def _filters_for(self, conn: RelayConnection, sub: Subscription) -> list[Filter]:
+        cursor = await self.store.cursor(conn.url)
+        base = int(self._clock()) if cursor is None else cursor
+        since = max(0, base - sub.lookback_s)
+        out: list[Filter] = []
+        for f in sub.filters:
+            given = f.get("since")
+            out.append({**f, "since": max(since, given) if isinstance(given, int) else since})
+        return out
+
+    async def _subscriptions_for(self, conn: RelayConnection) -> list[tuple[str, list[Filter]]]:
+        if not conn.config.read:
+            return []
+        return [(s.sub_id, await self._filters_for(conn, s)) for s in list(self._subs.values())]
+
+    async def _on_event(self, conn: RelayConnection, sub_id: str, event: Event) -> None:
+        sub = self._subs.get(sub_id)
+        if sub is None:
+            return
+        if not self._recent.add(event.id):
+            self.duplicates_dropped += 1
+            return
+        await self._queue.put(_Delivery(sub, event, conn.url))
+
+    async def _on_eose(self, conn: RelayConnection, sub_id: str) -> None:
+        if conn.eose_done:  # every subscription on this relay is past its stored events
+            await self._queue.put(_Checkpoint(conn.url, int(self._clock()) - LIVE_MARGIN_S))
+
+    async def _checkpoints(self) -> None:
+        while True:
+            await asyncio.sleep(self._checkpoint_interval_s)
+            now = int(self._clock())
+            for conn in self._conns:
+                if conn.connected and conn.eose_done and conn.config.read and self._subs:
+                    await self._queue.put(_Checkpoint(conn.url, now - LIVE_MARGIN_S))
+
+    async def _dispatch(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if item is _STOP:
+                return
+            try:
+                if isinstance(item, _Delivery):
+                    await self._deliver(item)
+                elif isinstance(item, _Checkpoint):
+                    await self.store.set_cursor(item.relay_url, item.since)
+            except Exception:
+                self.handler_errors += 1
+                log.exception("relay pool: handling failed")
+
+    async def _deliver(self, item: _Delivery) -> None:
+        if not await self.store.claim(item.event.id):
+            self.duplicates_dropped += 1
+            return
+        await item.sub.handler(item.event, item.relay_url)
+
+    async def claim(self, key: str) -> bool:
+        """Dedupe anything else (e.g. a gift wrap's rumor id): True only the first time."""
+        if not self._recent.add(key):
+            return False
+        return await self.store.claim(key)
+
+    # -- publishing ------------------------------------------------------------------------
+    async def publish(self, event: Event, *, timeout_s: float = 10.0,
+                      relays: Iterable[str] | None = None, wait_all: bool = False
+                      ) -> PublishResult:
+        """Send ``event`` to the write relays (or to ``relays`` among them)."""
+        wanted = None if relays is None else set(relays)
+        targets = [c for c in self._conns
+                   if c.config.write and (wanted is None or c.url in wanted)]
+        if not targets:
+            return PublishResult(event.id, (), {"*": "error: no write relay to publish to"})
+        frame = event_message(event)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        tasks = {asyncio.create_task(self._publish_one(c, event, frame, deadline)): c.url
+                 for c in targets}
+        results: dict[str, OkResult] = {}
+        waiting = set(tasks)
+        while waiting:
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                results[tasks[task]] = task.result()
+            if not wait_all and any(r.accepted for r in results.values()):
+                break
+        for task in waiting:  # keep trying the slower relays in the background
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        accepted = tuple(url for url, r in results.items() if r.accepted)
+        refused = {url: r.message for url, r in results.items() if not r.accepted}
+        if not accepted:
+            log.warning("publish %s: refused everywhere: %s", event.id, refused)
+        return PublishResult(event.id, accepted, refused,
+                             tuple(tasks[t] for t in waiting))
+
+    async def _publish_one(self, conn: RelayConnection, event: Event, frame: str,
+                           deadline: float) -> OkResult:
+        loop = asyncio.get_running_loop()
+        delays = backoff_delays(PUBLISH_RETRY, self._rand)
+        tried_auth = False
+        result = OkResult(False, "error: timeout before sending")
+        while True:
+            limit = conn.max_message_length
+            if limit is not None and len(frame.encode("utf-8")) > limit:
+                return OkResult(False, f"too-large: {len(frame)} bytes over the relay's "
+                                       f"max_message_length {limit}")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return result
+            result = await conn.publish(event, frame, remaining)
+            if result.accepted:
+                return result
+            prefix = result.prefix
+            if prefix == "duplicate":
+                return OkResult(True, result.message)
+            if prefix == "auth-required" and not tried_auth:
+                tried_auth = True
+                if await conn.authenticate():
+                    continue
+                conn.mark_auth_failed(f"auth-required and AUTH impossible: {result.message}")
+                return result
+            if prefix in ("rate-limited", "error"):
+                pause = min(next(delays), deadline - loop.time())
+                if pause <= 0:
+                    return result
+                await asyncio.sleep(pause)
+                continue
+            if prefix in ("restricted", "auth-required") and conn.authenticated:
+                conn.mark_auth_failed(f"refused after AUTH: {result.message}")
+            return result
