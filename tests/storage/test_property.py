@@ -1,0 +1,307 @@
+"""A stateful property test: random sequences of every ledger operation, invariants after each step.
+
+Includes failures, expiries, duplicates of every idempotency key and UTC day boundaries. After
+every step: ``check`` finds no violation (balances = journal, journal sums to zero, nothing below
+zero, daily counters = journal and within limits, escrow/refunds = job records); every external
+receipt is counted exactly once; and an operation that raised changed nothing at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import TypeVar
+
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from storage import (
+    Database,
+    IdempotencyConflict,
+    Ledger,
+    LedgerError,
+    Limits,
+    PaymentResult,
+    check,
+)
+from tests.storage.support import ManualClock
+
+T = TypeVar("T")
+
+LIMITS = Limits(daily_free_msat=50_000, daily_free_jobs=3, pool_daily_cap_msat=80_000)
+PUBKEYS = st.sampled_from(["alice", "bob", "carol"])
+AMOUNTS = st.integers(min_value=1, max_value=60_000)
+KEYS = st.integers(min_value=0, max_value=7)  # small: duplicates are frequent
+PICK = st.integers(min_value=0, max_value=10_000)
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="ledger-prop-"))
+        self.loop = asyncio.new_event_loop()
+        self.clock = ManualClock(1_767_225_600 - 1800)
+        self.db = self.run(Database.open(self.dir / "l.db"))
+        self.ledger = Ledger(self.db, LIMITS, clock=self.clock)
+        self.jobs: list[str] = []
+        self.payouts: list[int] = []
+        self.keys: dict[str, tuple[str, object]] = {}  # key → (op, args): first use wins
+        self.zapped = 0      # sum over distinct pool-credit keys
+        self.received = 0    # sum over distinct payment / balance keys
+        self.n = 0
+        self.counted: set[str] = set()
+
+    def run(self, aw: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(aw)
+
+    def teardown(self) -> None:
+        self.run(self.db.close())
+        self.loop.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _snapshot(self) -> tuple[object, ...]:
+        """Every row of every table of the ledger."""
+        def rows(conn: sqlite3.Connection) -> tuple[object, ...]:
+            return tuple(
+                tuple(conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall())  # noqa: S608
+                for t in ("accounts", "transfers", "jobs", "daily_usage", "pool_daily",
+                          "payouts", "operations"))
+        return self.run(self.db.read(rows))
+
+    def attempt(self, aw: Awaitable[T]) -> T | None:
+        """Run an operation; if it raises a LedgerError, assert it changed nothing."""
+        before = self._snapshot()
+        try:
+            result = self.run(aw)
+        except LedgerError as exc:
+            event(f"refused: {type(exc).__name__}")
+            assert self._snapshot() == before
+            return None
+        event(f"done: {type(result).__name__}")
+        return result
+
+    def _pick(self, items: list[T], i: int) -> T:
+        return items[i % len(items)]
+
+    def _new_job(self) -> str:
+        self.n += 1
+        return f"job{self.n}"
+
+    # ---------------------------------------------------------------- funding
+
+    @rule(amount=AMOUNTS, k=KEYS, zap=st.booleans())
+    def credit_pool(self, amount: int, k: int, zap: bool) -> None:
+        key = f"pool:{k}"
+        source = "zap" if zap else "operator"
+        try:
+            self.run(self.ledger.credit_pool(amount, key, source=source, zapper_pubkey="z"))
+        except IdempotencyConflict:
+            assert self.keys[key] != ("pool", (amount, source))
+            return
+        self.keys.setdefault(key, ("pool", (amount, source)))
+        if key not in self.counted:
+            self.counted.add(key)
+            self.zapped += amount
+
+    @rule(pubkey=PUBKEYS, amount=AMOUNTS, k=KEYS)
+    def credit_balance(self, pubkey: str, amount: int, k: int) -> None:
+        key = f"bal:{k}"
+        try:
+            self.run(self.ledger.credit_balance(pubkey, amount, key, "topup"))
+        except IdempotencyConflict:
+            assert self.keys[key] != ("bal", (pubkey, amount))
+            return
+        self.keys.setdefault(key, ("bal", (pubkey, amount)))
+        if key not in self.counted:
+            self.counted.add(key)
+            self.received += amount
+
+    # ---------------------------------------------------------------- jobs
+
+    @rule(pubkey=PUBKEYS, estimate=AMOUNTS)
+    def decide(self, pubkey: str, estimate: int) -> None:
+        job = self._new_job()
+        d = self.run(self.ledger.decide(job, pubkey, estimate))
+        assert d.absorb_msat + d.work_amount_msat == estimate
+        self.jobs.append(job)
+        assert self.run(self.ledger.decide(job, pubkey, estimate)) == d  # duplicate: same answer
+
+    @rule(pubkey=PUBKEYS, estimate=AMOUNTS)
+    def dry_run(self, pubkey: str, estimate: int) -> None:
+        before = self._snapshot()
+        self.run(self.ledger.decide_dry_run(pubkey, estimate))
+        assert self._snapshot() == before
+
+    @precondition(lambda self: self.jobs)
+    @rule(i=PICK)
+    def attach_invoice(self, i: int) -> None:
+        job = self._pick(self.jobs, i)
+        rec = self.run(self.ledger.job(job))
+        amount = rec.work_amount_msat or 1
+        self.attempt(self.ledger.attach_invoice(job, f"hash-{job}", amount, self.clock.now + 600))
+
+    @precondition(lambda self: self.jobs)
+    @rule(i=PICK, how=st.sampled_from(["exact", "over", "under"]), k=KEYS)
+    def confirm_payment(self, i: int, how: str, k: int) -> None:
+        job = self._pick(self.jobs, i)
+        rec = self.run(self.ledger.job(job))
+        due = max(rec.work_amount_msat, 2)
+        amount = {"exact": due, "over": due + 777, "under": due - 1}[how]
+        key = f"pay:{k}"
+        before_first = key in self.counted
+        out = self.attempt(self.ledger.confirm_payment(job, amount, key))
+        if out is not None:
+            event(f"payment: {out.result.value}")
+        if out is not None and not before_first:
+            self.counted.add(key)
+            self.received += out.amount_msat
+            if out.result is PaymentResult.PAID:
+                assert out.amount_msat == rec.work_amount_msat
+
+    @precondition(lambda self: self.jobs)
+    @rule(i=PICK, fraction=st.integers(min_value=0, max_value=100))
+    def settle(self, i: int, fraction: int) -> None:
+        job = self._pick(self.jobs, i)
+        rec = self.run(self.ledger.job(job))
+        actual = rec.estimate_msat * fraction // 100
+        s = self.attempt(self.ledger.settle(job, actual))
+        if s is not None:
+            assert s.refund_msat >= 0 and s.user_charge_msat >= 0
+            assert s.user_charge_msat + s.refund_msat == rec.paid_msat
+            assert self.run(self.ledger.settle(job, actual)) == s  # duplicate
+
+    @precondition(lambda self: self.jobs)
+    @rule(i=PICK, fraction=st.integers(min_value=0, max_value=100))
+    def record_grant(self, i: int, fraction: int) -> None:
+        job = self._pick(self.jobs, i)
+        rec = self.run(self.ledger.job(job))
+        actual = rec.reserved_msat * fraction // 100
+        self.attempt(self.ledger.record_grant(rec.pubkey, job, actual, max(rec.reserved_msat, 1)))
+
+    @precondition(lambda self: self.jobs)
+    @rule(i=PICK)
+    def fail_job(self, i: int) -> None:
+        self.attempt(self.ledger.fail_job(self._pick(self.jobs, i), "boom"))
+
+    @precondition(lambda self: self.jobs)
+    @rule(i=PICK)
+    def expire_job(self, i: int) -> None:
+        self.attempt(self.ledger.expire_job(self._pick(self.jobs, i)))
+
+    @rule(pubkey=PUBKEYS, estimate=AMOUNTS, pay=st.sampled_from(["exact", "over", "late", "none"]),
+          fraction=st.integers(min_value=-1, max_value=100),
+          refund=st.sampled_from(["payout", "payout_fails", "credit", "keep"]), k=KEYS)
+    def whole_job(self, pubkey: str, estimate: int, pay: str, fraction: int, refund: str,
+                  k: int) -> None:
+        """One coherent job from decision to refund (fraction -1: the work fails)."""
+        job = self._new_job()
+        d = self.run(self.ledger.decide(job, pubkey, estimate))
+        self.jobs.append(job)
+        event(f"whole_job: {d.serve.value}")
+        if d.work_amount_msat:
+            self.run(self.ledger.attach_invoice(job, f"hash-{job}", d.work_amount_msat,
+                                                self.clock.now + 600))
+            if pay == "none":
+                return
+            if pay == "late":
+                self.clock.advance(601)
+            amount = d.work_amount_msat + (5 if pay == "over" else 0)
+            key = f"pay:{job}:{k}"
+            out = self.run(self.ledger.confirm_payment(f"hash-{job}", amount, key))
+            event(f"whole_job payment: {out.result.value}")
+            if key not in self.counted:
+                self.counted.add(key)
+                self.received += amount
+            if not out.job_paid:
+                return
+        if fraction < 0:
+            self.run(self.ledger.fail_job(job, "backend down"))
+        else:
+            self.run(self.ledger.settle(job, estimate * fraction // 100))
+        rec = self.run(self.ledger.job(job))
+        if rec.refund_state.value != "pending" or refund == "keep":
+            return
+        if refund == "credit":
+            self.run(self.ledger.credit_refund_to_balance(job))
+            return
+        p = self.run(self.ledger.begin_payout(job, "lnbc-dest", f"po:{job}:{k}"))
+        self.payouts.append(p.payout_id)
+        if refund == "payout":
+            self.run(self.ledger.confirm_payout(p.payout_id, "preimage", k))
+        else:
+            self.run(self.ledger.fail_payout(p.payout_id, "no route"))
+        event(f"whole_job refund: {refund}")
+
+    # ---------------------------------------------------------------- sessions
+
+    @rule(pubkey=PUBKEYS, estimate=AMOUNTS)
+    def session_start(self, pubkey: str, estimate: int) -> None:
+        job = self._new_job()
+        hold = self.run(self.ledger.session_start(job, pubkey, estimate))
+        if hold.held:
+            self.jobs.append(job)
+
+    @precondition(lambda self: self.jobs)
+    @rule(i=PICK, fraction=st.integers(min_value=0, max_value=100))
+    def session_settle(self, i: int, fraction: int) -> None:
+        job = self._pick(self.jobs, i)
+        rec = self.run(self.ledger.job(job))
+        s = self.attempt(self.ledger.session_settle(job, rec.estimate_msat * fraction // 100))
+        if s is not None:
+            assert s.absorbed_msat + s.charged_msat == s.actual_msat
+
+    # ---------------------------------------------------------------- refunds
+
+    @precondition(lambda self: self.jobs)
+    @rule(i=PICK, k=KEYS)
+    def begin_payout(self, i: int, k: int) -> None:
+        job = self._pick(self.jobs, i)
+        p = self.attempt(self.ledger.begin_payout(job, "lnbc-dest", f"po:{job}:{k}"))
+        if p is not None and p.payout_id not in self.payouts:
+            self.payouts.append(p.payout_id)
+
+    @precondition(lambda self: self.payouts)
+    @rule(i=PICK, fee=st.integers(min_value=0, max_value=50))
+    def confirm_payout(self, i: int, fee: int) -> None:
+        self.attempt(self.ledger.confirm_payout(self._pick(self.payouts, i), "preimage", fee))
+
+    @precondition(lambda self: self.payouts)
+    @rule(i=PICK)
+    def fail_payout(self, i: int) -> None:
+        self.attempt(self.ledger.fail_payout(self._pick(self.payouts, i), "no route"))
+
+    @precondition(lambda self: self.jobs)
+    @rule(i=PICK)
+    def credit_refund(self, i: int) -> None:
+        self.attempt(self.ledger.credit_refund_to_balance(self._pick(self.jobs, i)))
+
+    # ---------------------------------------------------------------- time
+
+    @rule(seconds=st.sampled_from([1, 300, 601, 1800, 86_400]))
+    def advance(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+
+    # ---------------------------------------------------------------- invariants
+
+    @invariant()
+    def ledger_is_consistent(self) -> None:
+        report = self.run(check(self.db, LIMITS))
+        assert report.violations == []
+        b = report.balances
+        assert b["pool"] - report.pending["pool"] >= 0
+        for account, balance in b.items():
+            if account not in ("zaps_in", "operator", "lightning_in"):
+                assert balance - report.pending[account] >= 0
+        assert -(b["zaps_in"] + b["operator"]) == self.zapped + b["fees"]
+        assert -b["lightning_in"] == self.received
+
+
+TestLedgerMachine = LedgerMachine.TestCase
+TestLedgerMachine.settings = settings(
+    max_examples=150, stateful_step_count=50, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
