@@ -1,0 +1,86 @@
+"""A separate OS process driving the ledger, for the multi-process and crash tests.
+
+``python -m tests.storage.worker hammer DB PROC N`` — a burst of concurrent operations, some on
+keys and jobs shared by every process; prints ``DONE`` when finished.
+``python -m tests.storage.worker crash DB RUN`` — writes forever with 16 concurrent tasks, printing
+``ACK <key>`` after each operation returns (i.e. after its durable commit), until killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+
+from storage import Database, Ledger, Limits, Serve
+
+HAMMER_LIMITS = Limits(daily_free_msat=5_000, daily_free_jobs=20)
+CRASH_LIMITS = Limits(daily_free_msat=10**12, daily_free_jobs=10**9)
+SHARED_ZAPS = 50
+SHARED_JOBS = 20
+ZAP_MSAT = 1_000
+
+
+async def hammer(path: str, proc: int, n: int) -> None:
+    db = await Database.open(path)
+    ledger = Ledger(db, HAMMER_LIMITS)
+
+    async def zap(i: int) -> None:
+        await ledger.credit_pool(ZAP_MSAT, f"zap:{i}", source="zap", zapper_pubkey=f"z{i % 7}")
+
+    async def free_job(j: int) -> None:
+        job = f"p{proc}-j{j}"
+        d = await ledger.decide(job, f"user{j % 10}", 700)
+        if d.serve is Serve.FREE:
+            if j % 3 == 0:
+                await ledger.release_reservation(job)
+            else:
+                await ledger.record_grant(d.pubkey, job, 500, 700)
+
+    async def shared_job(k: int) -> None:
+        job = f"shared-{k}"
+        d = await ledger.decide(job, f"user{k % 10}", 1_000_000)
+        await ledger.attach_invoice(job, f"hash-{k}", d.work_amount_msat, 4_000_000_000)
+        await ledger.confirm_payment(f"hash-{k}", d.work_amount_msat, f"pay:hash-{k}")
+
+    tasks = [zap(i) for i in range(SHARED_ZAPS)]
+    tasks += [free_job(j) for j in range(n)]
+    tasks += [shared_job(k) for k in range(SHARED_JOBS)]
+    await asyncio.gather(*tasks)
+    await db.close()
+    print("DONE", flush=True)
+
+
+async def crash(path: str, run: int) -> None:
+    db = await Database.open(path)
+    ledger = Ledger(db, CRASH_LIMITS)
+    counter = itertools.count()
+
+    async def loop() -> None:
+        while True:
+            i = next(counter)
+            key = f"r{run}-{i}"
+            if i % 2 == 0:
+                await ledger.credit_pool(1_000 + i, f"zap:{key}", zapper_pubkey="z")
+                print(f"ACK zap:{key}", flush=True)
+            else:
+                d = await ledger.decide(key, f"user{i % 5}", 900)
+                if d.serve is Serve.FREE:
+                    await ledger.record_grant(d.pubkey, key, 400, 900)
+                print(f"ACK job:{key}:decide", flush=True)
+
+    await asyncio.gather(*(loop() for _ in range(16)))
+
+
+def main(argv: list[str]) -> None:
+    mode, path = argv[0], argv[1]
+    if mode == "hammer":
+        asyncio.run(hammer(path, int(argv[2]), int(argv[3])))
+    elif mode == "crash":
+        asyncio.run(crash(path, int(argv[2])))
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
