@@ -112,6 +112,7 @@ class RelayConnection:
         self._pending: dict[str, asyncio.Future[OkResult]] = {}
         self._order: deque[str] = deque()
         self._active: dict[str, list[Filter]] = {}
+        self._auth_retried: dict[str, bool] = {}
         self._awaiting_eose: set[str] = set()
         self._send_lock = asyncio.Lock()
 
@@ -207,6 +208,7 @@ class RelayConnection:
         self.authenticated = False
         self._challenge = None
         self._active.clear()
+        self._auth_retried.clear()
         self._awaiting_eose.clear()
         self.eose_done = False
         if self.info is None and self._http is not None:
@@ -277,7 +279,7 @@ class RelayConnection:
             log.info("relay %s: NOTICE %s", self.url, _short(msg.message))
         elif isinstance(msg, AuthChallenge):
             self._challenge = msg.challenge
-            await self.authenticate()
+            await self._send_auth()
 
     def _resolve_ok(self, msg: OkMessage) -> None:
         future = self._pending.pop(msg.event_id, None)
@@ -298,7 +300,8 @@ class RelayConnection:
             return
         if msg.prefix == "auth-required" and self._challenge is not None and self._keys:
             log.info("relay %s: subscription %s needs AUTH; authenticating", self.url, msg.sub_id)
-            if await self.authenticate():
+            if not self._auth_retried.get(msg.sub_id) and await self._send_auth() is not None:
+                self._auth_retried[msg.sub_id] = True
                 await self.send_req(msg.sub_id, filters)
                 return
         self._active.pop(msg.sub_id, None)
@@ -320,32 +323,47 @@ class RelayConnection:
         if self._active.pop(sub_id, None) is not None:
             await self._send(close_message(sub_id))
 
-    async def authenticate(self) -> bool:
-        """Answer the last AUTH challenge with our key; False if we cannot."""
+    async def _send_auth(self) -> asyncio.Future[OkResult] | None:
+        """Send AUTH for the last challenge; the future gets the relay's OK, if it sends one."""
         if self._keys is None or self._challenge is None:
-            return False
+            return None
         event = nip42.auth_event(self._keys, self.url, self._challenge)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[OkResult] = loop.create_future()
+        future: asyncio.Future[OkResult] = asyncio.get_running_loop().create_future()
         self._pending[event.id] = future  # not in _order: relays may never answer an AUTH
         if not await self._send(auth_message(event)):
             self._pending.pop(event.id, None)
-            return False
+            return None
         self.authenticated = True
-        try:
-            result = await asyncio.wait_for(asyncio.shield(future), AUTH_OK_WAIT_S)
-        except TimeoutError:
-            return True  # no OK for AUTH (allowed by some relays): assume it worked
-        finally:
-            self._pending.pop(event.id, None)
-        if not result.accepted:
+        future.add_done_callback(self._auth_answered)
+        return future
+
+    def _auth_answered(self, future: asyncio.Future[OkResult]) -> None:
+        if future.cancelled():
+            return
+        result = future.result()
+        if result.accepted:
+            self.auth_failed = False
+        elif result.message != "error: connection lost":
             self.authenticated = False
             self.auth_failed = True
             self.last_error = _short(f"AUTH refused: {result.message}")
             log.warning("relay %s: AUTH refused: %s", self.url, _short(result.message))
+
+    async def authenticate(self) -> bool:
+        """Answer the last AUTH challenge and wait briefly for an OK; False if refused or
+        impossible (no key, no challenge). Never call it from the read loop."""
+        future = await self._send_auth()
+        if future is None:
             return False
-        self.auth_failed = False
-        return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(future), AUTH_OK_WAIT_S)
+        if not future.done():
+            # no OK for AUTH (some relays never send one): assume it worked
+            for key, value in list(self._pending.items()):
+                if value is future:
+                    self._pending.pop(key, None)
+            return True
+        return future.result().accepted
 
     def mark_auth_failed(self, reason: str) -> None:
         self.auth_failed = True

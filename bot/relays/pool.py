@@ -311,11 +311,12 @@ class RelayPool:
             prefix = result.prefix
             if prefix == "duplicate":
                 return OkResult(True, result.message)
-            if prefix == "auth-required" and not tried_auth:
+            if prefix in ("auth-required", "restricted") and not tried_auth and self.keys:
+                # authenticate (again: the EVENT may have raced the relay's challenge), retry once
                 tried_auth = True
                 if await conn.authenticate():
                     continue
-                conn.mark_auth_failed(f"auth-required and AUTH impossible: {result.message}")
+                conn.mark_auth_failed(f"{prefix} and AUTH failed: {result.message}")
                 return result
             if prefix in ("rate-limited", "error"):
                 pause = min(next(delays), deadline - loop.time())
