@@ -1,0 +1,167 @@
+"""The sans-I/O parts: relay message parsing and building, backoff, relays.toml, dedupe."""
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.nostr.errors import InvalidEvent
+from bot.nostr.event import sign_event
+from bot.nostr.keys import Keys
+from bot.relays import MemoryStore, RelayConfig, RelayConfigError, RelayPool
+from bot.relays.backoff import BackoffPolicy, backoff_delays
+from bot.relays.config import load_relays_toml, parse_relays_toml
+from bot.relays.dedupe import RecentIds
+from bot.relays.messages import (
+    AuthChallenge,
+    ClosedMessage,
+    EoseMessage,
+    EventMessage,
+    NoticeMessage,
+    OkMessage,
+    RelayProtocolError,
+    close_message,
+    event_message,
+    ok_prefix,
+    parse_relay_message,
+    req_message,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_parse_each_message_type() -> None:
+    event = sign_event(Keys.generate(), 1, "x")
+    assert parse_relay_message(json.dumps(["EVENT", "s1", event.to_dict()])) == EventMessage(
+        "s1", event)
+    ok = parse_relay_message('["OK","' + event.id + '",false,"rate-limited: slow down"]')
+    assert ok == OkMessage(event.id, False, "rate-limited: slow down")
+    assert isinstance(ok, OkMessage) and ok.prefix == "rate-limited"
+    assert parse_relay_message('["EOSE","s1"]') == EoseMessage("s1")
+    closed = parse_relay_message('["CLOSED","s1","auth-required: who are you"]')
+    assert isinstance(closed, ClosedMessage) and closed.prefix == "auth-required"
+    assert parse_relay_message('["NOTICE","hi"]') == NoticeMessage("hi")
+    assert parse_relay_message('["AUTH","chal"]') == AuthChallenge("chal")
+
+
+def test_event_in_frame_is_verified() -> None:
+    event = sign_event(Keys.generate(), 1, "x").to_dict() | {"content": "tampered"}
+    with pytest.raises(InvalidEvent):
+        parse_relay_message(json.dumps(["EVENT", "s", event]))
+
+
+@pytest.mark.parametrize("frame", [
+    "", "{}", "[]", "[1]", '["WHAT"]', '["EOSE"]', '["EOSE",5]', '["OK","x"]', '["OK","x","yes"]',
+    '["AUTH"]', '["AUTH",""]', '["EVENT","s"]', '["CLOSED"]', "[" * 50_000, "x" * (2 << 20),
+])
+def test_bad_frames_are_protocol_errors(frame: str) -> None:
+    with pytest.raises((RelayProtocolError, InvalidEvent)):
+        parse_relay_message(frame)
+
+
+def test_ok_prefix() -> None:
+    assert ok_prefix("duplicate: already have it") == "duplicate"
+    assert ok_prefix("auth-required: please") == "auth-required"
+    assert ok_prefix("just some words: here") == ""
+    assert ok_prefix("") == ""
+
+
+def test_builders() -> None:
+    event = sign_event(Keys.generate(), 1, "é")
+    assert json.loads(event_message(event)) == ["EVENT", event.to_dict()]
+    assert "é" in event_message(event)
+    assert json.loads(req_message("s", [{"kinds": [1]}, {"#p": ["a"]}])) == [
+        "REQ", "s", {"kinds": [1]}, {"#p": ["a"]}]
+    assert json.loads(close_message("s")) == ["CLOSE", "s"]
+
+
+def test_backoff_grows_caps_and_jitters() -> None:
+    policy = BackoffPolicy(base_s=1, factor=2, cap_s=10, jitter=0.5)
+    no_jitter = list(itertools.islice(backoff_delays(policy, lambda: 0.0), 7))
+    assert no_jitter == [1, 2, 4, 8, 10, 10, 10]
+    full_jitter = list(itertools.islice(backoff_delays(policy, lambda: 1.0), 5))
+    assert full_jitter == [0.5, 1, 2, 4, 5]
+    values = iter([0.1, 0.9, 0.5])
+    mixed = list(itertools.islice(backoff_delays(policy, lambda: next(values)), 3))
+    assert mixed == pytest.approx([0.95, 1.1, 3.0])
+    with pytest.raises(ValueError):
+        BackoffPolicy(base_s=0)
+    with pytest.raises(ValueError):
+        BackoffPolicy(jitter=2)
+
+
+def test_repository_relays_toml_loads() -> None:
+    relays = load_relays_toml(ROOT / "relays.toml")
+    assert relays and all(r.url.startswith("wss://") for r in relays)
+
+
+def test_relays_toml_flags() -> None:
+    text = """
+[[relay]]
+url = "wss://a.example"
+[[relay]]
+url = "ws://127.0.0.1:7777"
+read = false
+[[relay]]
+url = "wss://c.example"
+write = false
+"""
+    assert parse_relays_toml(text) == [
+        RelayConfig("wss://a.example", True, True),
+        RelayConfig("ws://127.0.0.1:7777", False, True),
+        RelayConfig("wss://c.example", True, False),
+    ]
+
+
+@pytest.mark.parametrize("text", [
+    "not toml [", "", "relay = 5", "[[relay]]\nurl = 'https://x'", "[[relay]]\nread = true",
+    "[[relay]]\nurl = 'wss://a'\nread = 'yes'", "[[relay]]\nurl = 'wss://a'\ncolour = 'red'",
+    "[[relay]]\nurl = 'wss://a'\n[[relay]]\nurl = 'wss://a'",
+    "[[relay]]\nurl = 'wss://a'\nwrite = false",
+])
+def test_bad_relays_toml(text: str) -> None:
+    with pytest.raises(RelayConfigError):
+        parse_relays_toml(text)
+
+
+def test_missing_relays_toml(tmp_path: Path) -> None:
+    with pytest.raises(RelayConfigError):
+        load_relays_toml(tmp_path / "nope.toml")
+
+
+def test_recent_ids_is_bounded() -> None:
+    recent = RecentIds(capacity=3)
+    assert recent.add("a") and recent.add("b") and recent.add("c")
+    assert not recent.add("a")  # refreshes a
+    assert recent.add("d")  # evicts b, the oldest
+    assert "b" not in recent and "a" in recent and len(recent) == 3
+
+
+async def test_memory_store_contract() -> None:
+    store = MemoryStore()
+    assert await store.claim("x") and not await store.claim("x")
+    assert await store.cursor("wss://r") is None
+    await store.set_cursor("wss://r", 100)
+    await store.set_cursor("wss://r", 50)  # never backwards
+    assert await store.cursor("wss://r") == 100
+
+
+async def test_subscription_since_comes_from_cursor_minus_lookback() -> None:
+    store = MemoryStore()
+    await store.set_cursor("wss://r.example", 1_000_000)
+    pool = RelayPool([RelayConfig("wss://r.example")], store=store, clock=lambda: 2_000_000.0)
+    sub = await pool.subscribe([{"kinds": [1059]}, {"kinds": [4], "since": 999_999}],
+                               _ignore, lookback_s=172_800)
+    conn = pool._conns[0]
+    filters = await pool._filters_for(conn, sub)
+    assert filters == [{"kinds": [1059], "since": 1_000_000 - 172_800},
+                       {"kinds": [4], "since": 999_999}]
+    fresh = RelayPool([RelayConfig("wss://other.example")], clock=lambda: 2_000_000.0)
+    sub2 = await fresh.subscribe([{"kinds": [1]}], _ignore, lookback_s=60)
+    assert await fresh._filters_for(fresh._conns[0], sub2) == [{"kinds": [1],
+                                                                "since": 2_000_000 - 60}]
+
+
+async def _ignore(event: object, relay_url: str) -> None:
+    return None
