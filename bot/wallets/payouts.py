@@ -1,0 +1,253 @@
+"""Refunds out: record the payout in the ledger, send it, confirm or fail it; reconcile later.
+
+``Payouts(ledger, wallet, lnurl=None, policy=PayoutPolicy(), clock=time.time)``:
+
+- ``pay_to_invoice(job_id, pubkey, bolt11)`` → :class:`PayoutOutcome`. The invoice must ask
+  exactly the pending refund, on the wallet's network, and not be (about to be) expired; the job
+  must belong to ``pubkey`` and have a ``pending`` refund. Otherwise the outcome is ``REJECTED``
+  with a reason for the asker, and nothing is written.
+- ``pay_to_address(job_id, pubkey, lud16)``: fetches an invoice for the exact amount from the
+  lightning address (LUD-16, checked by :class:`~bot.wallets.lnurl.LnurlClient`), then as above.
+- ``reconcile()`` → list of outcomes: every payout the ledger still holds as ``sending`` (for
+  example after a crash) is looked up by its payment hash: settled → confirmed; failed → failed
+  (the refund is claimable again); in flight → left alone; unknown to the wallet → sent now if
+  its invoice is still valid (one payment hash can only be paid once), failed otherwise.
+
+The steps, in order, so a crash anywhere loses nothing and pays nothing twice:
+
+1. ``record(...)`` — ``ledger.begin_payout(job_id, destination=bolt11, key)``: the payout and its
+   pending ``refunds → payouts`` transfer are committed *before* anything is sent. The
+   destination stored is the bolt11 itself, so the payment hash can always be recovered.
+2. ``send(payout)`` — ``wallet.pay_invoice(bolt11, max_fee_msat=policy.fee_cap(amount))``.
+3. ``SUCCEEDED`` → ``ledger.confirm_payout(id, preimage, fee)``; ``FAILED`` →
+   ``ledger.fail_payout(id, reason)``; ``PENDING`` or no answer → left ``sending`` for
+   ``reconcile``. A late answer is never taken for a failure.
+
+Outcome values: :class:`PayoutStatus` ``PAID`` / ``FAILED`` (refund claimable again) /
+``IN_FLIGHT`` / ``REJECTED`` (nothing written). Routing fees are the operator's (the ledger books
+them ``operator → fees``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot.wallets.base import (
+    InvalidInvoice,
+    LnurlError,
+    PaymentResult,
+    PaymentState,
+    Wallet,
+    WalletError,
+)
+from bot.wallets.bolt11 import check_payable, decode_invoice
+from bot.wallets.lnurl import LnurlClient
+from storage import Ledger, LedgerError, Payout, PayoutState, RefundState
+
+log = logging.getLogger(__name__)
+
+
+class PayoutStatus(StrEnum):
+    PAID = "paid"
+    FAILED = "failed"
+    IN_FLIGHT = "in_flight"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutOutcome:
+    job_id: str
+    status: PayoutStatus
+    amount_msat: int
+    payout_id: int | None = None
+    preimage: str | None = None
+    fee_msat: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutPolicy:
+    """Routing-fee cap per payout: ``max(max_fee_base_msat, amount × max_fee_ppm / 10⁶)``.
+
+    The defaults equal LNbits' default fee reserve (2 sat minimum, 1 %)."""
+
+    max_fee_base_msat: int = 2_000
+    max_fee_ppm: int = 10_000
+
+    def fee_cap(self, amount_msat: int) -> int:
+        return max(self.max_fee_base_msat, amount_msat * self.max_fee_ppm // 1_000_000)
+
+
+def payout_key(job_id: str, payment_hash: str) -> str:
+    """The idempotency key of a payout of ``job_id`` to the invoice ``payment_hash``."""
+    return f"payout:{job_id}:{payment_hash}"
+
+
+class Payouts:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        wallet: Wallet,
+        *,
+        lnurl: LnurlClient | None = None,
+        policy: PayoutPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._ledger = ledger
+        self._wallet = wallet
+        self._lnurl = lnurl
+        self._policy = policy or PayoutPolicy()
+        self._clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    async def _owed(self, job_id: str, pubkey: str) -> int | PayoutOutcome:
+        try:
+            job = await self._ledger.job(job_id)
+        except LedgerError:
+            return PayoutOutcome(job_id, PayoutStatus.REJECTED, 0, reason="no such job")
+        if job.pubkey != pubkey:
+            return PayoutOutcome(job_id, PayoutStatus.REJECTED, 0, reason="no such job")
+        if job.refund_state is not RefundState.PENDING or job.refund_msat <= 0:
+            return PayoutOutcome(
+                job_id, PayoutStatus.REJECTED, job.refund_msat,
+                reason=f"no refund to claim (refund is {job.refund_state.value})",
+            )
+        return job.refund_msat
+
+    async def record(self, job_id: str, pubkey: str, bolt11: str) -> Payout | PayoutOutcome:
+        """Step 1: check the invoice and record the payout (nothing is sent)."""
+        owed = await self._owed(job_id, pubkey)
+        if isinstance(owed, PayoutOutcome):
+            return owed
+        try:
+            decoded = decode_invoice(bolt11)
+            check_payable(decoded, amount_msat=owed, network=self._wallet.network,
+                          now=self._now())
+        except InvalidInvoice as exc:
+            return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed, reason=str(exc))
+        try:
+            return await self._ledger.begin_payout(
+                job_id, decoded.bolt11, payout_key(job_id, decoded.payment_hash)
+            )
+        except LedgerError as exc:
+            return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
+                                 reason=f"cannot start the payout: {type(exc).__name__}")
+
+    async def send(self, payout: Payout) -> PayoutOutcome:
+        """Steps 2–3: pay the recorded invoice and confirm or fail the payout."""
+        if payout.state is not PayoutState.SENDING:
+            return self._from_payout(payout)
+        try:
+            result = await self._wallet.pay_invoice(
+                payout.destination, max_fee_msat=self._policy.fee_cap(payout.amount_msat)
+            )
+        except InvalidInvoice as exc:  # cannot happen for a recorded (checked) invoice
+            return await self._fail(payout, f"invoice refused: {exc}")
+        except WalletError as exc:
+            log.warning("payout %d: no answer from the wallet (%s); will look it up",
+                        payout.payout_id, type(exc).__name__)
+            return self._in_flight(payout, "no answer from the wallet")
+        if result.state is PaymentState.FAILED:
+            # Trust "failed" only if the wallet's own record agrees: a repeated attempt at an
+            # invoice already paid (or still in flight) is refused, and must not void the payout.
+            try:
+                recorded = await self._wallet.lookup_payment(result.payment_hash)
+            except WalletError:
+                return self._in_flight(payout, "payment refused; its state is being checked")
+            if recorded.state in (PaymentState.SUCCEEDED, PaymentState.PENDING):
+                result = recorded
+        return await self._apply(payout, result)
+
+    async def _apply(self, payout: Payout, result: PaymentResult) -> PayoutOutcome:
+        if result.state is PaymentState.SUCCEEDED and result.preimage:
+            done = await self._ledger.confirm_payout(
+                payout.payout_id, result.preimage, result.fee_msat or 0
+            )
+            log.info("payout %d of job %s paid (%d msat)", done.payout_id, done.job_id,
+                     done.amount_msat)
+            return self._from_payout(done)
+        if result.state is PaymentState.FAILED:
+            return await self._fail(payout, result.reason or "payment failed")
+        return self._in_flight(payout, result.reason or "payment in flight")
+
+    async def _fail(self, payout: Payout, reason: str) -> PayoutOutcome:
+        failed = await self._ledger.fail_payout(payout.payout_id, reason[:200])
+        log.info("payout %d of job %s failed: %s", failed.payout_id, failed.job_id, reason)
+        return self._from_payout(failed)
+
+    @staticmethod
+    def _in_flight(payout: Payout, reason: str) -> PayoutOutcome:
+        return PayoutOutcome(payout.job_id, PayoutStatus.IN_FLIGHT, payout.amount_msat,
+                             payout.payout_id, reason=reason)
+
+    @staticmethod
+    def _from_payout(payout: Payout) -> PayoutOutcome:
+        status = {
+            PayoutState.PAID: PayoutStatus.PAID,
+            PayoutState.FAILED: PayoutStatus.FAILED,
+            PayoutState.SENDING: PayoutStatus.IN_FLIGHT,
+        }[payout.state]
+        return PayoutOutcome(payout.job_id, status, payout.amount_msat, payout.payout_id,
+                             payout.preimage, payout.fee_msat, payout.reason)
+
+    def _lock(self, job_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(job_id, asyncio.Lock())
+
+    async def pay_to_invoice(self, job_id: str, pubkey: str, bolt11: str) -> PayoutOutcome:
+        async with self._lock(job_id):
+            recorded = await self.record(job_id, pubkey, bolt11)
+            if isinstance(recorded, PayoutOutcome):
+                return recorded
+            return await self.send(recorded)
+
+    async def pay_to_address(self, job_id: str, pubkey: str, address: str) -> PayoutOutcome:
+        owed = await self._owed(job_id, pubkey)
+        if isinstance(owed, PayoutOutcome):
+            return owed
+        if self._lnurl is None:
+            return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
+                                 reason="paying lightning addresses is not configured")
+        try:
+            got = await self._lnurl.invoice_for_address(
+                address, owed, network=self._wallet.network
+            )
+        except LnurlError as exc:
+            return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
+                                 reason=f"lightning address: {exc}")
+        return await self.pay_to_invoice(job_id, pubkey, got.bolt11)
+
+    async def reconcile(self) -> list[PayoutOutcome]:
+        """Resolve every payout still ``sending`` (run at start and from time to time)."""
+        outcomes: list[PayoutOutcome] = []
+        for payout in await self._ledger.unfinished_payouts():
+            try:
+                async with self._lock(payout.job_id):
+                    outcomes.append(await self._reconcile_one(payout))
+            except WalletError as exc:
+                log.warning("payout %d: lookup failed (%s); will retry", payout.payout_id,
+                            type(exc).__name__)
+                outcomes.append(self._in_flight(payout, "wallet unavailable"))
+        return outcomes
+
+    async def _reconcile_one(self, payout: Payout) -> PayoutOutcome:
+        try:
+            decoded = decode_invoice(payout.destination)
+        except InvalidInvoice:
+            return await self._fail(payout, "recorded destination is not an invoice")
+        found = await self._wallet.lookup_payment(decoded.payment_hash)
+        if found.state is PaymentState.NOT_FOUND:
+            if decoded.is_expired(self._now()):
+                return await self._fail(payout, "never sent and the invoice has expired")
+            log.info("payout %d was recorded but never sent: sending it now", payout.payout_id)
+            return await self.send(payout)
+        return await self._apply(payout, found)

@@ -1,0 +1,209 @@
+"""Refunds out through a real LNbits: recorded first, paid once, reconciled after a kill."""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.wallets.dev import DevWallet
+from bot.wallets.lnbits import LnbitsWallet
+from bot.wallets.lnurl import LnurlClient
+from bot.wallets.payouts import Payouts, PayoutStatus
+from bot.wallets.settlement import SettlementProcessor
+from storage import Ledger, PayoutState, RefundState
+from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
+from tests.wallets.money import ASKER, OTHER, assert_books_balance, invoiced_job, open_ledger
+
+ROOT = Path(__file__).resolve().parents[2]
+FEE_CAP_MSAT = 10_000
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+def lnbits(http: httpx.AsyncClient, server: LnbitsServer, account: LnbitsAccount) -> LnbitsWallet:
+    return LnbitsWallet(http, url=server.url, invoice_key=account.inkey,
+                        admin_key=account.adminkey)
+
+
+async def refund_owed(
+    ledger: Ledger, agent: LnbitsWallet, asker: LnbitsWallet, job_id: str, amount_msat: int
+) -> None:
+    """The asker pays the job's invoice for real, then the work fails: a pending refund."""
+    payment_hash, bolt11 = await invoiced_job(ledger, agent, job_id, amount_msat)
+    assert (await asker.pay_invoice(bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
+    assert await SettlementProcessor(ledger).poll(agent, [payment_hash])
+    failure = await ledger.fail_job(job_id)
+    assert failure.refund_msat == amount_msat
+
+
+async def test_refund_to_an_invoice_is_paid_once(
+    tmp_path: Path,
+    http: httpx.AsyncClient,
+    lnbits_server: LnbitsServer,
+    lnbits_new_wallet: Callable[..., LnbitsAccount],
+) -> None:
+    agent = lnbits(http, lnbits_server, lnbits_new_wallet("agent"))
+    asker = lnbits(http, lnbits_server, lnbits_new_wallet("asker", balance_sat=100))
+    async with open_ledger(tmp_path / "ledger.db") as ledger:
+        await refund_owed(ledger, agent, asker, "job-r", 21_000)
+        payouts = Payouts(ledger, agent)
+        target = await asker.make_invoice(21_000, description="my refund")
+        outcome = await payouts.pay_to_invoice("job-r", ASKER, target.bolt11)
+        assert outcome.status is PayoutStatus.PAID, outcome
+        assert outcome.preimage is not None
+        assert (await asker.lookup_invoice(target.payment_hash)).state.value == "settled"
+        assert await asker.balance_msat() == 100_000
+        job = await ledger.job("job-r")
+        assert job.refund_state is RefundState.PAID and job.refund_ref == outcome.preimage
+        again = await payouts.pay_to_invoice("job-r", ASKER, target.bolt11)
+        assert again.status is PayoutStatus.REJECTED
+        assert await payouts.reconcile() == []
+        assert await asker.balance_msat() == 100_000
+        await assert_books_balance(ledger)
+
+
+async def test_bad_refund_invoices_are_rejected_and_change_nothing(
+    tmp_path: Path,
+    http: httpx.AsyncClient,
+    lnbits_server: LnbitsServer,
+    lnbits_new_wallet: Callable[..., LnbitsAccount],
+) -> None:
+    agent = lnbits(http, lnbits_server, lnbits_new_wallet("agent"))
+    asker = lnbits(http, lnbits_server, lnbits_new_wallet("asker", balance_sat=100))
+    async with open_ledger(tmp_path / "ledger.db") as ledger:
+        await refund_owed(ledger, agent, asker, "job-bad", 9_000)
+        payouts = Payouts(ledger, agent)
+        wrong_amount = await asker.make_invoice(8_000)
+        regtest = await DevWallet().make_invoice(9_000)
+        good = await asker.make_invoice(9_000)
+        cases = [
+            ("job-bad", ASKER, wrong_amount.bolt11, "asks 8000"),
+            ("job-bad", ASKER, regtest.bolt11, "network"),
+            ("job-bad", ASKER, "lnbc1notaninvoice", "decode"),
+            ("job-bad", OTHER, good.bolt11, "no such job"),
+            ("no-such-job", ASKER, good.bolt11, "no such job"),
+        ]
+        for job_id, pubkey, bolt11, why in cases:
+            outcome = await payouts.pay_to_invoice(job_id, pubkey, bolt11)
+            assert outcome.status is PayoutStatus.REJECTED
+            assert outcome.reason is not None and why in outcome.reason, outcome.reason
+        late = Payouts(ledger, agent, clock=lambda: time.time() + 3_600)
+        expired = await late.pay_to_invoice("job-bad", ASKER, good.bolt11)
+        assert expired.status is PayoutStatus.REJECTED and "expired" in (expired.reason or "")
+        assert (await ledger.pending_refunds(ASKER))[0].state is RefundState.PENDING
+        assert await ledger.unfinished_payouts() == []
+        assert await asker.balance_msat() == 100_000 - 9_000
+        await assert_books_balance(ledger)
+
+
+async def test_refund_to_a_lightning_address(
+    tmp_path: Path,
+    http: httpx.AsyncClient,
+    lnbits_server: LnbitsServer,
+    lnbits_new_wallet: Callable[..., LnbitsAccount],
+) -> None:
+    agent = lnbits(http, lnbits_server, lnbits_new_wallet("agent"))
+    asker_account = lnbits_new_wallet("asker", balance_sat=100)
+    asker = lnbits(http, lnbits_server, asker_account)
+    lnurl = LnurlClient(http, insecure_hosts=frozenset({lnbits_server.url[len("http://"):]}))
+    async with open_ledger(tmp_path / "ledger.db") as ledger:
+        await refund_owed(ledger, agent, asker, "job-addr", 13_000)
+        payouts = Payouts(ledger, agent, lnurl=lnurl)
+        outcome = await payouts.pay_to_address("job-addr", ASKER,
+                                               asker_account.lightning_address)
+        assert outcome.status is PayoutStatus.PAID, outcome
+        assert await asker.balance_msat() == 100_000
+        host = lnbits_server.url[len("http://"):]
+        assert (await payouts.pay_to_address("job-addr", ASKER, f"x@{host}")).status is (
+            PayoutStatus.REJECTED
+        )
+        await assert_books_balance(ledger)
+
+
+async def test_failed_payout_leaves_the_refund_claimable(
+    tmp_path: Path,
+    http: httpx.AsyncClient,
+    lnbits_server: LnbitsServer,
+    lnbits_new_wallet: Callable[..., LnbitsAccount],
+    lnbits_fund: Callable[[LnbitsAccount, int], None],
+) -> None:
+    agent_account = lnbits_new_wallet("agent")
+    agent = lnbits(http, lnbits_server, agent_account)
+    asker = lnbits(http, lnbits_server, lnbits_new_wallet("asker", balance_sat=100))
+    async with open_ledger(tmp_path / "ledger.db") as ledger:
+        await refund_owed(ledger, agent, asker, "job-fail", 6_000)
+        # the operator moved the money away: the agent's wallet cannot pay
+        drain = await asker.make_invoice(6_000)
+        assert (await agent.pay_invoice(drain.bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
+        payouts = Payouts(ledger, agent)
+        first = await asker.make_invoice(6_000)
+        failed = await payouts.pay_to_invoice("job-fail", ASKER, first.bolt11)
+        assert failed.status is PayoutStatus.FAILED
+        [refund] = await ledger.pending_refunds(ASKER)
+        assert refund.state is RefundState.PENDING
+        lnbits_fund(agent_account, 50)
+        second = await asker.make_invoice(6_000)
+        paid = await payouts.pay_to_invoice("job-fail", ASKER, second.bolt11)
+        assert paid.status is PayoutStatus.PAID
+        assert (await asker.lookup_invoice(first.payment_hash)).state.value == "pending"
+        await assert_books_balance(ledger)
+
+
+@pytest.mark.parametrize("stage", ["recorded", "sent"])
+async def test_killed_mid_payout_pays_exactly_once_after_restart(
+    stage: str,
+    tmp_path: Path,
+    http: httpx.AsyncClient,
+    lnbits_server: LnbitsServer,
+    lnbits_new_wallet: Callable[..., LnbitsAccount],
+) -> None:
+    agent_account = lnbits_new_wallet("agent")
+    agent = lnbits(http, lnbits_server, agent_account)
+    asker = lnbits(http, lnbits_server, lnbits_new_wallet("asker", balance_sat=100))
+    path = tmp_path / "ledger.db"
+    async with open_ledger(path) as ledger:
+        await refund_owed(ledger, agent, asker, "job-kill", 17_000)
+    target = await asker.make_invoice(17_000, description="refund")
+    env = {
+        **os.environ,
+        "CRASH_DB": str(path),
+        "CRASH_URL": lnbits_server.url,
+        "CRASH_INKEY": agent_account.inkey,
+        "CRASH_ADMINKEY": agent_account.adminkey,
+        "CRASH_JOB": "job-kill",
+        "CRASH_PUBKEY": ASKER,
+        "CRASH_BOLT11": target.bolt11,
+    }
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.wallets.payout_crash_child", stage],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert child.returncode == -9, child.stdout + child.stderr
+    assert child.stdout.strip() == stage
+    expected_before = 100_000 - 17_000 + (17_000 if stage == "sent" else 0)
+    assert await asker.balance_msat() == expected_before
+
+    async with open_ledger(path) as ledger:  # the restart
+        [unfinished] = await ledger.unfinished_payouts()
+        assert unfinished.state is PayoutState.SENDING
+        payouts = Payouts(ledger, agent)
+        [outcome] = await payouts.reconcile()
+        assert outcome.status is PayoutStatus.PAID, outcome
+        assert await payouts.reconcile() == []
+        job = await ledger.job("job-kill")
+        assert job.refund_state is RefundState.PAID
+        # a claim of the same refund now is refused; the asker was paid exactly once
+        retry = await payouts.pay_to_invoice("job-kill", ASKER, target.bolt11)
+        assert retry.status is PayoutStatus.REJECTED
+        await assert_books_balance(ledger)
+    assert await asker.balance_msat() == 100_000
+    assert await agent.balance_msat() == 0
