@@ -21,8 +21,9 @@ How it works:
 NIP-47 has no fee-limit field: ``max_fee_msat`` cannot be sent to the wallet, so the fee cap is the
 wallet service's own budget setting. A fee above the cap is reported in the result's ``reason``.
 
-The relays are reached through an :class:`EventChannel` (publish, subscribe, unsubscribe), which
-the relay pool provides; nothing here opens a socket itself.
+The relays are reached through an :class:`EventChannel` (publish, subscribe, unsubscribe): a
+``bot.relays.RelayPool``. :meth:`NwcWallet.open` builds one over the URI's relays; nothing here
+opens a socket itself.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import httpx
 
 from bot.nostr import nip47
 from bot.nostr.event import Event
@@ -48,6 +51,8 @@ from bot.nostr.nip47 import (
     Transaction,
     TransactionState,
 )
+from bot.relays.config import RelayConfig
+from bot.relays.pool import RelayPool
 from bot.wallets.base import (
     DEFAULT_INVOICE_EXPIRY_S,
     InvalidInvoice,
@@ -67,23 +72,31 @@ from bot.wallets.bolt11 import decode_invoice
 
 log = logging.getLogger(__name__)
 
-EventHandler = Callable[[Event], Awaitable[None]]
+Handler = Callable[[Event, str], Awaitable[None]]
+"""``handler(event, relay_url)``: called once per new, verified event of a subscription."""
+
+INFO_LOOKBACK_S = 10 * 365 * 24 * 3600
+"""The info event is replaceable and may be years old: look that far back for it."""
+ANSWER_LOOKBACK_S = 60
+
+
+class Published(Protocol):
+    @property
+    def ok(self) -> bool:
+        """True when at least one relay accepted the event."""
+        ...
 
 
 class EventChannel(Protocol):
-    """What the wallet needs from the relays: the relay pool provides it."""
+    """What the wallet needs from relays; ``bot.relays.RelayPool`` provides exactly this."""
 
-    async def publish(self, event: Event) -> None:
-        """Send ``event``; raise if no relay accepted it."""
-        ...
+    async def publish(self, event: Event) -> Published: ...
 
     async def subscribe(
-        self, filters: Sequence[Mapping[str, Any]], handler: EventHandler
-    ) -> str:
-        """Deliver every matching event (verified, once per id) to ``handler``; a sub id."""
-        ...
+        self, filters: Iterable[Mapping[str, Any]], handler: Handler, *, lookback_s: int = ...
+    ) -> Any: ...
 
-    async def unsubscribe(self, sub_id: str) -> None: ...
+    async def unsubscribe(self, sub: Any) -> None: ...
 
 
 # Errors that prove the payment was not attempted or did not go through.
@@ -157,8 +170,9 @@ class NwcWallet:
         self._late_payments: dict[str, PaymentResult] = {}  # payment hash -> late outcome
         self._watched: dict[str, _Watched] = {}
         self._settlements: asyncio.Queue[Settlement] = asyncio.Queue()
-        self._subs: list[str] = []
+        self._subs: list[Any] = []
         self._poller: asyncio.Task[None] | None = None
+        self._owned_pool: RelayPool | None = None
 
     # -- Wallet properties -------------------------------------------------------------------
 
@@ -192,6 +206,47 @@ class NwcWallet:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @classmethod
+    async def open(
+        cls,
+        uri: NwcUri,
+        *,
+        network: str = "bc",
+        request_timeout_s: float = 30.0,
+        info_timeout_s: float = 10.0,
+        poll_interval_s: float = 5.0,
+        connect_timeout_s: float = 10.0,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> NwcWallet:
+        """A connected wallet on its own relay pool over the URI's relays.
+
+        The pool is the wallet's own (in-memory dedupe, NIP-42 AUTH with the connection key):
+        the URI names the wallet's relays, which need not be the agent's. ``aclose`` stops it.
+        """
+        pool = RelayPool(
+            [RelayConfig(url) for url in uri.relays],
+            keys=Keys.from_hex(uri.secret),
+            http_client=http_client,
+        )
+        await pool.start()
+        wallet = cls(
+            uri,
+            pool,
+            network=network,
+            request_timeout_s=request_timeout_s,
+            info_timeout_s=info_timeout_s,
+            poll_interval_s=poll_interval_s,
+        )
+        wallet._owned_pool = pool
+        try:
+            if not await pool.wait_connected(connect_timeout_s):
+                raise WalletUnavailable("cannot reach any relay of the NWC connection")
+            await wallet.connect()
+        except BaseException:
+            await wallet.aclose()
+            raise
+        return wallet
+
     async def connect(self) -> None:
         """Read the info event, choose the encryption, subscribe to answers."""
         if self._encryption is not None:
@@ -199,12 +254,14 @@ class NwcWallet:
         wallet = self._uri.wallet_pubkey
         found: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
 
-        async def on_info(event: Event) -> None:
+        async def on_info(event: Event, relay_url: str) -> None:
             if event.pubkey == wallet and event.kind == nip47.INFO_KIND and not found.done():
                 found.set_result(event)
 
         info_sub = await self._channel.subscribe(
-            [{"kinds": [nip47.INFO_KIND], "authors": [wallet], "limit": 1}], on_info
+            [{"kinds": [nip47.INFO_KIND], "authors": [wallet], "limit": 1}],
+            on_info,
+            lookback_s=INFO_LOOKBACK_S,
         )
         try:
             info_event = await asyncio.wait_for(found, self._info_timeout_s)
@@ -229,10 +286,10 @@ class NwcWallet:
                         "kinds": [nip47.RESPONSE_KIND, notification_kind],
                         "authors": [wallet],
                         "#p": [self._keys.public_hex],
-                        "since": int(time.time()) - 60,
                     }
                 ],
                 self._on_event,
+                lookback_s=ANSWER_LOOKBACK_S,
             )
         )
         self._poller = asyncio.create_task(self._poll_watched(), name="nwc-invoice-poller")
@@ -250,10 +307,13 @@ class NwcWallet:
         for fut in self._pending.values():
             fut.cancel()
         self._pending.clear()
+        if self._owned_pool is not None:
+            await self._owned_pool.stop()
+            self._owned_pool = None
 
     # -- incoming events ---------------------------------------------------------------------
 
-    async def _on_event(self, event: Event) -> None:
+    async def _on_event(self, event: Event, relay_url: str) -> None:
         if event.pubkey != self._uri.wallet_pubkey:
             return
         try:
@@ -333,11 +393,11 @@ class NwcWallet:
             self._pay_requests[event.id] = payment_hash
         try:
             try:
-                await self._channel.publish(event)
-            except WalletError:
-                raise
+                published = await self._channel.publish(event)
             except Exception as exc:
                 raise WalletUnavailable(f"could not send {method} to the relays") from exc
+            if not published.ok:
+                raise WalletUnavailable(f"no relay accepted the {method} request")
             try:
                 response = await asyncio.wait_for(asyncio.shield(fut), self._request_timeout_s)
             except TimeoutError as exc:

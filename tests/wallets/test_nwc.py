@@ -1,4 +1,5 @@
-"""The NWC backend against a NIP-47 wallet service on a real relay, backed by real LNbits."""
+"""The NWC backend (on the agent's relay pool) against a NIP-47 wallet service on a real relay,
+backed by real LNbits."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from bot.wallets.base import (
 )
 from bot.wallets.nwc import NwcWallet, error_for, payment_state_for
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
-from tests.fixtures.nwc_service import LnbitsRest, NwcService, NwcServiceFactory, RelayChannel
+from tests.fixtures.nwc_service import LnbitsRest, NwcService, NwcServiceFactory
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[NwcWallet]]
 
@@ -32,15 +33,11 @@ ClientFactory = Callable[..., AbstractAsyncContextManager[NwcWallet]]
 def nwc_client() -> ClientFactory:
     @asynccontextmanager
     async def open_client(uri: NwcUri, **kwargs: Any) -> AsyncIterator[NwcWallet]:
-        channel = RelayChannel(list(uri.relays))
-        await channel.start()
-        wallet = NwcWallet(uri, channel, **kwargs)
+        wallet = await NwcWallet.open(uri, **kwargs)
         try:
-            await wallet.connect()
             yield wallet
         finally:
             await wallet.aclose()
-            await channel.close()
 
     return open_client
 
@@ -274,14 +271,8 @@ async def test_no_info_event_means_unavailable(relay_url: str) -> None:
     from bot.nostr.keys import Keys
 
     uri = NwcUri(Keys.generate().public_hex, (relay_url,), Keys.generate().secret_hex)
-    channel = RelayChannel([relay_url])
-    await channel.start()
-    try:
-        wallet = NwcWallet(uri, channel, info_timeout_s=1.0)
-        with pytest.raises(WalletUnavailable):
-            await wallet.connect()
-    finally:
-        await channel.close()
+    with pytest.raises(WalletUnavailable):
+        await NwcWallet.open(uri, info_timeout_s=1.0)
 
 
 async def test_secret_never_in_errors(
