@@ -198,30 +198,31 @@ class Ledger:
                 if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
                     raise IdempotencyConflict(f"job {job_id} already exists")
                 d = _decide(conn, limits, job_id, pubkey, estimate, day)
+                free = d.serve is Serve.FREE
+                tid = None
+                if free:  # the reservation, in the decision's own transaction
+                    tid = subsidy.reserve(
+                        conn, _job_key(job_id, "reserve"), job_id, pubkey, day, estimate, now
+                    )
                 conn.execute(
                     "INSERT INTO jobs (id, pubkey, serve, state, estimate_msat, absorb_msat,"
-                    " work_amount_msat, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " work_amount_msat, reserved_msat, reserve_transfer, reserve_day,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         job_id,
                         pubkey,
                         d.serve.value,
-                        "running" if d.serve is Serve.FREE else "quoted",
+                        "running" if free else "quoted",
                         estimate,
                         d.absorb_msat,
                         d.work_amount_msat,
+                        estimate if free else 0,
+                        tid,
+                        day if free else None,
                         now,
                         now,
                     ),
                 )
-                if d.serve is Serve.FREE:
-                    tid = subsidy.reserve(
-                        conn, _job_key(job_id, "reserve"), job_id, pubkey, day, estimate, now
-                    )
-                    conn.execute(
-                        "UPDATE jobs SET reserved_msat = ?, reserve_transfer = ?, reserve_day = ?"
-                        " WHERE id = ?",
-                        (estimate, tid, day, job_id),
-                    )
                 return d
 
             return once(

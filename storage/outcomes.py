@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any, Self, get_type_hints
 
@@ -52,7 +52,8 @@ class _Value:
     """JSON round trip for the operations table (a repeated key returns the stored result)."""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))  # type: ignore[call-overload]
+        values = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        return json.dumps(values, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Self:
