@@ -107,6 +107,6 @@ async def main(seconds: float, where: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement")
-    parser.add_argument("--dir", default=".", help="where the database files go (the disk measured)")
+    parser.add_argument("--dir", default=".", help="directory of the database files")
     args = parser.parse_args()
     asyncio.run(main(args.seconds, args.dir))
