@@ -1,7 +1,7 @@
 """secp256k1 key pairs for Nostr: hex and nsec forms, BIP-340 Schnorr signing.
 
-Key derivation and bech32 go through pynostr; signing calls coincurve (what pynostr's
-``PrivateKey.sign`` does) on a key object built once per ``Keys``.
+bech32 (npub/nsec) goes through pynostr's codec; derivation and signing call coincurve
+directly (what pynostr's ``PrivateKey`` does) on a key object built once per ``Keys``.
 The secret never appears in ``repr`` or in an error message.
 """
 
@@ -11,7 +11,6 @@ import secrets
 from dataclasses import dataclass, field
 
 import coincurve
-from pynostr.key import PrivateKey
 
 from bot.nostr import nip19
 from bot.nostr.errors import InvalidKey
@@ -38,11 +37,11 @@ class Keys:
         if not is_hex(secret_hex, 64):
             raise InvalidKey("secret key must be 64 hex characters")
         try:
-            private = PrivateKey(bytes.fromhex(secret_hex))
+            signer = coincurve.PrivateKey(bytes.fromhex(secret_hex))
         except ValueError as exc:
             raise InvalidKey("secret key is out of the secp256k1 range") from exc
-        signer = coincurve.PrivateKey(bytes.fromhex(secret_hex))
-        return cls(secret_hex=secret_hex, public_hex=private.public_key.hex(), _signer=signer)
+        public_hex = signer.public_key_xonly.format().hex()
+        return cls(secret_hex=secret_hex, public_hex=public_hex, _signer=signer)
 
     @classmethod
     def from_nsec(cls, nsec: str) -> Keys:
