@@ -106,7 +106,7 @@ class Database:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         self._queue.put_nowait((fn, fut))
-        if self._task is None:
+        if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._writer_loop(), name="ledger-writer")
         return await asyncio.shield(fut)
 

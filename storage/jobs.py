@@ -78,6 +78,24 @@ def recent_jobs(conn: sqlite3.Connection, pubkey: str, limit: int) -> list[JobRe
     return [_record(r) for r in rows]
 
 
+def jobs_in_state(conn: sqlite3.Connection, states: tuple[str, ...]) -> list[JobRecord]:
+    marks = ", ".join("?" for _ in states)
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM jobs WHERE state IN ({marks}) ORDER BY created_at, rowid",  # noqa: S608
+        states,
+    ).fetchall()
+    return [_record(r) for r in rows]
+
+
+def overdue_invoices(conn: sqlite3.Connection, now: int) -> list[JobRecord]:
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM jobs WHERE state = 'invoiced' AND invoice_expires_at < ?"  # noqa: S608
+        " ORDER BY invoice_expires_at",
+        (now,),
+    ).fetchall()
+    return [_record(r) for r in rows]
+
+
 def check_move(job: JobRecord, new_state: str) -> None:
     if new_state not in JOB_MOVES[job.state]:
         raise IllegalTransition(f"job {job.id} is {job.state}; it cannot become {new_state}")

@@ -40,7 +40,15 @@ from storage.errors import (
     InvalidAmount,
     InvalidInput,
 )
-from storage.jobs import find_job, get_job, recent_jobs, set_job
+from storage.jobs import (
+    JOB_MOVES,
+    find_job,
+    get_job,
+    jobs_in_state,
+    overdue_invoices,
+    recent_jobs,
+    set_job,
+)
 from storage.limits import Clock, Limits, system_clock, utc_day
 from storage.outcomes import (
     Allowance,
@@ -318,14 +326,14 @@ class Ledger:
                     return PaymentOutcome(job.id, result, amount, False, amount, 0)
 
                 if job.serve not in ("partial", "gate"):
+                    return all_to_balance(PaymentResult.NOT_DUE)
+                if job.paid_msat > 0:
                     return all_to_balance(PaymentResult.DUPLICATE)
-                if job.state in ("paid", "done", "failed"):
-                    return all_to_balance(PaymentResult.DUPLICATE)
-                expired = job.state == "expired" or (
+                expired = job.state in ("expired", "failed", "done") or (
                     job.invoice_expires_at is not None and now > job.invoice_expires_at
                 )
                 if expired:
-                    if job.state != "expired":
+                    if job.state in ("quoted", "invoiced"):
                         set_job(conn, job, now, state="expired")
                     return all_to_balance(PaymentResult.LATE)
                 due = job.work_amount_msat
@@ -707,6 +715,19 @@ class Ledger:
     async def job(self, job_id: str) -> JobRecord:
         text_id(job_id, "job_id")
         return await self.db.read(lambda conn: get_job(conn, job_id))
+
+    async def jobs_in_state(self, *states: str) -> list[JobRecord]:
+        """Every job in one of ``states`` (after a restart: ``running`` and ``paid`` jobs whose
+        work was interrupted must be re-run or failed)."""
+        bad = [s for s in states if s not in JOB_MOVES]
+        if bad or not states:
+            raise InvalidInput(f"states must be among {sorted(JOB_MOVES)}")
+        return await self.db.read(lambda conn: jobs_in_state(conn, states))
+
+    async def overdue_invoices(self) -> list[JobRecord]:
+        """Unpaid jobs whose invoice has expired by now (pass each to ``expire_job``)."""
+        now = self.clock()
+        return await self.db.read(lambda conn: overdue_invoices(conn, now))
 
     async def recent_jobs(self, pubkey: str, limit: int = 10) -> list[JobRecord]:
         text_id(pubkey, "pubkey")

@@ -25,13 +25,26 @@ class Reason(StrEnum):
 
 
 class PaymentResult(StrEnum):
-    PAID = "paid"  # paid in time and exact: the job proceeds
-    OVERPAID = "overpaid"  # paid in time; the excess became the payer's balance
-    LATE = "late"  # paid after expiry: all of it became balance
-    DUPLICATE = "duplicate"  # the job was already paid: all of it became balance
-    UNDERPAID = "underpaid"  # less than the invoice: all of it became balance
-    TERMS_CHANGED = "terms_changed"  # partial job: pool/allowance no longer cover the grant;
-    # the job failed and the whole payment is a pending refund
+    """What a payment did. Only PAID and OVERPAID let the job's work start.
+
+    - PAID: paid in time and exact.
+    - OVERPAID: paid in time; the excess became the payer's balance.
+    - LATE: paid after the invoice expired, or for a job that ended unpaid: all of it became
+      balance.
+    - DUPLICATE: the job was already paid: all of it became balance.
+    - UNDERPAID: less than the invoice: all of it became balance (the job still awaits payment).
+    - NOT_DUE: a free job or a session takes no payment: all of it became balance.
+    - TERMS_CHANGED: a partial job whose pool share or daily allowance no longer covers the
+      grant: the job failed and the whole payment is a pending refund (excess: balance).
+    """
+
+    PAID = "paid"
+    OVERPAID = "overpaid"
+    LATE = "late"
+    DUPLICATE = "duplicate"
+    UNDERPAID = "underpaid"
+    NOT_DUE = "not_due"
+    TERMS_CHANGED = "terms_changed"
 
 
 class RefundState(StrEnum):

@@ -7,6 +7,7 @@ import pytest
 from storage import (
     Database,
     IllegalTransition,
+    InvalidInput,
     Ledger,
     PaymentResult,
     RefundState,
@@ -203,5 +204,38 @@ async def test_payment_for_a_free_job_becomes_balance(ledger: Ledger, db: Databa
     await ledger.credit_pool(30_000, "zap:1")
     await ledger.decide("f1", "alice", 10_000)
     out = await ledger.confirm_payment("f1", 5_000, "zap:x")
-    assert (out.result, out.credited_balance_msat) == (PaymentResult.DUPLICATE, 5_000)
+    assert (out.result, out.credited_balance_msat) == (PaymentResult.NOT_DUE, 5_000)
+    await assert_invariants(db, LIMITS)
+
+
+async def test_overdue_invoices_and_restart_queries(ledger: Ledger, db: Database,
+                                                    clock: ManualClock) -> None:
+    await ledger.credit_pool(10_000, "zap:1")
+    await ledger.decide("f1", "alice", 5_000)  # running
+    await ledger.decide("g1", "alice", 50_000)
+    await ledger.attach_invoice("g1", "hash-g1", 45_000, clock.now + 600)
+    await ledger.decide("g2", "bob", 50_000)
+    await ledger.attach_invoice("g2", "hash-g2", 45_000, clock.now + 900)
+    await ledger.confirm_payment("g2", 45_000, "pay:g2")  # paid
+    assert await ledger.overdue_invoices() == []
+    clock.advance(601)
+    assert [j.id for j in await ledger.overdue_invoices()] == ["g1"]
+    await ledger.expire_job("g1")
+    assert await ledger.overdue_invoices() == []
+    assert [j.id for j in await ledger.jobs_in_state("running", "paid")] == ["f1", "g2"]
+    with pytest.raises(InvalidInput):
+        await ledger.jobs_in_state("bogus")
+    await assert_invariants(db, LIMITS)
+
+
+async def test_payment_for_a_job_that_failed_unpaid_is_late(ledger: Ledger, db: Database,
+                                                            clock: ManualClock) -> None:
+    await ledger.decide("g1", "alice", 10_000)
+    await ledger.attach_invoice("g1", "hash-g1", 10_000, clock.now + 600)
+    f = await ledger.fail_job("g1", "asker cancelled")
+    assert (f.released_msat, f.refund_msat) == (0, 0)
+    out = await ledger.confirm_payment("hash-g1", 10_000, "pay:g1")
+    assert (out.result, out.job_paid, out.credited_balance_msat) == (
+        PaymentResult.LATE, False, 10_000)
+    assert (await ledger.job("g1")).state == "failed"
     await assert_invariants(db, LIMITS)
