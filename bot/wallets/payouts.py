@@ -8,6 +8,7 @@
   with a reason for the asker, and nothing is written.
 - ``pay_to_address(job_id, pubkey, lud16)``: fetches an invoice for the exact amount from the
   lightning address (LUD-16, checked by :class:`~bot.wallets.lnurl.LnurlClient`), then as above.
+- ``keep_as_balance(job_id, pubkey)``: the pending refund becomes the asker's balance instead.
 - ``reconcile()`` → list of outcomes: every payout the ledger still holds as ``sending`` (for
   example after a crash) is looked up by its payment hash: settled → confirmed; failed → failed
   (the refund is claimable again); in flight → left alone; unknown to the wallet → sent now if
@@ -225,6 +226,20 @@ class Payouts:
             return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
                                  reason=f"lightning address: {exc}")
         return await self.pay_to_invoice(job_id, pubkey, got.bolt11)
+
+    async def keep_as_balance(self, job_id: str, pubkey: str) -> PayoutOutcome:
+        """The asker keeps a pending refund as balance instead of a payout (status ``PAID``,
+        reason ``"kept as balance"``); ``REJECTED`` when there is nothing to claim."""
+        async with self._lock(job_id):
+            owed = await self._owed(job_id, pubkey)
+            if isinstance(owed, PayoutOutcome):
+                return owed
+            try:
+                await self._ledger.credit_refund_to_balance(job_id)
+            except LedgerError as exc:
+                return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
+                                     reason=f"cannot keep it as balance: {type(exc).__name__}")
+            return PayoutOutcome(job_id, PayoutStatus.PAID, owed, reason="kept as balance")
 
     async def reconcile(self) -> list[PayoutOutcome]:
         """Resolve every payout still ``sending`` (run at start and from time to time)."""

@@ -102,6 +102,12 @@ async def test_bad_refund_invoices_are_rejected_and_change_nothing(
         assert (await ledger.pending_refunds(ASKER))[0].state is RefundState.PENDING
         assert await ledger.unfinished_payouts() == []
         assert await asker.balance_msat() == 100_000 - 9_000
+        # what stays claimable can be kept as balance instead, once, by its owner only
+        assert (await payouts.keep_as_balance("job-bad", OTHER)).status is PayoutStatus.REJECTED
+        kept = await payouts.keep_as_balance("job-bad", ASKER)
+        assert kept.status is PayoutStatus.PAID and kept.amount_msat == 9_000
+        assert (await payouts.keep_as_balance("job-bad", ASKER)).status is PayoutStatus.REJECTED
+        assert (await ledger.balance(ASKER)).available_msat == 9_000
         await assert_books_balance(ledger)
 
 
