@@ -26,6 +26,7 @@ from bot.nostr.event import Event
 from bot.nostr.keys import Keys
 from bot.relays.backoff import BackoffPolicy, Rand, backoff_delays
 from bot.relays.config import RelayConfig
+from bot.relays.filters import matches_any
 from bot.relays.messages import (
     AuthChallenge,
     ClosedMessage,
@@ -261,8 +262,14 @@ class RelayConnection:
             log.debug("relay %s: bad frame: %s", self.url, exc)
             return
         if isinstance(msg, EventMessage):
-            if msg.sub_id not in self._active:
+            filters = self._active.get(msg.sub_id)
+            if filters is None:
                 return  # a late event for a subscription we closed
+            if not matches_any(filters, msg.event):
+                self.invalid_in += 1
+                log.debug("relay %s: event %s does not match subscription %s", self.url,
+                          msg.event.id, msg.sub_id)
+                return
             self.events_in += 1
             await self._on_event(self, msg.sub_id, msg.event)
         elif isinstance(msg, OkMessage):
@@ -296,6 +303,8 @@ class RelayConnection:
     async def _handle_closed(self, msg: ClosedMessage) -> None:
         filters = self._active.get(msg.sub_id)
         self._awaiting_eose.discard(msg.sub_id)
+        if not self._awaiting_eose:
+            self.eose_done = True
         if filters is None:
             return
         if msg.prefix == "auth-required" and self._challenge is not None and self._keys:

@@ -57,3 +57,16 @@ async def test_garbage_frames_and_notices_are_survived() -> None:
             assert await wait_until(lambda: len(got.events) == 1)
             assert pool.status()[0].invalid_in == 3
             assert pool.status()[0].connects == 1
+
+
+async def test_events_outside_the_filter_are_dropped() -> None:
+    author = Keys.generate()
+    wanted = sign_event(author, 1, "asked for")
+    slipped = sign_event(author, 7, "+")  # this scripted relay ignores filters
+    async with scripted_relay(Script(events=[wanted, slipped])) as script:
+        got = Collector()
+        async with RelayPool(configs(script.url), backoff=FAST_BACKOFF) as pool:
+            await pool.subscribe([{"kinds": [1], "authors": [author.public_hex]}], got)
+            assert await wait_until(lambda: pool.status()[0].invalid_in == 1)
+            assert await wait_until(lambda: len(got.events) == 1)
+        assert got.events == [wanted]

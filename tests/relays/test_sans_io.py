@@ -1,18 +1,22 @@
 """The sans-I/O parts: relay message parsing and building, backoff, relays.toml, dedupe."""
 
+import contextlib
 import itertools
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bot.nostr.errors import InvalidEvent
+from bot.nostr.errors import InvalidEvent, NostrError
 from bot.nostr.event import sign_event
 from bot.nostr.keys import Keys
 from bot.relays import MemoryStore, RelayConfig, RelayConfigError, RelayPool
 from bot.relays.backoff import BackoffPolicy, backoff_delays
 from bot.relays.config import load_relays_toml, parse_relays_toml
 from bot.relays.dedupe import RecentIds
+from bot.relays.filters import matches, matches_any
 from bot.relays.messages import (
     AuthChallenge,
     ClosedMessage,
@@ -165,3 +169,31 @@ async def test_subscription_since_comes_from_cursor_minus_lookback() -> None:
 
 async def _ignore(event: object, relay_url: str) -> None:
     return None
+
+
+def test_filter_matching() -> None:
+    keys = Keys.generate()
+    event = sign_event(keys, 4, "x", [["p", "aa" * 32], ["e", "bb" * 32]], created_at=1000)
+    assert matches({}, event)
+    assert matches({"kinds": [4], "authors": [keys.public_hex], "#p": ["aa" * 32]}, event)
+    assert matches({"since": 1000, "until": 1000, "ids": [event.id]}, event)
+    assert not matches({"kinds": [1]}, event)
+    assert not matches({"authors": ["cc" * 32]}, event)
+    assert not matches({"#p": ["cc" * 32]}, event)
+    assert not matches({"#t": ["x"]}, event)
+    assert not matches({"since": 1001}, event)
+    assert not matches({"until": 999}, event)
+    assert not matches({"ids": ["dd" * 32]}, event)
+    assert matches_any([{"kinds": [1]}, {"kinds": [4]}], event)
+    assert not matches_any([], event)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=300), st.lists(
+    st.one_of(st.sampled_from(["EVENT", "OK", "EOSE", "CLOSED", "NOTICE", "AUTH", "COUNT"]),
+              st.text(max_size=20), st.integers(), st.booleans(), st.none(),
+              st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3)),
+    max_size=4).map(json.dumps)))
+def test_fuzzed_frames_only_raise_typed_errors(frame: str) -> None:
+    with contextlib.suppress(NostrError):
+        parse_relay_message(frame)
