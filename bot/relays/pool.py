@@ -262,7 +262,10 @@ class RelayPool:
     async def publish(self, event: Event, *, timeout_s: float = 10.0,
                       relays: Iterable[str] | None = None, wait_all: bool = False
                       ) -> PublishResult:
-        """Send ``event`` to the write relays (or to ``relays`` among them)."""
+        """Send ``event`` to the write relays (or to those of ``relays`` that are pool write
+        relays: others are ignored). Returns at the first acceptance unless ``wait_all``."""
+        if not self._running:
+            return PublishResult(event.id, (), {"*": "error: the pool is not running"})
         wanted = None if relays is None else set(relays)
         targets = [c for c in self._conns
                    if c.config.write and (wanted is None or c.url in wanted)]
@@ -305,6 +308,8 @@ class RelayPool:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return result
+            if not self._running:
+                return OkResult(False, "error: the pool stopped")
             result = await conn.publish(event, frame, remaining)
             if result.accepted:
                 return result

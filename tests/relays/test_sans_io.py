@@ -197,3 +197,16 @@ def test_filter_matching() -> None:
 def test_fuzzed_frames_only_raise_typed_errors(frame: str) -> None:
     with contextlib.suppress(NostrError):
         parse_relay_message(frame)
+
+
+async def test_publish_on_a_stopped_pool_is_a_clear_refusal() -> None:
+    pool = RelayPool([RelayConfig("ws://127.0.0.1:9")])
+    result = await pool.publish(sign_event(Keys.generate(), 1, "x"))
+    assert not result.ok and "not running" in result.refused["*"]
+    read_only = RelayPool([RelayConfig("ws://127.0.0.1:9", write=False)])
+    await read_only.start()
+    try:
+        result = await read_only.publish(sign_event(Keys.generate(), 1, "x"))
+        assert not result.ok and "no write relay" in result.refused["*"]
+    finally:
+        await read_only.stop()
