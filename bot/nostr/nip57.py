@@ -231,9 +231,10 @@ def validate_zap_receipt(
         invoice = bolt11.decode(invoice_text)
     except Exception as exc:  # the library raises many types on bad input
         return ZapInvalid(ZapRejection.BAD_BOLT11, type(exc).__name__)
-    amount_msat = invoice.amount_msat
-    if not isinstance(amount_msat, int) or amount_msat <= 0:
+    raw_amount = invoice.amount_msat  # the library's MilliSatoshi, an int subclass
+    if not isinstance(raw_amount, int) or raw_amount <= 0:
         return ZapInvalid(ZapRejection.NO_AMOUNT, "invoice carries no amount")
+    amount_msat = int(raw_amount)
     payment_hash = invoice.payment_hash
     if not isinstance(payment_hash, str) or not is_hex(payment_hash.lower(), 64):
         return ZapInvalid(ZapRejection.BAD_BOLT11, "invoice has no payment hash")

@@ -97,7 +97,7 @@ def test_valid_receipt_is_accepted_with_zapper_and_amount() -> None:
     receipt = make_receipt(amount_msat=42_000, preimage=preimage)
     result = validate(receipt)
     assert isinstance(result, ValidZap)
-    assert result.amount_msat == 42_000
+    assert result.amount_msat == 42_000 and type(result.amount_msat) is int
     assert result.zapper_pubkey == ZAPPER.public_hex
     assert result.payment_hash == hashlib.sha256(preimage).hexdigest()
     assert result.event_id is None

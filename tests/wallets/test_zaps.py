@@ -1,0 +1,314 @@
+"""Zaps into the pool: real zaps through an LNURL/NIP-57 provider (backed by LNbits) whose receipts
+reach two real relays, plus forged receipts of every class. The pool is credited exactly for the
+real ones, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.nostr import nip57
+from bot.nostr.event import Event, sign_event
+from bot.nostr.keys import Keys
+from bot.relays.config import RelayConfig
+from bot.relays.pool import RelayPool
+from bot.wallets.bolt11 import encode_invoice
+from bot.wallets.lightning_address import AgentAddress
+from bot.wallets.lnurl import LnurlClient
+from bot.wallets.zaps import VerifyUrlCheck, ZapIntake, ZapOutcome, ZapResult
+from storage import Database, Intake, Ledger, Limits, PaymentResult, check
+from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
+from tests.fixtures.lnurl_provider import LnurlProvider, publish_sync
+from tests.fixtures.nwc_service import LnbitsRest
+from tests.fixtures.relay import RelayFactory
+
+
+@dataclass
+class ZapEnv:
+    agent: Keys
+    provider: LnurlProvider
+    relays: list[str]
+    lnurl: LnurlClient
+    address: AgentAddress
+    ledger: Ledger
+    intake: ZapIntake
+    payer: LnbitsRest
+
+    async def zap(
+        self, amount_msat: int, *, zapper: Keys | None = None, event_id: str | None = None
+    ) -> tuple[Event, str]:
+        """A real zap: request → provider invoice → paid from another LNbits wallet."""
+        request = self.zap_request(amount_msat, zapper=zapper, event_id=event_id)
+        bolt11, payment_hash = await self.invoice_for(request, amount_msat)
+        status, _ = await self.payer.pay(bolt11)
+        assert status in (200, 201)
+        return request, payment_hash
+
+    def zap_request(
+        self, amount_msat: int, *, zapper: Keys | None = None, event_id: str | None = None,
+        recipient: str | None = None,
+    ) -> Event:
+        return nip57.build_zap_request(
+            zapper or Keys.generate(),
+            recipient_pubkey=recipient or self.agent.public_hex,
+            amount_msat=amount_msat,
+            relays=self.relays,
+            lnurl=self.address.lnurl,
+            event_id=event_id,
+        )
+
+    async def invoice_for(self, request: Event, amount_msat: int) -> tuple[str, str]:
+        pay = await self.address.pay_request()
+        got = await self.lnurl.fetch_invoice(pay, amount_msat, zap_request_json=request.to_json())
+        return got.bolt11, got.invoice.payment_hash
+
+    async def results_for(self, receipt_ids: set[str], timeout: float = 30.0) -> list[ZapResult]:
+        async def wait() -> list[ZapResult]:
+            while True:
+                found = [r for r in self.intake.results if r.receipt_id in receipt_ids]
+                if {r.receipt_id for r in found} >= receipt_ids:
+                    return found
+                await asyncio.sleep(0.1)
+
+        return await asyncio.wait_for(wait(), timeout)
+
+
+async def wait_for(check_fn: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    async def loop() -> None:
+        while not await check_fn():
+            await asyncio.sleep(0.1)
+
+    await asyncio.wait_for(loop(), timeout)
+
+
+@pytest.fixture
+async def zap_env(
+    tmp_path: Path,
+    relay_factory: RelayFactory,
+    lnurl_provider_factory: Callable[..., LnurlProvider],
+    lnbits_server: LnbitsServer,
+    lnbits_new_wallet: Callable[..., LnbitsAccount],
+) -> AsyncIterator[ZapEnv]:
+    relays = [relay_factory().url, relay_factory().url]
+    provider = lnurl_provider_factory("timmy")
+    agent = Keys.generate()
+    db = await Database.open(tmp_path / "ledger.sqlite3")
+    ledger = Ledger(db, Limits(daily_free_msat=10_000, daily_free_jobs=5))
+    pool = RelayPool([RelayConfig(url) for url in relays])
+    async with (
+        httpx.AsyncClient(timeout=30.0) as http,
+        httpx.AsyncClient(base_url=lnbits_server.url, timeout=30.0) as lnbits_http,
+    ):
+        lnurl = LnurlClient(http, insecure_hosts=frozenset({provider.host}))
+        address = AgentAddress(provider.address, lnurl)
+        intake = ZapIntake(
+            agent_pubkey=agent.public_hex,
+            address=address,
+            ledger=ledger,
+            intake=Intake(db),
+            payment_check=VerifyUrlCheck(
+                lnurl, provider.base_url + "/lnurlp/verify/{payment_hash}"
+            ),
+        )
+        await pool.start()
+        assert await pool.wait_connected(10.0, all_relays=True)
+        await intake.start(pool)
+        payer = LnbitsRest(lnbits_http, lnbits_new_wallet("zapper", 100_000))
+        try:
+            yield ZapEnv(agent, provider, relays, lnurl, address, ledger, intake, payer)
+        finally:
+            await intake.stop()
+            await pool.stop()
+            await db.close()
+
+
+def forged_receipt(
+    signer: Keys,
+    request: Event,
+    bolt11: str,
+    *,
+    description: str | None = None,
+    created_at: int | None = None,
+    preimage: str | None = None,
+) -> Event:
+    return nip57.build_zap_receipt(
+        signer,
+        zap_request=request,
+        description=description if description is not None else request.to_json(),
+        bolt11_invoice=bolt11,
+        paid_at=created_at if created_at is not None else int(time.time()),
+        preimage=preimage,
+    )
+
+
+def fake_invoice(amount_msat: int, description: str) -> str:
+    """A well-formed bolt11 nobody can pay, committing to ``description``."""
+    return encode_invoice(
+        network="bc",
+        amount_msat=amount_msat,
+        payment_hash=hashlib.sha256(os.urandom(32)).hexdigest(),
+        payment_secret=os.urandom(32).hex(),
+        created_at=int(time.time()),
+        expiry_s=600,
+        node_key_hex=os.urandom(32).hex(),
+        description_hash=hashlib.sha256(description.encode()).hexdigest(),
+    )
+
+
+async def test_pool_credited_exactly_for_real_zaps_once_across_two_relays(
+    zap_env: ZapEnv,
+) -> None:
+    env = zap_env
+    zapper = Keys.generate()
+    _, hash_a = await env.zap(21_000, zapper=zapper)
+    await env.zap(5_000)
+
+    async def both_credited() -> bool:
+        return (await env.ledger.pool_status()).total_in_msat == 26_000
+
+    await wait_for(both_credited)
+    await env.intake.drain()
+    receipts = list(env.provider.receipts)
+    assert len(receipts) == 2
+    real = await env.results_for({r.id for r in receipts})
+    assert {r.outcome for r in real} == {ZapOutcome.POOL}
+    assert all(r.first_time for r in real)
+    by_hash = {r.zap.payment_hash: r.zap for r in real if r.zap is not None}
+    assert by_hash[hash_a].zapper_pubkey == zapper.public_hex
+    assert by_hash[hash_a].amount_msat == 21_000
+    status = await env.ledger.pool_status()
+    assert status.zap_count == 2 and status.zapper_count == 2
+
+    # --- forged receipts of every class, published to both relays -----------------------------
+    paid_request = next(r for r in receipts if r.first_tag("bolt11"))
+    real_desc = paid_request.first_tag("description")
+    assert real_desc is not None
+    real_request = Event.from_json(real_desc)
+    real_bolt11 = paid_request.first_tag("bolt11")
+    assert real_bolt11 is not None
+    provider_keys = env.provider.keys
+    forged: dict[str, str] = {}
+
+    wrong_signer = forged_receipt(Keys.generate(), real_request, real_bolt11, description=real_desc)
+    forged[wrong_signer.id] = "wrong_signer"
+
+    cheap_request = env.zap_request(1_000)
+    wrong_amount = forged_receipt(
+        provider_keys, cheap_request, fake_invoice(2_100_000, cheap_request.to_json())
+    )
+    forged[wrong_amount.id] = "amount_mismatch"
+
+    other_request = env.zap_request(21_000)
+    hash_mismatch = forged_receipt(
+        provider_keys, other_request, real_bolt11  # the bolt11 commits to another request
+    )
+    forged[hash_mismatch.id] = "description_hash_mismatch"
+
+    stranger = Keys.generate().public_hex
+    foreign_request = env.zap_request(3_000, recipient=stranger)
+    foreign = nip57.build_zap_receipt(
+        provider_keys,
+        zap_request=foreign_request,
+        description=foreign_request.to_json(),
+        bolt11_invoice=fake_invoice(3_000, foreign_request.to_json()),
+        paid_at=int(time.time()),
+    )
+    # the receipt itself is addressed to the agent (so it reaches us), the request is not
+    foreign = sign_event(
+        provider_keys,
+        foreign.kind,
+        "",
+        [["p", env.agent.public_hex] if t[0] == "p" else list(t) for t in foreign.tags],
+        foreign.created_at,
+    )
+    forged[foreign.id] = "foreign_p"
+
+    unpaid_request = env.zap_request(8_000)
+    unpaid_bolt11, _ = await env.invoice_for(unpaid_request, 8_000)  # real invoice, never paid
+    unpaid = forged_receipt(provider_keys, unpaid_request, unpaid_bolt11)
+    forged[unpaid.id] = "unpaid"
+
+    # a replay under a new event id: same invoice, signed again by the provider
+    replay_new_id = sign_event(
+        provider_keys, paid_request.kind, "", paid_request.tags, paid_request.created_at + 1
+    )
+    replays = {replay_new_id.id}
+
+    for event in [wrong_signer, wrong_amount, hash_mismatch, foreign, unpaid, replay_new_id]:
+        await asyncio.to_thread(publish_sync, env.relays, event)
+    # and the very same receipt event again, to both relays
+    await asyncio.to_thread(publish_sync, env.relays, paid_request)
+
+    results = await env.results_for(set(forged) | replays)
+    await env.intake.drain()
+    for result in results:
+        if result.receipt_id in forged:
+            assert result.outcome is ZapOutcome.REJECTED, result
+            assert result.reason == forged[result.receipt_id], result
+        else:
+            assert result.outcome is ZapOutcome.POOL and not result.first_time
+    # the identical re-published receipt was dropped by the pool's dedupe: handled once only
+    assert [r.receipt_id for r in env.intake.results].count(paid_request.id) == 1
+
+    final = await env.ledger.pool_status()
+    assert final.total_in_msat == 26_000
+    assert final.zap_count == 2
+    report = await check(env.ledger.db)
+    assert report.ok, report.violations
+
+
+async def test_zap_referencing_a_job_pays_the_job(zap_env: ZapEnv) -> None:
+    env = zap_env
+    job_event = os.urandom(32).hex()
+    asker = Keys.generate().public_hex
+    decision = await env.ledger.decide(job_event, asker, 4_000)  # pool empty: the asker pays
+    assert decision.work_amount_msat == 4_000
+    await env.zap(4_000, event_id=job_event)
+
+    async def job_paid() -> bool:
+        return (await env.ledger.job(job_event)).state == "paid"
+
+    await wait_for(job_paid)
+    await env.intake.drain()
+    job_results = [r for r in env.intake.results if r.outcome is ZapOutcome.JOB]
+    assert len(job_results) == 1
+    assert job_results[0].job_id == job_event
+    assert job_results[0].payment is not None
+    assert job_results[0].payment.result is PaymentResult.PAID
+    assert (await env.ledger.pool_status()).total_in_msat == 0
+    # a zap naming an event that is no job of ours funds the pool
+    await env.zap(2_000, event_id=os.urandom(32).hex())
+
+    async def pooled() -> bool:
+        return (await env.ledger.pool_status()).total_in_msat == 2_000
+
+    await wait_for(pooled)
+    assert (await check(env.ledger.db)).ok
+
+
+async def test_unreachable_lnurl_endpoint_credits_nothing_and_retries(
+    zap_env: ZapEnv, lnurl_provider_factory: Callable[..., LnurlProvider]
+) -> None:
+    env = zap_env
+    elsewhere = lnurl_provider_factory("nobody")
+    elsewhere.stop()  # its address no longer answers
+    lnurl = LnurlClient(httpx.AsyncClient(timeout=2.0), insecure_hosts=frozenset({elsewhere.host}))
+    intake = ZapIntake(
+        agent_pubkey=env.agent.public_hex,
+        address=AgentAddress(elsewhere.address, lnurl),
+        ledger=env.ledger,
+        intake=Intake(env.ledger.db),
+    )
+    request = env.zap_request(1_000)
+    receipt = forged_receipt(env.provider.keys, request, fake_invoice(1_000, request.to_json()))
+    result = await intake.handle(receipt)
+    assert result.outcome is ZapOutcome.RETRY and result.reason == "provider_unavailable"
+    assert (await env.ledger.pool_status()).total_in_msat == 0
