@@ -329,6 +329,8 @@ class RelayConnection:
 
     async def send_close(self, sub_id: str) -> None:
         self._awaiting_eose.discard(sub_id)
+        if not self._awaiting_eose:
+            self.eose_done = True
         if self._active.pop(sub_id, None) is not None:
             await self._send(close_message(sub_id))
 

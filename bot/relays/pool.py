@@ -26,6 +26,7 @@ Events out
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -37,6 +38,7 @@ import httpx
 
 from bot.nostr.event import Event
 from bot.nostr.keys import Keys
+from bot.nostr.nip65 import is_relay_url
 from bot.relays.backoff import DEFAULT_BACKOFF, BackoffPolicy, Rand, backoff_delays
 from bot.relays.config import RelayConfig
 from bot.relays.connection import OkResult, RelayConnection
@@ -91,6 +93,13 @@ class _Checkpoint:
     since: int
 
 
+@dataclass(slots=True)
+class _Fetch:
+    events: dict[str, Event]
+    waiting: set[str]
+    done: asyncio.Event
+
+
 _STOP: Final = object()
 
 
@@ -110,6 +119,9 @@ class RelayPool:
         self._checkpoint_interval_s = checkpoint_interval_s
         self._recent = RecentIds(recent_capacity)
         self._subs: dict[str, Subscription] = {}
+        self._fetches: dict[str, _Fetch] = {}
+        self._backoff = backoff
+        self._http = http_client
         self._next_sub = 0
         self._queue: asyncio.Queue[_Delivery | _Checkpoint | object] = asyncio.Queue(queue_size)
         self._tasks: list[asyncio.Task[None]] = []
@@ -212,6 +224,10 @@ class RelayPool:
         return [(s.sub_id, await self._filters_for(conn, s)) for s in list(self._subs.values())]
 
     async def _on_event(self, conn: RelayConnection, sub_id: str, event: Event) -> None:
+        fetch = self._fetches.get(sub_id)
+        if fetch is not None:
+            fetch.events.setdefault(event.id, event)
+            return
         sub = self._subs.get(sub_id)
         if sub is None:
             return
@@ -221,7 +237,12 @@ class RelayPool:
         await self._queue.put(_Delivery(sub, event, conn.url))
 
     async def _on_eose(self, conn: RelayConnection, sub_id: str) -> None:
-        if conn.eose_done:  # every subscription on this relay is past its stored events
+        fetch = self._fetches.get(sub_id)
+        if fetch is not None:
+            fetch.waiting.discard(conn.url)
+            if not fetch.waiting:
+                fetch.done.set()
+        if sub_id in self._subs and conn.eose_done:  # all of this relay's stored events seen
             await self._queue.put(_Checkpoint(conn.url, int(self._clock()) - LIVE_MARGIN_S))
 
     async def _checkpoints(self) -> None:
@@ -251,6 +272,37 @@ class RelayPool:
             self.duplicates_dropped += 1
             return
         await item.sub.handler(item.event, item.relay_url)
+
+    async def fetch(self, filters: Iterable[Mapping[str, Any]], *,
+                    timeout_s: float = 5.0) -> list[Event]:
+        """A one-shot query of the read relays (a profile, a relay list...): the verified,
+        deduplicated events they hold, newest first, once every relay sent EOSE or at the
+        timeout. Nothing goes through the handlers, nothing is claimed."""
+        frozen = [dict(f) for f in filters]
+        if not frozen:
+            raise ValueError("a query needs at least one filter")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        self._next_sub += 1
+        sub_id = f"timmyq{self._next_sub}"
+        state = _Fetch({}, set(), asyncio.Event())
+        self._fetches[sub_id] = state
+        targets = [c for c in self._conns if c.config.read]
+        try:
+            await self.wait_connected(timeout_s)
+            for conn in targets:
+                if conn.connected:
+                    state.waiting.add(conn.url)
+                    if not await conn.send_req(sub_id, frozen):
+                        state.waiting.discard(conn.url)
+            if state.waiting:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(state.done.wait(), max(0.0, deadline - loop.time()))
+        finally:
+            self._fetches.pop(sub_id, None)
+            for conn in targets:
+                await conn.send_close(sub_id)
+        return sorted(state.events.values(), key=lambda e: (-e.created_at, e.id))
 
     async def claim(self, key: str) -> bool:
         """Dedupe anything else (e.g. a gift wrap's rumor id): True only the first time."""
@@ -294,6 +346,41 @@ class RelayPool:
         return PublishResult(event.id, accepted, refused,
                              tuple(tasks[t] for t in waiting))
 
+    async def publish_to(self, event: Event, urls: Iterable[str], *,
+                         timeout_s: float = 10.0) -> PublishResult:
+        """Publish to specific relays, connecting for this event alone to those outside the
+        pool (e.g. the recipient's NIP-17 DM relays, kind 10050). Waits for every relay."""
+        if not self._running:
+            return PublishResult(event.id, (), {"*": "error: the pool is not running"})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        frame = event_message(event)
+        pool_conns = {c.url: c for c in self._conns}
+        temporary: list[RelayConnection] = []
+        refused: dict[str, str] = {}
+        jobs: dict[str, Awaitable[OkResult]] = {}
+        for url in dict.fromkeys(urls):
+            if not is_relay_url(url):
+                refused[url] = "invalid: not a ws:// or wss:// URL"
+                continue
+            conn = pool_conns.get(url)
+            if conn is None:
+                conn = RelayConnection(
+                    RelayConfig(url, read=False, write=True), keys=self.keys,
+                    on_event=self._on_event, on_eose=self._on_eose,
+                    subscriptions=_no_subscriptions, backoff=self._backoff, rand=self._rand,
+                    http_client=self._http, ping_interval_s=None)
+                temporary.append(conn)
+                conn.start()
+            jobs[url] = self._publish_one(conn, event, frame, deadline)
+        try:
+            results = dict(zip(jobs, await asyncio.gather(*jobs.values()), strict=True))
+        finally:
+            await asyncio.gather(*(conn.stop() for conn in temporary))
+        accepted = tuple(url for url, r in results.items() if r.accepted)
+        refused.update({url: r.message for url, r in results.items() if not r.accepted})
+        return PublishResult(event.id, accepted, refused)
+
     async def _publish_one(self, conn: RelayConnection, event: Event, frame: str,
                            deadline: float) -> OkResult:
         loop = asyncio.get_running_loop()
@@ -332,3 +419,7 @@ class RelayPool:
             if prefix in ("restricted", "auth-required") and conn.authenticated:
                 conn.mark_auth_failed(f"refused after AUTH: {result.message}")
             return result
+
+
+async def _no_subscriptions(conn: RelayConnection) -> list[tuple[str, list[Filter]]]:
+    return []
