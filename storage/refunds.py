@@ -61,7 +61,7 @@ def list_payouts(conn: sqlite3.Connection, state: str) -> list[Payout]:
     return [_payout(r) for r in rows]
 
 
-def pending_refunds_sync(conn: sqlite3.Connection, pubkey: str) -> list[Refund]:
+def pending_refunds(conn: sqlite3.Connection, pubkey: str) -> list[Refund]:
     rows = conn.execute(
         "SELECT id, pubkey, refund_msat, refund_state FROM jobs"
         " WHERE pubkey = ? AND refund_state IN ('pending', 'paying') ORDER BY created_at, rowid",
@@ -70,7 +70,7 @@ def pending_refunds_sync(conn: sqlite3.Connection, pubkey: str) -> list[Refund]:
     return [Refund(r[0], r[1], r[2], RefundState(r[3])) for r in rows]
 
 
-def begin_payout_sync(
+def begin_payout(
     conn: sqlite3.Connection, job_id: str, destination: str, key: str, now: int
 ) -> Payout:
     row = conn.execute(
@@ -105,7 +105,7 @@ def begin_payout_sync(
     return _get(conn, cur.lastrowid)[0]
 
 
-def confirm_payout_sync(
+def confirm_payout(
     conn: sqlite3.Connection, payout_id: int, preimage: str, fee: int, now: int
 ) -> Payout:
     payout, tid = _get(conn, payout_id)
@@ -129,7 +129,7 @@ def confirm_payout_sync(
     return _get(conn, payout_id)[0]
 
 
-def fail_payout_sync(conn: sqlite3.Connection, payout_id: int, reason: str, now: int) -> Payout:
+def fail_payout(conn: sqlite3.Connection, payout_id: int, reason: str, now: int) -> Payout:
     payout, tid = _get(conn, payout_id)
     if payout.state is PayoutState.FAILED:
         return payout
@@ -151,7 +151,7 @@ def fail_payout_sync(conn: sqlite3.Connection, payout_id: int, reason: str, now:
     return _get(conn, payout_id)[0]
 
 
-def credit_refund_sync(conn: sqlite3.Connection, job_id: str, now: int) -> Refund:
+def credit_refund(conn: sqlite3.Connection, job_id: str, now: int) -> Refund:
     job = get_job(conn, job_id)
     if job.refund_state is RefundState.CREDITED:
         return Refund(job_id, job.pubkey, job.refund_msat, RefundState.CREDITED)

@@ -1,0 +1,52 @@
+"""Idempotent operations: each runs once per key; a repeat returns the stored original result."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
+
+from storage.errors import IdempotencyConflict
+from storage.outcomes import _Value
+
+V = TypeVar("V", bound=_Value)
+
+
+def job_key(job_id: str, step: str) -> str:
+    """The key of one step of a job (``job:<id>:<step>``), for operations and transfers."""
+    return f"job:{job_id}:{step}"
+
+
+def once(
+    conn: sqlite3.Connection,
+    key: str,
+    op: str,
+    args: object,
+    cls: type[V],
+    compute: Callable[[], V],
+) -> V:
+    """Run ``compute`` once per ``key``, storing its result with ``op`` and ``args``.
+
+    A repeat with the same ``op`` and ``args`` returns the stored result and runs nothing; with
+    others it raises ``IdempotencyConflict``. If ``compute`` raises, nothing is stored (the
+    caller's savepoint rolls its writes back), so a retry runs it again.
+    """
+    args_text = json.dumps(args, separators=(",", ":"))
+    row = conn.execute("SELECT op, args, result FROM operations WHERE key = ?", (key,)).fetchone()
+    if row is not None:
+        if row[0] != op or row[1] != args_text:
+            raise IdempotencyConflict(
+                f"key {key!r} was already used for {row[0]} with other arguments"
+            )
+        return cls.from_json(row[2])
+    result = compute()
+    conn.execute(
+        "INSERT INTO operations (key, op, args, result) VALUES (?, ?, ?, ?)",
+        (key, op, args_text, result.to_json()),
+    )
+    return result
+
+
+def seen(conn: sqlite3.Connection, key: str) -> bool:
+    return conn.execute("SELECT 1 FROM operations WHERE key = ?", (key,)).fetchone() is not None

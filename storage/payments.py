@@ -1,0 +1,166 @@
+"""Invoices and payments of partial and gate jobs.
+
+A job records its invoice; a payment is confirmed once per key. Paid in time and at least the
+invoice → escrow, the job proceeds (a partial job reserves its grant here, re-validating the pool
+and the daily limits), any excess becomes balance. Paid late, twice, too little, or for a job that
+takes no payment → all of it becomes the payer's balance. An expired invoice moves no money.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from storage import subsidy
+from storage.accounts import ESCROW, LIGHTNING_IN, REFUNDS, Meta, balance_account, transfer
+from storage.errors import IdempotencyConflict, IllegalTransition, InvalidAmount
+from storage.jobs import find_job, get_job, set_job
+from storage.limits import Limits, utc_day
+from storage.operations import job_key, once
+from storage.outcomes import JobRecord, PartialGrant, PaymentOutcome, PaymentResult, RefundState
+
+
+def attach_invoice(
+    conn: sqlite3.Connection, job_id: str, payment_hash: str, amount: int, expires_at: int, now: int
+) -> JobRecord:
+    job = get_job(conn, job_id)
+    if job.invoice_hash is not None:
+        if (job.invoice_hash, job.invoice_msat, job.invoice_expires_at) == (
+            payment_hash,
+            amount,
+            expires_at,
+        ):
+            return job
+        raise IllegalTransition(f"job {job_id} already has an invoice")
+    if job.serve not in ("partial", "gate"):
+        raise IllegalTransition(f"job {job_id} is {job.serve}: it takes no invoice")
+    if amount != job.work_amount_msat:
+        raise InvalidAmount(
+            f"invoice amount {amount} differs from the job's work amount {job.work_amount_msat}"
+        )
+    if conn.execute("SELECT 1 FROM jobs WHERE invoice_hash = ?", (payment_hash,)).fetchone():
+        raise IdempotencyConflict("payment hash already belongs to another job")
+    set_job(
+        conn,
+        job,
+        now,
+        state="invoiced",
+        invoice_hash=payment_hash,
+        invoice_msat=amount,
+        invoice_expires_at=expires_at,
+    )
+    return get_job(conn, job_id)
+
+
+def confirm_payment(
+    conn: sqlite3.Connection, limits: Limits, ref: str, amount: int, key: str, now: int
+) -> PaymentOutcome:
+    def compute() -> PaymentOutcome:
+        job = find_job(conn, ref)
+        to_balance = balance_account(job.pubkey)
+
+        def all_to_balance(result: PaymentResult) -> PaymentOutcome:
+            transfer(
+                conn,
+                f"{key}:balance",
+                LIGHTNING_IN,
+                to_balance,
+                amount,
+                Meta(result.value, now, job.id, job.pubkey),
+            )
+            return PaymentOutcome(job.id, result, amount, False, amount, 0)
+
+        if job.serve not in ("partial", "gate"):
+            return all_to_balance(PaymentResult.NOT_DUE)
+        if job.paid_msat > 0:
+            return all_to_balance(PaymentResult.DUPLICATE)
+        if job.state in ("expired", "failed", "done") or (
+            job.invoice_expires_at is not None and now > job.invoice_expires_at
+        ):
+            if job.state in ("quoted", "invoiced"):
+                set_job(conn, job, now, state="expired")
+            return all_to_balance(PaymentResult.LATE)
+        due = job.work_amount_msat
+        if amount < due:
+            return all_to_balance(PaymentResult.UNDERPAID)
+        transfer(
+            conn,
+            f"{key}:escrow",
+            LIGHTNING_IN,
+            ESCROW,
+            due,
+            Meta("payment", now, job.id, job.pubkey),
+        )
+        excess = amount - due
+        if excess:
+            transfer(
+                conn,
+                f"{key}:balance",
+                LIGHTNING_IN,
+                to_balance,
+                excess,
+                Meta("overpaid", now, job.id, job.pubkey),
+            )
+        set_job(conn, job, now, state="paid", paid_msat=due)
+        if job.serve == "partial":
+            grant = reserve_partial_grant(conn, limits, job.id, now)
+            if not grant.granted:
+                return PaymentOutcome(
+                    job.id, PaymentResult.TERMS_CHANGED, amount, False, excess, grant.refund_msat
+                )
+        result = PaymentResult.OVERPAID if excess else PaymentResult.PAID
+        return PaymentOutcome(job.id, result, amount, True, excess, 0)
+
+    return once(conn, key, "confirm_payment", [ref, amount], PaymentOutcome, compute)
+
+
+def reserve_partial_grant(
+    conn: sqlite3.Connection, limits: Limits, job_id: str, now: int
+) -> PartialGrant:
+    """Reserve a paid partial job's pool share, or fail it with the whole payment refunded."""
+
+    def compute() -> PartialGrant:
+        job = get_job(conn, job_id)
+        if job.serve != "partial" or job.state != "paid" or job.reserve_transfer is not None:
+            raise IllegalTransition(
+                f"job {job_id} ({job.serve}, {job.state}) has no grant to reserve"
+            )
+        day = utc_day(now)
+        room, _ = subsidy.room(conn, limits, job.pubkey, day)
+        if room >= job.absorb_msat:
+            tid = subsidy.reserve(
+                conn, job_key(job_id, "reserve"), job_id, job.pubkey, day, job.absorb_msat, now
+            )
+            set_job(
+                conn, job, now, reserved_msat=job.absorb_msat, reserve_transfer=tid, reserve_day=day
+            )
+            return PartialGrant(job_id, True, job.absorb_msat, 0)
+        refund = job.paid_msat
+        transfer(
+            conn,
+            job_key(job_id, "refund"),
+            ESCROW,
+            REFUNDS,
+            refund,
+            Meta("terms_changed", now, job_id, job.pubkey),
+        )
+        set_job(
+            conn,
+            job,
+            now,
+            state="failed",
+            refund_state=RefundState.PENDING.value,
+            refund_msat=refund,
+            error="pool or allowance no longer covers the grant",
+        )
+        return PartialGrant(job_id, False, job.absorb_msat, refund)
+
+    return once(
+        conn, job_key(job_id, "partial_grant"), "reserve_partial_grant", [], PartialGrant, compute
+    )
+
+
+def expire_job(conn: sqlite3.Connection, job_id: str, now: int) -> JobRecord:
+    job = get_job(conn, job_id)
+    if job.state != "expired":
+        set_job(conn, job, now, state="expired")
+    return get_job(conn, job_id)
