@@ -312,3 +312,37 @@ async def test_unreachable_lnurl_endpoint_credits_nothing_and_retries(
     result = await intake.handle(receipt)
     assert result.outcome is ZapOutcome.RETRY and result.reason == "provider_unavailable"
     assert (await env.ledger.pool_status()).total_in_msat == 0
+
+
+async def test_zap_request_signed_by_nostr_sdk_funds_the_pool(zap_env: ZapEnv) -> None:
+    """A zap request built and signed by code nobody here wrote goes through the provider, and
+    its receipt passes our appendix-F validation."""
+    import nostr_sdk
+
+    env = zap_env
+    sdk_keys = nostr_sdk.Keys.generate()
+    tags = [
+        nostr_sdk.Tag.parse(["relays", *env.relays]),
+        nostr_sdk.Tag.parse(["amount", "9000"]),
+        nostr_sdk.Tag.parse(["lnurl", env.address.lnurl]),
+        nostr_sdk.Tag.parse(["p", env.agent.public_hex]),
+    ]
+    signed = (
+        nostr_sdk.EventBuilder(nostr_sdk.Kind(nip57.ZAP_REQUEST_KIND), "from rust-nostr")
+        .tags(tags)
+        .finalize(sdk_keys)
+    )
+    request = Event.from_json(signed.as_json())
+    bolt11, payment_hash = await env.invoice_for(request, 9_000)
+    await env.payer.pay(bolt11)
+
+    async def credited() -> bool:
+        return (await env.ledger.pool_status()).total_in_msat == 9_000
+
+    await wait_for(credited)
+    await env.intake.drain()
+    [result] = [r for r in env.intake.results if r.zap and r.zap.payment_hash == payment_hash]
+    assert result.outcome is ZapOutcome.POOL
+    assert result.zap is not None
+    assert result.zap.zapper_pubkey == sdk_keys.public_key().to_hex()
+    assert result.zap.comment == "from rust-nostr"
