@@ -129,6 +129,7 @@ class RelayPool:
         self._running = False
         self.duplicates_dropped = 0
         self.handler_errors = 0
+        self.cursors_frozen = False
         self._conns = [
             RelayConnection(cfg, keys=keys, on_event=self._on_event, on_eose=self._on_eose,
                             subscriptions=self._subscriptions_for, backoff=backoff, rand=rand,
@@ -261,14 +262,22 @@ class RelayPool:
             try:
                 if isinstance(item, _Delivery):
                     await self._deliver(item)
-                elif isinstance(item, _Checkpoint):
+                elif isinstance(item, _Checkpoint) and not self.cursors_frozen:
                     await self.store.set_cursor(item.relay_url, item.since)
             except Exception:
                 self.handler_errors += 1
                 log.exception("relay pool: handling failed")
 
     async def _deliver(self, item: _Delivery) -> None:
-        if not await self.store.claim(item.event.id):
+        try:
+            fresh = await self.store.claim(item.event.id)
+        except Exception:
+            # The event was not recorded: keep every cursor where it is, so that after a
+            # restart the relays send it (and what follows) again.
+            self.cursors_frozen = True
+            log.exception("relay pool: the intake store failed; cursors frozen until restart")
+            return
+        if not fresh:
             self.duplicates_dropped += 1
             return
         await item.sub.handler(item.event, item.relay_url)

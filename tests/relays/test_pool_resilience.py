@@ -105,3 +105,20 @@ async def test_relay_killed_mid_stream_then_agent_restarted(
         assert restarted.duplicates_dropped >= 10
     finally:
         await db.close()
+
+
+async def test_store_failure_freezes_cursors(relay_url: str, tmp_path: object) -> None:
+    author = Keys.generate()
+    db = await Database.open(f"{tmp_path}/closing.sqlite3")
+    intake = Intake(db)
+    got = Collector()
+    pool = RelayPool(configs(relay_url), store=intake, backoff=FAST_BACKOFF,
+                     checkpoint_interval_s=0.1)
+    async with pool, RelayPool(configs(relay_url), backoff=FAST_BACKOFF) as publisher:
+        await pool.subscribe([{"authors": [author.public_hex]}], got)
+        assert (await publisher.publish(sign_event(author, 1, "recorded"))).ok
+        assert await wait_until(lambda: len(got.events) == 1)
+        await db.close()  # the database goes away under the running agent
+        assert (await publisher.publish(sign_event(author, 1, "not recorded"))).ok
+        assert await wait_until(lambda: pool.cursors_frozen)
+    assert [e.content for e in got.events] == ["recorded"]  # never handed over unrecorded
