@@ -4,7 +4,8 @@ Checks: each account's posted and pending columns equal the sums of its transfer
 non-external account is below zero counting pending debits; the journal sums to zero; each pending
 transfer is resolved at most once and never for more than it reserved; the daily counters equal
 the subsidy in the journal (and, given ``limits``, stay within them); escrow and refunds equal what
-the job records say they hold; every paid refund has a reference.
+the job records say they hold; every paid refund has a reference; each payout's state matches its
+transfer and its refund (a refund being paid has exactly one payout in flight).
 """
 
 from __future__ import annotations
@@ -164,3 +165,28 @@ def _check_jobs(conn: sqlite3.Connection, balances: dict[str, int], violations: 
     ).fetchall()
     for (job_id,) in bad:
         violations.append(f"job {job_id}: refund paid without a payout reference")
+    _check_payouts(conn, violations)
+
+
+def _check_payouts(conn: sqlite3.Connection, violations: list[str]) -> None:
+    """Each payout's state matches how its pending transfer was resolved, and its refund's."""
+    rows = conn.execute(
+        "SELECT p.id, p.state, p.amount_msat, p.preimage, j.refund_state, j.refund_ref,"
+        " (SELECT kind || ':' || amount_msat FROM transfers r WHERE r.pending_id = p.transfer_id)"
+        " FROM payouts p JOIN jobs j ON j.id = p.job_id"
+    ).fetchall()
+    for pid, state, amount, preimage, refund_state, refund_ref, resolution in rows:
+        expected = {"sending": None, "paid": f"post:{amount}", "failed": "void:0"}[state]
+        if resolution != expected:
+            violations.append(f"payout {pid} is {state} but its transfer is {resolution}")
+        if state == "sending" and refund_state != "paying":
+            violations.append(f"payout {pid} is sending but its refund is {refund_state}")
+        if state == "paid" and (refund_state != "paid" or refund_ref != preimage):
+            violations.append(f"payout {pid} is paid but its refund is {refund_state}")
+    for job_id, n in conn.execute(
+        "SELECT j.id, (SELECT COUNT(*) FROM payouts p"
+        "  WHERE p.job_id = j.id AND p.state = 'sending')"
+        " FROM jobs j WHERE j.refund_state = 'paying'"
+    ).fetchall():
+        if n != 1:
+            violations.append(f"job {job_id}: refund is paying with {n} payouts in flight")

@@ -20,6 +20,14 @@ async def _populated(db_path: Path, clock: ManualClock) -> None:
     await ledger.decide("g1", "bob", 500_000)
     await ledger.attach_invoice("g1", "h", 430_000, clock.now + 60)
     await ledger.confirm_payment("h", 430_000, "pay:h")
+    for job in ("r1", "r2"):  # two refunds: one paid out, one in flight
+        await ledger.decide(job, "carol", 10_000)
+        await ledger.attach_invoice(job, f"h-{job}", 10_000, clock.now + 60)
+        await ledger.confirm_payment(job, 10_000, f"pay:{job}")
+        await ledger.settle(job, 4_000)
+    p1 = await ledger.begin_payout("r1", "lnbc-1", "po:r1")
+    await ledger.confirm_payout(p1.payout_id, "pre-1", 3)
+    await ledger.begin_payout("r2", "lnbc-2", "po:r2")
     await assert_invariants(db, LIMITS)
     await db.close()
 
@@ -33,6 +41,11 @@ async def _populated(db_path: Path, clock: ManualClock) -> None:
     "UPDATE jobs SET paid_msat = 1 WHERE id = 'g1'",
     "UPDATE jobs SET refund_state = 'pending', refund_msat = 5 WHERE id = 'g1'",
     "DROP TRIGGER transfers_no_update; UPDATE transfers SET amount_msat = 1 WHERE key = 'zap:1'",
+    "UPDATE payouts SET state = 'paid' WHERE job_id = 'r2'",
+    "UPDATE payouts SET state = 'failed' WHERE job_id = 'r1'",
+    "UPDATE jobs SET refund_ref = 'other' WHERE id = 'r1'",
+    "UPDATE jobs SET refund_state = 'pending' WHERE id = 'r2'",
+    "UPDATE jobs SET refund_state = 'paying' WHERE id = 'r1'",
 ])
 async def test_tampering_is_reported(db_path: Path, clock: ManualClock, tamper: str) -> None:
     await _populated(db_path, clock)
