@@ -15,6 +15,11 @@ service supports zaps. To invoice ``amount_msat`` it:
    :meth:`lookup_invoice`). Each payment hash is reported once by this wallet; consumers still
    deduplicate.
 
+Invoices and their verify URLs are kept in memory. After a restart, a receipt still settles an
+invoice made before it (the zap request inside carries the agent's own signature, so it proves
+the invoice was ours), but ``lookup_invoice`` no longer knows the older invoices
+(``not_found``): for them the receipt is the only signal.
+
 It cannot pay, and cannot know its balance: ``pay_invoice`` and ``balance_msat`` raise
 :class:`WalletRefused` (code ``"receive_only"``); ``lookup_payment`` answers ``NOT_FOUND`` (this
 wallet never paid anything). The invoice's expiry is the LNURL service's, not ``expiry_s``; a
@@ -191,11 +196,15 @@ class LightningAddressWallet:
         )
 
     def receipt_seen(self, zap: ValidZap) -> bool:
-        """A validated zap receipt for one of our own invoices; True if it settled one now."""
-        made = self._made.get(zap.payment_hash)
-        if made is None or zap.payment_hash in self._settled:
+        """A validated zap receipt for one of our own invoices; True if it settled one now.
+
+        The zap request inside it carries the agent's own signature, so it proves the invoice
+        is ours even when it was made before a restart (and is no longer in memory).
+        """
+        if zap.zapper_pubkey != self._keys.public_hex or zap.payment_hash in self._settled:
             return False
-        if zap.amount_msat != made.amount_msat:
+        made = self._made.get(zap.payment_hash)
+        if made is not None and zap.amount_msat != made.amount_msat:
             log.warning("lightning address: receipt amount differs for %s", zap.payment_hash)
             return False
         self._settle(zap.payment_hash, zap.amount_msat, zap.preimage, zap.paid_at)
@@ -238,6 +247,10 @@ class LightningAddressWallet:
             await asyncio.sleep(self._poll_interval_s)
             now = int(time.time())
             for payment_hash, made in list(self._made.items()):
+                if made.expires_at < now - 3600:  # long gone: forget it
+                    self._made.pop(payment_hash, None)
+                    self._settled.pop(payment_hash, None)
+                    continue
                 if payment_hash in self._settled or made.verify_url is None:
                     continue
                 if made.expires_at < now - 60:

@@ -200,3 +200,32 @@ async def test_address_without_zap_support_is_refused(
         with pytest.raises(LnurlError) as info:
             await address.nostr_pubkey()
     assert info.value.code == "no_zaps"
+
+
+async def test_receipt_settles_an_invoice_made_before_a_restart(address_env: AddressEnv) -> None:
+    env = address_env
+    before = env.wallet()
+    invoice = await before.make_invoice(6_000, description="asked before the restart")
+    after = env.wallet()  # a new process: nothing in memory
+    ledger = Ledger(env.db, Limits(daily_free_msat=0, daily_free_jobs=0))
+    pool = RelayPool([RelayConfig(env.relay)])
+    intake = ZapIntake(
+        agent_pubkey=env.agent.public_hex,
+        address=env.address,
+        ledger=ledger,
+        intake=Intake(env.db),
+        own_invoice=after.receipt_seen,
+    )
+    await pool.start()
+    try:
+        assert await pool.wait_connected(10.0)
+        await intake.start(pool)
+        await env.payer.pay(invoice.bolt11)
+        settlement = await first_settlement(after)
+        assert settlement.payment_hash == invoice.payment_hash
+        assert settlement.amount_msat == 6_000
+        assert (await after.lookup_invoice(invoice.payment_hash)).state is InvoiceState.SETTLED
+        assert (await ledger.pool_status()).total_in_msat == 0
+    finally:
+        await intake.stop()
+        await pool.stop()
