@@ -351,6 +351,7 @@ class NwcWallet:
         payment_hash = self._pay_requests.pop(request_id, None)
         if payment_hash is not None:
             self._late_payments[payment_hash] = self._payment_result(payment_hash, response)
+            _trim(self._late_payments)
             log.info("nwc: late pay_invoice answer kept for %s", payment_hash)
 
     def _on_notification(self, plaintext: str) -> None:
@@ -391,6 +392,7 @@ class NwcWallet:
         self._pending[event.id] = fut
         if payment_hash is not None:
             self._pay_requests[event.id] = payment_hash
+            _trim(self._pay_requests)
         try:
             try:
                 published = await self._channel.publish(event)
@@ -593,3 +595,11 @@ def _invoice_state(tx: Transaction) -> InvoiceState:
         return InvoiceState.EXPIRED
     return InvoiceState.PENDING
 
+
+_KEEP = 1000
+
+
+def _trim(mapping: dict[str, Any]) -> None:
+    """Keep the newest entries of a bookkeeping map (late answers, unanswered requests)."""
+    while len(mapping) > _KEEP:
+        mapping.pop(next(iter(mapping)))
