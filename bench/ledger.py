@@ -27,9 +27,10 @@ LIMITS = Limits(daily_free_msat=500, daily_free_jobs=1_000)
 NOW = 1_767_225_600
 
 
-def baseline_fsync_per_s(directory: Path, seconds: float) -> float:
-    conn = sqlite3.connect(directory / "baseline.sqlite3", isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
+def baseline_fsync_per_s(directory: Path, seconds: float, journal_mode: str = "WAL") -> float:
+    """Single-row ``synchronous=FULL`` commits per second, one after the other."""
+    conn = sqlite3.connect(directory / f"baseline-{journal_mode}.sqlite3", isolation_level=None)
+    conn.execute(f"PRAGMA journal_mode = {journal_mode}")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
     n = 0
@@ -90,7 +91,9 @@ async def main(seconds: float, where: str) -> None:
     with tempfile.TemporaryDirectory(prefix="ledger-bench-", dir=where) as tmp:
         directory = Path(tmp)
         baseline = baseline_fsync_per_s(directory, seconds)
-        print(f"raw synchronous=FULL single-row commits: {baseline:8.0f}/s")
+        print(f"raw synchronous=FULL single-row commits (WAL, as the ledger): {baseline:8.0f}/s")
+        rollback = baseline_fsync_per_s(directory, min(seconds, 2.0), "DELETE")
+        print(f"raw synchronous=FULL single-row commits (rollback journal):  {rollback:8.0f}/s")
         results: dict[tuple[str, int], float] = {}
         for name, fn in (("free", free_settlement), ("partial", partial_settlement)):
             for callers in (1, 64):
