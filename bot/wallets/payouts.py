@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from bot.wallets.base import (
 )
 from bot.wallets.bolt11 import check_payable, decode_invoice
 from bot.wallets.lnurl import LnurlClient
-from storage import Ledger, LedgerError, Payout, PayoutState, RefundState
+from storage import IllegalTransition, Ledger, LedgerError, Payout, PayoutState, RefundState
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,13 @@ class PayoutPolicy:
 
 
 def payout_key(job_id: str, payment_hash: str) -> str:
-    """The idempotency key of a payout of ``job_id`` to the invoice ``payment_hash``."""
-    return f"payout:{job_id}:{payment_hash}"
+    """A fresh idempotency key for one payout attempt of ``job_id`` to ``payment_hash``.
+
+    Fresh on purpose: the ledger lets only one payout of a refund be ``sending`` at a time, so
+    of two concurrent attempts (two tasks or two processes) exactly one records a payout and
+    sends it; the other is rejected before sending anything. A crash after recording is
+    resolved by ``reconcile`` from the ledger, not by repeating the call."""
+    return f"payout:{job_id}:{payment_hash}:{secrets.token_hex(8)}"
 
 
 class Payouts:
@@ -140,6 +146,9 @@ class Payouts:
             return await self._ledger.begin_payout(
                 job_id, decoded.bolt11, payout_key(job_id, decoded.payment_hash)
             )
+        except IllegalTransition:
+            return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
+                                 reason="a payout of this refund is already under way")
         except LedgerError as exc:
             return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
                                  reason=f"cannot start the payout: {type(exc).__name__}")

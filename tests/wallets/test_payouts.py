@@ -1,5 +1,6 @@
 """Refunds out through a real LNbits: recorded first, paid once, reconciled after a kill."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -162,6 +163,33 @@ async def test_failed_payout_leaves_the_refund_claimable(
         assert paid.status is PayoutStatus.PAID
         assert (await asker.lookup_invoice(first.payment_hash)).state.value == "pending"
         await assert_books_balance(ledger)
+
+
+async def test_concurrent_claims_from_two_processes_pay_once(
+    tmp_path: Path,
+    http: httpx.AsyncClient,
+    lnbits_server: LnbitsServer,
+    lnbits_new_wallet: Callable[..., LnbitsAccount],
+) -> None:
+    agent = lnbits(http, lnbits_server, lnbits_new_wallet("agent"))
+    asker = lnbits(http, lnbits_server, lnbits_new_wallet("asker", balance_sat=100))
+    path = tmp_path / "ledger.db"
+    async with open_ledger(path) as one, open_ledger(path) as two:  # two writers, one file
+        await refund_owed(one, agent, asker, "job-race", 11_000)
+        same = await asker.make_invoice(11_000)
+        other = await asker.make_invoice(11_000)
+        outcomes = await asyncio.gather(
+            Payouts(one, agent).pay_to_invoice("job-race", ASKER, same.bolt11),
+            Payouts(two, agent).pay_to_invoice("job-race", ASKER, same.bolt11),
+            Payouts(two, agent).pay_to_invoice("job-race", ASKER, other.bolt11),
+            Payouts(one, agent).keep_as_balance("job-race", ASKER),
+        )
+        statuses = sorted(o.status.value for o in outcomes)
+        assert statuses == ["paid", "rejected", "rejected", "rejected"], outcomes
+        assert await Payouts(one, agent).reconcile() == []
+        await assert_books_balance(one)
+        paid_to_balance = (await one.balance(ASKER)).available_msat
+    assert await asker.balance_msat() + paid_to_balance == 100_000
 
 
 @pytest.mark.parametrize("stage", ["recorded", "sent"])
