@@ -100,7 +100,11 @@ class Database:
         return cls(p, writer, reader, write_thread, read_thread)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` atomically in a write transaction; return once it is durably committed."""
+        """Run ``fn`` atomically in a write transaction; return once it is durably committed.
+
+        A caller cancelled while waiting does not cancel the write (it may still commit): retry
+        with the same idempotency key to learn its result.
+        """
         if self._closed:
             raise DatabaseClosed("the database is closed")
         loop = asyncio.get_running_loop()

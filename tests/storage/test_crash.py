@@ -61,7 +61,10 @@ def test_sigkill_loses_no_acknowledged_transfer(tmp_path: Path) -> None:
         asyncio.run(verify())
         conn = sqlite3.connect(path)
         keys = {k for (k,) in conn.execute("SELECT key FROM operations")}
+        transfers = {k for (k,) in conn.execute("SELECT key FROM transfers")}
         conn.close()
         missing = [k for k in acked if k not in keys]
         assert missing == [], f"run {run}: acknowledged but lost: {missing[:5]}"
+        lost_zaps = [k for k in acked if k.startswith("zap:") and k not in transfers]
+        assert lost_zaps == [], f"run {run}: acknowledged zap transfers lost: {lost_zaps[:5]}"
     assert len(acked) > RUNS * 10
