@@ -96,6 +96,12 @@ def classify_error(status: int, error: object, retry_after_s: float | None) -> P
     quota is exhausted), 500, 502, 503. 504 is not retried: a gateway timed out, the model
     behind it may still be generating (and billing).
     """
+    if status == 200:
+        # an error inside a 200 body (OpenRouter): classify by its own code, never retry
+        inner = error.get("code") if isinstance(error, dict) else None
+        if isinstance(inner, int) and not isinstance(inner, bool) and 400 <= inner <= 599:
+            problem = classify_error(inner, error, None)
+            return ParseProblem(problem.kind, problem.code, problem.message)
     code, message = _error_text(error)
     lowered = f"{code} {message}".lower()
     detail = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
