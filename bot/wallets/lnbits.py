@@ -17,6 +17,8 @@
 - ``balance_msat`` → ``GET /api/v1/wallet``.
 - ``settlements()`` → the websocket ``/api/v1/ws/{invoice_key}``, reconnecting with backoff;
   only incoming, successful payments are yielded, repeats included (LNbits sends each twice).
+  ``websocket_connected`` (an ``asyncio.Event``) is set while it is connected. Payments made
+  while it was down are not replayed: use ``SettlementProcessor.poll`` over open invoices.
 - ``settlement_from_webhook(body)``: a webhook body is unauthenticated, so it is only a hint:
   the payment hash it names is looked up with the invoice key and a :class:`Settlement` is
   returned only when LNbits itself says that incoming payment is settled. Double-encoded JSON
@@ -95,6 +97,8 @@ class LnbitsWallet:
         self._webhook_url = webhook_url
         self._timeout_s = timeout_s
         self._clock = clock
+        self.websocket_connected = asyncio.Event()
+        """Set while the settlement websocket is connected (for health checks and tests)."""
 
     def __repr__(self) -> str:
         return f"LnbitsWallet(url={self._url!r})"
@@ -341,12 +345,15 @@ class LnbitsWallet:
             try:
                 async with websockets.connect(ws_url, open_timeout=self._timeout_s) as ws:
                     delay = 0.5
+                    self.websocket_connected.set()
                     async for message in ws:
                         settlement = parse_ws_message(message)
                         if settlement is not None:
                             yield settlement
             except (OSError, websockets.WebSocketException, TimeoutError) as exc:
                 log.warning("LNbits websocket dropped (%s); reconnecting", type(exc).__name__)
+            finally:
+                self.websocket_connected.clear()
             await asyncio.sleep(delay * (1 + random.random() / 2))
             delay = min(delay * 2, 30.0)
 

@@ -158,7 +158,7 @@ async def test_websocket_settlements_with_repeats(
     try:
         invoice = await agent.make_invoice(7_000)
         # the websocket connects in the background: pay once it is up
-        await asyncio.sleep(1.0)
+        await asyncio.wait_for(agent.websocket_connected.wait(), 60)
         paid = await payer.pay_invoice(invoice.bolt11, max_fee_msat=FEE_CAP_MSAT)
         assert paid.succeeded
         for _ in range(100):

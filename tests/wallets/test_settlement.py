@@ -47,7 +47,7 @@ async def test_lnbits_websocket_settlement_pays_the_job_once(
         payment_hash, bolt11 = await invoiced_job(ledger, agent, "job-ws", 21_000)
         runner = asyncio.create_task(processor.run(agent))
         try:
-            await asyncio.sleep(1.0)  # let the websocket connect
+            await asyncio.wait_for(agent.websocket_connected.wait(), 60)
             assert (await payer.pay_invoice(bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
             for _ in range(100):
                 if (await ledger.job("job-ws")).state == "paid" and told:
