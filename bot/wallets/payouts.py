@@ -179,9 +179,12 @@ class Payouts:
         return await self._apply(payout, result)
 
     async def _apply(self, payout: Payout, result: PaymentResult) -> PayoutOutcome:
-        if result.state is PaymentState.SUCCEEDED and result.preimage:
+        if result.state is PaymentState.SUCCEEDED:
+            # A backend that reports success without a preimage still paid: confirm with a
+            # reference naming the payment hash rather than leave the payout open forever.
+            reference = result.preimage or f"paid-without-preimage:{result.payment_hash}"
             done = await self._ledger.confirm_payout(
-                payout.payout_id, result.preimage, result.fee_msat or 0
+                payout.payout_id, reference, result.fee_msat or 0
             )
             log.info("payout %d of job %s paid (%d msat)", done.payout_id, done.job_id,
                      done.amount_msat)
