@@ -132,6 +132,7 @@ class _Run:
     events: list[dict[str, Any]] = field(default_factory=list)
     acquired_at: float | None = None
     first_token_at: float | None = None
+    finished_at: float | None = None
     aborted: bool = False
     queue_timeout: bool = False
     error: str | None = None
@@ -177,6 +178,7 @@ class LocalModel:
                 run.error = f"the embedded model failed ({type(exc).__name__})"
             return run
         finally:
+            run.finished_at = time.monotonic()
             self._lock.release()
 
 
@@ -388,7 +390,7 @@ class LocalBackend:
                 reason,
                 "the answer is empty" if reason == "empty" else "the answer echoes the question",
             )
-        now = time.monotonic()
+        now = run.finished_at if run.finished_at is not None else time.monotonic()
         acquired = run.acquired_at if run.acquired_at is not None else start
         return Answer(
             text=text,
