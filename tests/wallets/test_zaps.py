@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,8 +23,9 @@ from bot.relays.config import RelayConfig
 from bot.relays.pool import RelayPool
 from bot.wallets.bolt11 import encode_invoice
 from bot.wallets.lightning_address import AgentAddress
+from bot.wallets.lnbits import LnbitsWallet
 from bot.wallets.lnurl import LnurlClient
-from bot.wallets.zaps import VerifyUrlCheck, ZapIntake, ZapOutcome, ZapResult
+from bot.wallets.zaps import VerifyUrlCheck, WalletLookupCheck, ZapIntake, ZapOutcome, ZapResult
 from storage import Database, Intake, Ledger, Limits, PaymentResult, check
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 from tests.fixtures.lnurl_provider import LnurlProvider, publish_sync
@@ -164,8 +166,9 @@ def fake_invoice(amount_msat: int, description: str) -> str:
 
 
 async def test_pool_credited_exactly_for_real_zaps_once_across_two_relays(
-    zap_env: ZapEnv,
+    zap_env: ZapEnv, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="bot.wallets.zaps")
     env = zap_env
     zapper = Keys.generate()
     _, hash_a = await env.zap(21_000, zapper=zapper)
@@ -255,6 +258,10 @@ async def test_pool_credited_exactly_for_real_zaps_once_across_two_relays(
             assert result.reason == forged[result.receipt_id], result
         else:
             assert result.outcome is ZapOutcome.POOL and not result.first_time
+    # every rejection is logged with its reason
+    logged = [r.getMessage() for r in caplog.records if r.name == "bot.wallets.zaps"]
+    for receipt_id, reason in forged.items():
+        assert any(f"{receipt_id} rejected: {reason}" in m for m in logged), reason
     # the identical re-published receipt was dropped by the pool's dedupe: handled once only
     assert [r.receipt_id for r in env.intake.results].count(paid_request.id) == 1
 
@@ -346,3 +353,41 @@ async def test_zap_request_signed_by_nostr_sdk_funds_the_pool(zap_env: ZapEnv) -
     assert result.zap is not None
     assert result.zap.zapper_pubkey == sdk_keys.public_key().to_hex()
     assert result.zap.comment == "from rust-nostr"
+
+
+async def test_wallet_lookup_check_uses_the_wallet_behind_the_address(
+    zap_env: ZapEnv, tmp_path: Path, lnbits_server: LnbitsServer
+) -> None:
+    """When the agent's own wallet backs its address, that wallet says whether a zap was paid."""
+    env = zap_env
+    db = await Database.open(tmp_path / "other.sqlite3")
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        wallet = LnbitsWallet(
+            http, url=lnbits_server.url, invoice_key=env.provider.account.inkey
+        )
+        ledger = Ledger(db, Limits(daily_free_msat=0, daily_free_jobs=0))
+        intake = ZapIntake(
+            agent_pubkey=env.agent.public_hex,
+            address=env.address,
+            ledger=ledger,
+            intake=Intake(db),
+            payment_check=WalletLookupCheck(wallet),
+        )
+        try:
+            unpaid_request = env.zap_request(4_000)
+            unpaid_bolt11, _ = await env.invoice_for(unpaid_request, 4_000)
+            unpaid = forged_receipt(env.provider.keys, unpaid_request, unpaid_bolt11)
+            result = await intake.handle(unpaid)
+            assert result.outcome is ZapOutcome.REJECTED and result.reason == "unpaid"
+
+            await env.zap(4_000)
+
+            async def published() -> bool:
+                return bool(env.provider.receipts)
+
+            await wait_for(published)
+            result = await intake.handle(env.provider.receipts[0])
+            assert result.outcome is ZapOutcome.POOL and result.first_time
+            assert (await ledger.pool_status()).total_in_msat == 4_000
+        finally:
+            await db.close()
