@@ -408,7 +408,8 @@ class NwcWallet:
             self._pending.pop(event.id, None)
         if payment_hash is not None:
             self._pay_requests.pop(event.id, None)
-        if response.result_type != method:
+        # an error answer may not name the method (a wallet that cannot decrypt cannot know it)
+        if response.result_type != method and response.error is None:
             raise WalletProtocolError(f"asked {method}, got an answer for {response.result_type}")
         return response
 

@@ -285,3 +285,17 @@ async def test_secret_never_in_errors(
             await wallet.balance_msat()
     assert service.uri.secret not in str(info.value)
     assert service.uri.secret not in repr(wallet.__dict__.get("_uri"))
+
+
+async def test_unsupported_encryption_answer_is_typed(
+    relay_url: str, nwc_service_factory: NwcServiceFactory, nwc_client: ClientFactory
+) -> None:
+    """A wallet that only speaks NIP-04 answers a NIP-44 request with UNSUPPORTED_ENCRYPTION
+    (sealed with NIP-04); the client reads it and raises a typed refusal."""
+    service = await nwc_service_factory(relay_url, encryptions=[Encryption.NIP04])
+    async with nwc_client(service.uri) as wallet:
+        assert wallet.encryption is Encryption.NIP04
+        wallet._encryption = Encryption.NIP44_V2  # as if the info event had been misread
+        with pytest.raises(WalletRefused) as info:
+            await wallet.balance_msat()
+        assert info.value.code == "unsupported_encryption"
