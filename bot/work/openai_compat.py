@@ -386,8 +386,8 @@ class OpenAIBackend:
             )
         except httpx.HTTPError:
             return None
-        if response.status_code in (404, 405, 501):
-            self._tokenizer = False
+        if 400 <= response.status_code < 500 or response.status_code == 501:
+            self._tokenizer = False  # not a llama.cpp server: use the bound from now on
             return None
         if response.status_code != 200 or len(response.content) > MAX_BODY_BYTES:
             return None

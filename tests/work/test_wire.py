@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.work.result import FailureKind
 from bot.work.wire import (
@@ -222,3 +224,51 @@ def test_scrub_masks_the_key_and_its_ends() -> None:
     cleaned = scrub(text, key)
     assert key not in cleaned and "ijklmnop" not in cleaned
     assert scrub("nothing", None) == "nothing"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "choices",
+                    "message",
+                    "delta",
+                    "content",
+                    "finish_reason",
+                    "usage",
+                    "error",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "code",
+                    "refusal",
+                    "model",
+                ]
+            ),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_parsers_never_raise_on_any_json(value: Any) -> None:
+    assert isinstance(parse_completion(value), Completion | ParseProblem)
+    state = StreamState()
+    state.feed("data: " + json.dumps(value))
+    assert isinstance(state.result(), Completion | ParseProblem)
+    for status in (200, 400, 429, 500, 503):
+        assert isinstance(classify_error(status, value, None), ParseProblem)
+        names_max_completion_tokens(status, value)
+
+
+@given(st.lists(st.text(max_size=80), max_size=10))
+def test_stream_state_never_raises_on_any_lines(lines: list[str]) -> None:
+    state = StreamState()
+    for line in lines:
+        state.feed(line)
+    assert isinstance(state.result(), Completion | ParseProblem)
