@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,11 +45,26 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    """``PRAGMA journal_mode = WAL``, retried: SQLite answers a concurrent switch (several
+    processes opening a new file at once) with an immediate "locked", bypassing the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
 def _open_sync(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection]:
     writer = _connect(path)
     try:
-        mode = writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
+        mode = _switch_to_wal(writer)
+        if mode.lower() != "wal":
             raise StorageFailure(f"cannot switch the database to WAL mode (got {mode})")
         migrate(writer)
         reader = _connect(path)
