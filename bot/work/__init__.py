@@ -8,7 +8,7 @@ Modules:
 - ``backend`` — the :class:`Backend` protocol every backend satisfies.
 - ``openai_compat`` — :class:`OpenAIBackend`, any OpenAI-compatible server over httpx.
 - ``local``   — :class:`LocalBackend`, the embedded llama.cpp model (extra ``local``).
-- ``select``  — :func:`make_backend`: the endpoint if configured, else the embedded model.
+- ``selection`` — :func:`make_backend`: the endpoint if configured, else the embedded model.
 - ``config``  — :class:`OpenAIConfig`, :class:`LocalModelConfig` (plain dataclasses).
 - ``pricing`` — :class:`Pricing` (integer msat), :class:`Estimate`, :class:`Charge`.
 - ``estimate`` — :func:`estimate` (a quote before work), :func:`charge_for` (after it).
@@ -40,7 +40,7 @@ from bot.work.result import (
     WorkRequest,
     WorkResult,
 )
-from bot.work.select import make_backend
+from bot.work.selection import make_backend
 
 __all__ = [
     "Answer",

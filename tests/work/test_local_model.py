@@ -183,6 +183,7 @@ def test_packaged_model_is_assembled_once_into_the_cache(tmp_path: Path) -> None
     stamp.write_text("stale")
     assert packaged_model_path(tmp_path) == first  # re-verified and re-stamped
     assert stamp.read_text() != "stale"
+    first.unlink()  # 253 MB: do not leave it in pytest's kept temporary directories
 
 
 SIGNAL_CHECK = """

@@ -11,7 +11,7 @@ from bot.work.config import OpenAIConfig
 from bot.work.errors import LocalModelUnavailable
 from bot.work.local import LocalBackend, require_local_extra
 from bot.work.openai_compat import OpenAIBackend
-from bot.work.select import make_backend
+from bot.work.selection import make_backend
 
 
 async def test_an_endpoint_selects_the_http_backend() -> None:
