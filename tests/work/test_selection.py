@@ -7,6 +7,7 @@ import sys
 import httpx
 import pytest
 
+from bot.work.backend import Backend
 from bot.work.config import OpenAIConfig
 from bot.work.errors import LocalModelUnavailable
 from bot.work.local import LocalBackend, require_local_extra
@@ -18,12 +19,14 @@ async def test_an_endpoint_selects_the_http_backend() -> None:
     async with httpx.AsyncClient() as client:
         backend = make_backend(OpenAIConfig("http://127.0.0.1:9/v1", "m"), client=client)
         assert isinstance(backend, OpenAIBackend)
+        assert isinstance(backend, Backend)
         assert backend.name == "openai:m"
 
 
 def test_no_endpoint_selects_the_embedded_model() -> None:
     backend = make_backend(None)
     assert isinstance(backend, LocalBackend)
+    assert isinstance(backend, Backend)
     assert backend.name.startswith("local:")
 
 
