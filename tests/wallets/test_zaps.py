@@ -94,12 +94,13 @@ async def wait_for(check_fn: Callable[[], Awaitable[bool]], timeout: float = 30.
 @pytest.fixture
 async def zap_env(
     tmp_path: Path,
+    relay_url: str,
     relay_factory: RelayFactory,
     lnurl_provider_factory: Callable[..., LnurlProvider],
     lnbits_server: LnbitsServer,
     lnbits_new_wallet: Callable[..., LnbitsAccount],
 ) -> AsyncIterator[ZapEnv]:
-    relays = [relay_factory().url, relay_factory().url]
+    relays = [relay_url, relay_factory().url]  # two relays: the shared one and a fresh one
     provider = lnurl_provider_factory("timmy")
     agent = Keys.generate()
     db = await Database.open(tmp_path / "ledger.sqlite3")
