@@ -59,6 +59,11 @@ from bot.wallets.bolt11 import decode_invoice
 
 log = logging.getLogger(__name__)
 
+# The websocket URL carries the invoice key, and the websockets library logs the request line
+# at DEBUG: its logger is pinned at WARNING so no logging configuration can print the key.
+_ws_log = logging.getLogger(f"{__name__}.websocket")
+_ws_log.setLevel(logging.WARNING)
+
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -343,7 +348,9 @@ class LnbitsWallet:
         delay = 0.5
         while True:
             try:
-                async with websockets.connect(ws_url, open_timeout=self._timeout_s) as ws:
+                async with websockets.connect(
+                    ws_url, open_timeout=self._timeout_s, logger=_ws_log
+                ) as ws:
                     delay = 0.5
                     self.websocket_connected.set()
                     async for message in ws:

@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -144,8 +145,11 @@ async def test_websocket_settlements_with_repeats(
     http: httpx.AsyncClient,
     lnbits_server: LnbitsServer,
     lnbits_new_wallet: Callable[..., LnbitsAccount],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    agent = backend(http, lnbits_server, lnbits_new_wallet("agent"))
+    caplog.set_level(logging.DEBUG)
+    account = lnbits_new_wallet("agent")
+    agent = backend(http, lnbits_server, account)
     payer = backend(http, lnbits_server, lnbits_new_wallet("payer", balance_sat=100))
     stream = agent.settlements()
     got: list[Settlement] = []
@@ -170,6 +174,8 @@ async def test_websocket_settlements_with_repeats(
     assert got, "no settlement arrived over the websocket"
     assert {s.payment_hash for s in got} == {invoice.payment_hash}
     assert {s.amount_msat for s in got} == {7_000}
+    assert caplog.records, "debug logging was not captured"
+    assert account.inkey not in caplog.text and account.adminkey not in caplog.text
 
 
 async def test_webhook_is_verified_against_lnbits(
