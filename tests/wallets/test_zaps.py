@@ -392,3 +392,41 @@ async def test_wallet_lookup_check_uses_the_wallet_behind_the_address(
             assert (await ledger.pool_status()).total_in_msat == 4_000
         finally:
             await db.close()
+
+
+async def test_restart_redelivers_receipts_but_credits_once(zap_env: ZapEnv) -> None:
+    """After a restart (new pool with an empty dedupe, new intake, same ledger file) the relays
+    send the stored receipt again: it is validated again and moves nothing."""
+    env = zap_env
+    await env.zap(7_000)
+
+    async def credited() -> bool:
+        return (await env.ledger.pool_status()).total_in_msat == 7_000
+
+    await wait_for(credited)
+    await env.intake.stop()
+
+    pool = RelayPool([RelayConfig(url) for url in env.relays])
+    again = ZapIntake(
+        agent_pubkey=env.agent.public_hex,
+        address=env.address,
+        ledger=env.ledger,
+        intake=Intake(env.ledger.db),
+    )
+    await pool.start()
+    try:
+        assert await pool.wait_connected(10.0, all_relays=True)
+        await again.start(pool)
+        receipt_ids = {r.id for r in env.provider.receipts}
+
+        async def redelivered() -> bool:
+            return receipt_ids <= {r.receipt_id for r in again.results}
+
+        await wait_for(redelivered)
+        await again.drain()
+        assert [(r.outcome, r.first_time) for r in again.results] == [(ZapOutcome.POOL, False)]
+        assert (await env.ledger.pool_status()).total_in_msat == 7_000
+        assert (await check(env.ledger.db)).ok
+    finally:
+        await again.stop()
+        await pool.stop()
