@@ -1,9 +1,12 @@
 """bolt11 decoding and checks: every network, amounts, description hash, bad input."""
 
+import contextlib
 import hashlib
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.wallets.base import InvalidInvoice
 from bot.wallets.bolt11 import check_payable, decode_invoice, encode_invoice
@@ -106,3 +109,24 @@ def test_amountless_invoice_is_not_payable_for_a_refund() -> None:
 def test_encode_needs_exactly_one_description() -> None:
     with pytest.raises(InvalidInvoice):
         make(description=None)
+
+
+VALID = make()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_arbitrary_text_is_never_a_crash(text: str) -> None:
+    with contextlib.suppress(InvalidInvoice):
+        decode_invoice(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=len(VALID) - 1), st.sampled_from("qpzry9x8gf2tvdw0"))
+def test_mutated_invoices_decode_or_fail_typed(position: int, char: str) -> None:
+    mutated = VALID[:position] + char + VALID[position + 1 :]
+    try:
+        decoded = decode_invoice(mutated)
+    except InvalidInvoice:
+        return
+    assert mutated == VALID or decoded.network in {"bc", "tb", "tbs", "bcrt"}

@@ -8,10 +8,12 @@ import time
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.wallets.base import PaymentState, WalletProtocolError, WalletUnavailable
 from bot.wallets.bolt11 import encode_invoice
-from bot.wallets.lnbits import LnbitsWallet
+from bot.wallets.lnbits import LnbitsWallet, parse_webhook_hash, parse_ws_message
 
 URL = "http://lnbits.test"
 
@@ -110,3 +112,21 @@ async def test_late_or_lost_payment_answers_are_pending(
     assert result.payment_hash == payment_hash
     if expected is PaymentState.SUCCEEDED:
         assert result.preimage == "ab" * 32 and result.fee_msat == 1_000
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=70),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_websocket_and_webhook_parsers_never_crash(value: object) -> None:
+    text = json.dumps(value)
+    for body in (text, json.dumps(text), text.encode()):
+        parse_webhook_hash(body)
+        parse_ws_message(body)
+    parse_ws_message(json.dumps({"payment": value}))
