@@ -21,7 +21,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from storage.errors import IdempotencyConflict, IllegalTransition, InsufficientFunds
+from storage.errors import IdempotencyConflict, IllegalTransition, InsufficientFunds, InvalidAmount
 
 POOL = "pool"
 SUBSIDY = "subsidy"  # pool funds spent on subsidised work
@@ -168,7 +168,7 @@ def transfer(
             raise IdempotencyConflict(f"transfer key {key!r} already used with other terms")
         return found[0]
     if amount <= 0:
-        raise ValueError("transfer amounts are positive")
+        raise InvalidAmount(f"transfer {key!r}: amounts are positive, got {amount}")
     for account in (debit, credit):
         if account.startswith(BALANCE_PREFIX):
             ensure_account(conn, account)
