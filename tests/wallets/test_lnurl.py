@@ -137,3 +137,53 @@ async def test_verify_and_oversized_answers() -> None:
         with pytest.raises(LnurlError) as info:
             await client.fetch_pay_request("https://service.example/big")
         assert info.value.code == "malformed"
+
+
+GOOD_PAY = {
+    "tag": "payRequest",
+    "callback": "https://service.example/cb",
+    "minSendable": 1_000,
+    "maxSendable": 10_000,
+    "metadata": '[["text/plain", "x"]]',
+}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"tag": "withdrawRequest"},
+        {"callback": None},
+        {"callback": "http://service.example/cb"},
+        {"callback": "https://10.0.0.1/cb"},
+        {"metadata": 5},
+        {"minSendable": 20_000},
+        {"minSendable": 0},
+        {"maxSendable": True},
+        {"maxSendable": 1.5},
+        {"nostrPubkey": "abc", "allowsNostr": True},
+        {"status": "ERROR", "reason": "nope"},
+    ],
+)
+async def test_malformed_pay_requests_are_typed_errors(changes: dict[str, object]) -> None:
+    body = {**GOOD_PAY, **changes}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=body)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        client = LnurlClient(http)
+        with pytest.raises(LnurlError):
+            await client.fetch_pay_request("https://service.example/p")
+
+
+async def test_well_formed_pay_request_with_nostr() -> None:
+    body = {**GOOD_PAY, "allowsNostr": True, "nostrPubkey": "AB" * 32, "commentAllowed": 20}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=body)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        pay = await LnurlClient(http).fetch_pay_request("https://service.example/p")
+    assert pay.allows_nostr and pay.nostr_pubkey == "ab" * 32
+    assert (pay.min_sendable_msat, pay.max_sendable_msat) == (1_000, 10_000)
+    assert pay.comment_allowed == 20
