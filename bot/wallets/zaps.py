@@ -16,7 +16,8 @@
      ``REJECTED`` (``unpaid``).
   3. a receipt for a zap request the agent signed itself is an invoice of the Lightning-address
      backend: it goes to ``own_invoice`` (``LightningAddressWallet.receipt_seen``), which feeds
-     the normal settlement path — the intake moves no money for it (``OWN_INVOICE``).
+     the normal settlement path — the intake never moves money for it (``OWN_INVOICE``), with or
+     without a sink, so a payment can never count both as a job payment and as pool funding.
   4. a zap whose request has an ``e`` tag naming one of the agent's quotes or job events
      (``job_for_event``: event id → job id) pays that job: ``ledger.confirm_payment(job_id,
      amount, key="zap:<payment hash>")`` (``JOB``; late, double or excess money becomes the job
@@ -250,10 +251,13 @@ class ZapIntake:
             if not paid:
                 return self._reject(receipt, "unpaid", f"invoice {zap.payment_hash} is not paid")
 
-        if zap.zapper_pubkey == self.agent_pubkey and self._own_invoice is not None:
-            outcome = self._own_invoice(zap)
-            if asyncio.iscoroutine(outcome):
-                await outcome
+        if zap.zapper_pubkey == self.agent_pubkey:
+            # an invoice the agent asked its own address for (a job or a top-up): its money is
+            # counted by the settlement path, never as pool funding, even with no sink wired
+            if self._own_invoice is not None:
+                outcome = self._own_invoice(zap)
+                if asyncio.iscoroutine(outcome):
+                    await outcome
             log.info("zap %s: receipt for our own invoice %s", receipt.id, zap.payment_hash)
             return self._record(ZapResult(ZapOutcome.OWN_INVOICE, receipt.id, zap=zap))
 

@@ -430,3 +430,22 @@ async def test_restart_redelivers_receipts_but_credits_once(zap_env: ZapEnv) -> 
     finally:
         await again.stop()
         await pool.stop()
+
+
+async def test_zap_request_signed_by_the_agent_never_funds_the_pool(zap_env: ZapEnv) -> None:
+    """Such a receipt is one of the Lightning-address backend's invoices: counted by the
+    settlement path only, even when no wallet is wired to take it."""
+    env = zap_env
+    intake = ZapIntake(
+        agent_pubkey=env.agent.public_hex,
+        address=env.address,
+        ledger=env.ledger,
+        intake=Intake(env.ledger.db),
+    )
+    request = nip57.build_zap_request(
+        env.agent, recipient_pubkey=env.agent.public_hex, amount_msat=5_000, relays=env.relays
+    )
+    receipt = forged_receipt(env.provider.keys, request, fake_invoice(5_000, request.to_json()))
+    result = await intake.handle(receipt)
+    assert result.outcome is ZapOutcome.OWN_INVOICE
+    assert (await env.ledger.pool_status()).total_in_msat == 0
