@@ -25,6 +25,7 @@ from bot.wallets.base import (
 from bot.wallets.nwc import NwcWallet, error_for, payment_state_for
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 from tests.fixtures.nwc_service import LnbitsRest, NwcService, NwcServiceFactory
+from tests.fixtures.relay import RelayFactory
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[NwcWallet]]
 
@@ -299,3 +300,21 @@ async def test_unsupported_encryption_answer_is_typed(
         with pytest.raises(WalletRefused) as info:
             await wallet.balance_msat()
         assert info.value.code == "unsupported_encryption"
+
+
+async def test_two_relays_in_the_uri(
+    relay_url: str,
+    relay_factory: RelayFactory,
+    nwc_service_factory: NwcServiceFactory,
+    nwc_client: ClientFactory,
+    payer: LnbitsRest,
+) -> None:
+    """Requests and answers travel over both relays of the URI; each is handled once."""
+    service = await nwc_service_factory([relay_url, relay_factory().url], balance_sat=50)
+    async with nwc_client(service.uri, poll_interval_s=3600.0) as wallet:
+        assert await wallet.balance_msat() == 50_000
+        invoice = await wallet.make_invoice(1_000, description="two relays")
+        await payer.pay(invoice.bolt11)
+        settlement = await next_settlement(wallet)
+        assert settlement.payment_hash == invoice.payment_hash
+    assert [m for m, _ in service.requests_seen] == ["get_balance", "make_invoice"]
