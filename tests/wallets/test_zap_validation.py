@@ -286,3 +286,18 @@ def test_build_zap_request_refuses_bad_input() -> None:
         )
     with pytest.raises(ValueError):
         nip57.build_zap_request(ZAPPER, recipient_pubkey=AGENT.public_hex, amount_msat=1, relays=())
+
+
+def test_spec_zap_request_lnurl_tag_decodes_to_the_recipient_url() -> None:
+    """The lnurl tag an agent compares with its own (appendix F) is LUD-01 bech32."""
+    from bot.wallets.lnurl import decode_lnurl, encode_lnurl, lightning_address_url
+
+    lnurl_vectors = json.loads(
+        (Path(__file__).parents[1] / "vectors" / "lnurl_examples.json").read_text()
+    )
+    example = lnurl_vectors["nip57_zap_request_lnurl_tag"]
+    assert example["lnurl"] == VECTORS["zap_request_example"]["tags"][2][1]
+    assert decode_lnurl(example["lnurl"]) == example["decoded_url"]
+    assert encode_lnurl(example["decoded_url"]) == example["lnurl"]
+    lud16 = lnurl_vectors["lud16_example"]
+    assert lightning_address_url(lud16["address"]) == lud16["url"]
