@@ -12,8 +12,9 @@
      lnurl. A rejection is logged with its reason and credits nothing (``REJECTED``).
   2. an optional ``payment_check`` (``async (ValidZap) -> bool``) is asked whether the invoice was
      really paid: :class:`VerifyUrlCheck` (the provider's LUD-21 verify URL) or
-     :class:`WalletLookupCheck` (the agent's own wallet, when it backs the address). ``False`` →
-     ``REJECTED`` (``unpaid``).
+     :class:`WalletLookupCheck` (the agent's own wallet, when it backs the address). ``False``
+     (not settled, or unknown to the provider or the wallet) → ``REJECTED`` (``unpaid``); no
+     answer → ``RETRY``.
   3. a receipt for a zap request the agent signed itself is an invoice of the Lightning-address
      backend: it goes to ``own_invoice`` (``LightningAddressWallet.receipt_seen``), which feeds
      the normal settlement path — the intake never moves money for it (``OWN_INVOICE``), with or
@@ -47,7 +48,7 @@ from typing import Any
 from bot.nostr import nip57
 from bot.nostr.event import Event
 from bot.nostr.nip57 import ValidZap, ZapInvalid
-from bot.wallets.base import InvoiceState, LnurlError, Wallet, WalletError
+from bot.wallets.base import InvoiceState, LnurlError, Wallet, WalletError, WalletRefused
 from bot.wallets.lightning_address import AgentAddress
 from bot.wallets.lnurl import LnurlClient
 from bot.wallets.nwc import EventChannel
@@ -103,7 +104,13 @@ class VerifyUrlCheck:
         self._template = template
 
     async def __call__(self, zap: ValidZap) -> bool:
-        result = await self._lnurl.verify(self._template.format(payment_hash=zap.payment_hash))
+        url = self._template.format(payment_hash=zap.payment_hash)
+        try:
+            result = await self._lnurl.verify(url)
+        except LnurlError as exc:
+            if exc.code == "service_error":  # the provider answered: it knows no such payment
+                return False
+            raise
         if not result.settled:
             return False
         if result.preimage is None:
@@ -122,7 +129,10 @@ class WalletLookupCheck:
         self._wallet = wallet
 
     async def __call__(self, zap: ValidZap) -> bool:
-        status = await self._wallet.lookup_invoice(zap.payment_hash)
+        try:
+            status = await self._wallet.lookup_invoice(zap.payment_hash)
+        except WalletRefused:  # the wallet answered: not an invoice of ours
+            return False
         return status.state is InvoiceState.SETTLED and status.amount_msat >= zap.amount_msat
 
 

@@ -240,13 +240,21 @@ async def test_pool_credited_exactly_for_real_zaps_once_across_two_relays(
     unpaid = forged_receipt(provider_keys, unpaid_request, unpaid_bolt11)
     forged[unpaid.id] = "unpaid"
 
+    never_request = env.zap_request(8_000)
+    never_issued = forged_receipt(  # a well-formed invoice the provider never issued
+        provider_keys, never_request, fake_invoice(8_000, never_request.to_json())
+    )
+    forged[never_issued.id] = "unpaid"
+
     # a replay under a new event id: same invoice, signed again by the provider
     replay_new_id = sign_event(
         provider_keys, paid_request.kind, "", paid_request.tags, paid_request.created_at + 1
     )
     replays = {replay_new_id.id}
 
-    for event in [wrong_signer, wrong_amount, hash_mismatch, foreign, unpaid, replay_new_id]:
+    for event in [
+        wrong_signer, wrong_amount, hash_mismatch, foreign, unpaid, never_issued, replay_new_id
+    ]:
         await asyncio.to_thread(publish_sync, env.relays, event)
     # and the very same receipt event again, to both relays
     await asyncio.to_thread(publish_sync, env.relays, paid_request)
