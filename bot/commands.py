@@ -1,0 +1,252 @@
+"""Operator commands of the ``timmy`` command line that use the configuration.
+
+- ``timmy keygen --out PATH``: a new agent key, written to a 0600 file; prints the npub.
+- ``timmy config``: the effective configuration (no secret is printed), exit 2 when invalid.
+- ``timmy estimate [--pubkey P] QUESTION``: the quote for a question (a dry run: it writes
+  nothing; with ``--pubkey`` and an existing ledger, also the free/partial/gate decision).
+- ``timmy ask QUESTION``: runs the configured AI backend once and prints the answer, its token
+  usage and what it would cost.
+- ``timmy pool``: the public pool's status from the ledger.
+
+Exit codes: 0 done, 1 the work failed, 2 bad configuration or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.nostr.errors import NostrError
+from bot.nostr.keys import Keys, parse_public_key
+from bot.secrets import write_secret_file
+from bot.work import (
+    Answer,
+    Backend,
+    Estimate,
+    WorkError,
+    WorkFailure,
+    WorkRequest,
+    charge_for,
+    estimate,
+    make_backend,
+)
+from storage import Database, Ledger, LedgerError
+
+Subparsers = Any  # argparse's private _SubParsersAction
+
+WORK_TIMEOUT_S = 120.0
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _sats(msat: int) -> str:
+    whole, rest = divmod(msat, 1000)
+    return f"{whole}.{rest:03d} sat" if rest else f"{whole} sat"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    path: str | None = args.config
+    return load_settings(path)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists():
+        return _fail(f"{out} exists; refusing to overwrite a key")
+    keys = Keys.generate()
+    try:
+        write_secret_file(out, keys.nsec)
+    except OSError as exc:
+        return _fail(f"cannot write {out}: {exc.strerror}")
+    print(f"wrote the agent's secret key to {out} (mode 0600)")
+    print(f"npub: {keys.npub}")
+    print(f"hex:  {keys.public_hex}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    try:
+        s = _settings(args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    print(f"config file:   {s.source or '(none: defaults)'}")
+    print(f"ledger:        {s.db_path}")
+    print(f"relays:        {s.relays_path}")
+    try:
+        keys = s.agent_keys()
+        print(f"agent npub:    {keys.npub}")
+    except ConfigError as exc:
+        print(f"agent key:     not usable: {exc}")
+    print(f"admins:        {', '.join(s.admins) or '(none)'}")
+    p = s.pricing
+    print(
+        f"pricing:       {p.input_msat} msat in / {p.output_msat} msat out per {p.per_tokens} "
+        f"tokens + {p.fixed_fee_msat} msat per answer"
+    )
+    lim = s.limits
+    cap = "none" if lim.pool_daily_cap_msat is None else _sats(lim.pool_daily_cap_msat)
+    print(
+        f"limits:        {_sats(lim.daily_free_msat)} and {lim.daily_free_jobs} free jobs per "
+        f"pubkey per UTC day; pool daily cap {cap}"
+    )
+    if s.ai is None:
+        print(f"ai:            embedded model ({s.local.model_name})")
+    else:
+        key = "api key file" if s.ai.api_key_file else "api key env" if s.ai.api_key_env else ""
+        print(f"ai:            {s.ai.model} at {s.ai.base_url} {('(' + key + ')') if key else ''}")
+    return 0
+
+
+async def _with_backend(s: Settings, fn: Callable[[Backend], Awaitable[int]]) -> int:
+    async with httpx.AsyncClient() as client:
+        backend = make_backend(s.ai, s.local, client)
+        try:
+            return await fn(backend)
+        finally:
+            await backend.aclose()
+
+
+def _request(s: Settings, question: str) -> WorkRequest:
+    max_tokens = s.ai.max_tokens if s.ai is not None else s.local.max_tokens
+    return WorkRequest(question=question, max_tokens=max_tokens, timeout_s=WORK_TIMEOUT_S)
+
+
+def _print_quote(quote: Estimate) -> None:
+    how = "counted by the model's tokenizer" if quote.prompt_exact else "an upper bound"
+    print(
+        f"quote: {_sats(quote.amount_msat)} ({quote.amount_msat} msat) for {quote.prompt_tokens} "
+        f"prompt tokens ({how}) + up to {quote.max_completion_tokens} answer tokens"
+    )
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    try:
+        s = _settings(args)
+        request = _request(s, args.question)
+        pubkey = parse_public_key(args.pubkey) if args.pubkey else None
+    except (ConfigError, WorkError, NostrError) as exc:
+        return _fail(str(exc))
+
+    async def run(backend: Backend) -> int:
+        quote = await estimate(backend, request, s.pricing)
+        if isinstance(quote, WorkFailure):
+            return _fail(quote.message)
+        _print_quote(quote)
+        if pubkey is not None:
+            if not s.db_path.is_file():
+                print(f"no ledger at {s.db_path}: no decision without it")
+                return 0
+            db = await Database.open(s.db_path)
+            try:
+                decision = await Ledger(db, s.limits).decide_dry_run(pubkey, quote.amount_msat)
+            finally:
+                await db.close()
+            print(
+                f"decision: {decision.serve.value} ({decision.reason.value}): the pool would "
+                f"cover {_sats(decision.absorb_msat)}, the asker pays "
+                f"{_sats(decision.work_amount_msat)}"
+            )
+        return 0
+
+    try:
+        return asyncio.run(_with_backend(s, run))
+    except (WorkError, LedgerError) as exc:
+        return _fail(str(exc))
+
+
+def _ask(args: argparse.Namespace) -> int:
+    try:
+        s = _settings(args)
+        request = _request(s, args.question)
+    except (ConfigError, WorkError) as exc:
+        return _fail(str(exc))
+
+    async def run(backend: Backend) -> int:
+        quote = await estimate(backend, request, s.pricing)
+        if isinstance(quote, WorkFailure):
+            return _fail(quote.message)
+        _print_quote(quote)
+        result = await backend.answer(request)
+        if not isinstance(result, Answer):
+            return _fail(f"the work failed ({result.kind.value}: {result.message})", 1)
+        charge = charge_for(s.pricing, quote, result)
+        print(result.text)
+        print(
+            f"-- {result.model}: {result.prompt_tokens} prompt + {result.completion_tokens} "
+            f"answer tokens ({result.usage_source}); cost {_sats(charge.amount_msat)} "
+            f"({charge.amount_msat} msat)"
+        )
+        return 0
+
+    try:
+        return asyncio.run(_with_backend(s, run))
+    except WorkError as exc:
+        return _fail(str(exc))
+
+
+def _pool(args: argparse.Namespace) -> int:
+    try:
+        s = _settings(args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    db_path = Path(args.db) if args.db else s.db_path
+    if not db_path.is_file():
+        return _fail(f"no ledger at {db_path}")
+
+    async def run() -> int:
+        db = await Database.open(db_path)
+        try:
+            st = await Ledger(db, s.limits).pool_status()
+        finally:
+            await db.close()
+        cap = "none" if st.daily_cap_msat is None else _sats(st.daily_cap_msat)
+        print(f"available:   {_sats(st.available_msat)}")
+        print(f"reserved:    {_sats(st.reserved_msat)}")
+        print(f"spent today: {_sats(st.spent_today_msat)} (daily cap {cap})")
+        print(f"funded:      {_sats(st.total_in_msat)} by {st.zap_count} zaps "
+              f"from {st.zapper_count} zappers")
+        print(f"spent:       {_sats(st.total_spent_msat)}")
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except LedgerError as exc:
+        return _fail(str(exc))
+
+
+def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--config", help="the TOML configuration (default: $TIMMY_CONFIG, "
+                        "else ./timmy.toml if present, else built-in defaults)")
+    return parser
+
+
+def add_operator_commands(sub: Subparsers) -> None:
+    keygen = sub.add_parser("keygen", help="create the agent's key in a 0600 file")
+    keygen.add_argument("--out", required=True, help="where to write the nsec (must not exist)")
+    keygen.set_defaults(handler=_keygen)
+
+    _with_config(sub.add_parser("config", help="show the effective configuration")) \
+        .set_defaults(handler=_config)
+
+    est = _with_config(sub.add_parser("estimate", help="quote a question (writes nothing)"))
+    est.add_argument("--pubkey", help="also show the decision for this asker (npub or hex)")
+    est.add_argument("question")
+    est.set_defaults(handler=_estimate)
+
+    ask = _with_config(sub.add_parser("ask", help="answer a question with the AI backend"))
+    ask.add_argument("question")
+    ask.set_defaults(handler=_ask)
+
+    pool = _with_config(sub.add_parser("pool", help="the public pool's status"))
+    pool.add_argument("--db", help="the ledger file (default: from the configuration)")
+    pool.set_defaults(handler=_pool)
