@@ -19,6 +19,7 @@ from storage.errors import (
     StorageFailure,
     UnknownJob,
     UnknownPayout,
+    UnknownTopup,
 )
 from storage.intake import Intake
 from storage.ledger import Ledger
@@ -30,7 +31,9 @@ from storage.outcomes import (
     Decision,
     Failure,
     GrantOutcome,
+    InvoiceKind,
     JobRecord,
+    OpenInvoice,
     PartialGrant,
     PaymentOutcome,
     PaymentResult,
@@ -44,6 +47,10 @@ from storage.outcomes import (
     SessionHold,
     SessionSettlement,
     Settlement,
+    TopupPayment,
+    TopupRecord,
+    TopupResult,
+    TopupState,
 )
 
 __all__ = [
@@ -63,11 +70,13 @@ __all__ = [
     "Intake",
     "InvalidAmount",
     "InvalidInput",
+    "InvoiceKind",
     "JobRecord",
     "Ledger",
     "LedgerError",
     "Limits",
     "NotFound",
+    "OpenInvoice",
     "PartialGrant",
     "PaymentOutcome",
     "PaymentResult",
@@ -83,8 +92,13 @@ __all__ = [
     "SessionSettlement",
     "Settlement",
     "StorageFailure",
+    "TopupPayment",
+    "TopupRecord",
+    "TopupResult",
+    "TopupState",
     "UnknownJob",
     "UnknownPayout",
+    "UnknownTopup",
     "check",
     "system_clock",
     "utc_day",

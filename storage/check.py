@@ -5,7 +5,8 @@ non-external account is below zero counting pending debits; the journal sums to 
 transfer is resolved at most once and never for more than it reserved; the daily counters equal
 the subsidy in the journal (and, given ``limits``, stay within them); escrow and refunds equal what
 the job records say they hold; every paid refund has a reference; each payout's state matches its
-transfer and its refund (a refund being paid has exactly one payout in flight).
+transfer and its refund (a refund being paid has exactly one payout in flight); each top-up's
+credited total equals its payments in the journal, and only a paid top-up has one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from storage.accounts import EXTERNAL
 from storage.database import Database
 from storage.limits import Limits
+from storage.topups import TOPUP_CODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +168,7 @@ def _check_jobs(conn: sqlite3.Connection, balances: dict[str, int], violations: 
     for (job_id,) in bad:
         violations.append(f"job {job_id}: refund paid without a payout reference")
     _check_payouts(conn, violations)
+    _check_topups(conn, violations)
 
 
 def _check_payouts(conn: sqlite3.Connection, violations: list[str]) -> None:
@@ -190,3 +193,26 @@ def _check_payouts(conn: sqlite3.Connection, violations: list[str]) -> None:
     ).fetchall():
         if n != 1:
             violations.append(f"job {job_id}: refund is paying with {n} payouts in flight")
+
+
+def _check_topups(conn: sqlite3.Connection, violations: list[str]) -> None:
+    """A top-up's ``paid_msat`` equals the top-up payments credited to its owner's balance."""
+    marks = ", ".join("?" for _ in TOPUP_CODES)
+    journal: dict[str, int] = defaultdict(int)
+    for pubkey, amount in conn.execute(
+        f"SELECT pubkey, amount_msat FROM transfers WHERE code IN ({marks})",  # noqa: S608
+        sorted(TOPUP_CODES),
+    ).fetchall():
+        journal[pubkey] += amount
+    recorded: dict[str, int] = defaultdict(int)
+    for payment_hash, pubkey, state, paid in conn.execute(
+        "SELECT payment_hash, pubkey, state, paid_msat FROM topups"
+    ).fetchall():
+        recorded[pubkey] += paid
+        if (state == "paid") != (paid > 0):
+            violations.append(f"top-up {payment_hash} is {state} with {paid} msat credited")
+    for pubkey in set(journal) | set(recorded):
+        if journal[pubkey] != recorded[pubkey]:
+            violations.append(
+                f"top-ups of {pubkey} credited {recorded[pubkey]}, journal says {journal[pubkey]}"
+            )

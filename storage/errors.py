@@ -10,7 +10,8 @@ and in every case **nothing was written**:
 │   └── ``InvalidAmount``          an amount that is not a positive ``int`` in range
 ├── ``NotFound``                   (also a ``LookupError``)
 │   ├── ``UnknownJob``             no job with that id or payment hash
-│   └── ``UnknownPayout``          no payout with that id
+│   ├── ``UnknownPayout``          no payout with that id
+│   └── ``UnknownTopup``           no top-up invoice with that payment hash
 ├── ``IllegalTransition``          a job or refund is not in a state that allows the operation
 ├── ``InsufficientFunds``          a transfer would take an account below zero (counting pending)
 ├── ``IdempotencyConflict``        an idempotency key reused for a different operation or arguments
@@ -46,6 +47,10 @@ class UnknownJob(NotFound):
 
 class UnknownPayout(NotFound):
     """No payout with that id."""
+
+
+class UnknownTopup(NotFound):
+    """No top-up invoice with that payment hash."""
 
 
 class IllegalTransition(LedgerError):

@@ -1,19 +1,20 @@
 """The ledger: the seed's money operations as one async API over ``Database``.
 
 Each method validates its arguments (raising ``InvalidInput`` before anything is queued), then
-runs one synchronous function from ``funding``, ``decisions``, ``payments``, ``settlement``,
-``sessions`` or ``refunds`` inside the writer's transaction (see ``storage.database``): it fully
-happens or not at all, and returns once durably committed. Every operation has an idempotency
-key — the caller's (``credit_pool``, ``credit_balance``, ``confirm_payment``, ``begin_payout``) or
-``job:<id>:<step>``; a repeat returns the stored original result and moves nothing; reusing a key
-with other arguments raises ``IdempotencyConflict``. Reads run on a snapshot and write nothing.
+runs one synchronous function from ``funding``, ``decisions``, ``payments``, ``topups``,
+``settlement``, ``sessions`` or ``refunds`` inside the writer's transaction (see
+``storage.database``): it fully happens or not at all, and returns once durably committed. Every
+operation has an idempotency key — the caller's (``credit_pool``, ``credit_balance``,
+``confirm_payment``, ``confirm_topup``, ``begin_payout``) or ``job:<id>:<step>``; a repeat returns
+the stored original result and moves nothing; reusing a key with other arguments raises
+``IdempotencyConflict``. Reads run on a snapshot and write nothing.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from storage import decisions, funding, payments, refunds, sessions, settlement, subsidy
+from storage import decisions, funding, payments, refunds, sessions, settlement, subsidy, topups
 from storage.accounts import POOL, SUBSIDY, balance_account, get_account
 from storage.amounts import nonneg_msat, positive_msat, text_id
 from storage.database import Database
@@ -28,6 +29,7 @@ from storage.outcomes import (
     Failure,
     GrantOutcome,
     JobRecord,
+    OpenInvoice,
     PartialGrant,
     PaymentOutcome,
     Payout,
@@ -36,6 +38,8 @@ from storage.outcomes import (
     SessionHold,
     SessionSettlement,
     Settlement,
+    TopupPayment,
+    TopupRecord,
 )
 
 
@@ -74,6 +78,8 @@ class Ledger:
         amount = positive_msat(amount_msat)
         text_id(key, "key")
         text_id(reason, "reason", 64)
+        if reason in topups.TOPUP_CODES:
+            raise InvalidInput(f"reason {reason!r} is reserved for top-up invoices")
         now = self.clock()
         return await self.db.write(
             lambda conn: funding.credit_balance(conn, pubkey, amount, key, reason, now)
@@ -113,8 +119,7 @@ class Ledger:
         text_id(job_id, "job_id")
         text_id(payment_hash, "payment_hash")
         amount = positive_msat(amount_msat)
-        if type(expires_at) is not int or expires_at <= 0:
-            raise InvalidInput("expires_at must be a positive int of epoch seconds")
+        _epoch(expires_at)
         now = self.clock()
         return await self.db.write(
             lambda conn: payments.attach_invoice(
@@ -152,6 +157,59 @@ class Ledger:
         text_id(job_id, "job_id")
         now = self.clock()
         return await self.db.write(lambda conn: payments.expire_job(conn, job_id, now))
+
+    # ------------------------------------------------------------------ top-up invoices
+
+    async def record_topup(
+        self, pubkey: str, payment_hash: str, amount_msat: int, expires_at: int
+    ) -> TopupRecord:
+        """Record a top-up invoice BEFORE showing it: its payment becomes ``pubkey``'s balance.
+
+        A repeat with the same terms returns the record; a payment hash already used (by another
+        top-up or by a job's invoice) raises ``IdempotencyConflict``."""
+        text_id(pubkey, "pubkey")
+        text_id(payment_hash, "payment_hash")
+        amount = positive_msat(amount_msat)
+        _epoch(expires_at)
+        now = self.clock()
+        return await self.db.write(
+            lambda conn: topups.record_topup(conn, pubkey, payment_hash, amount, expires_at, now)
+        )
+
+    async def confirm_topup(self, payment_hash: str, amount_msat: int, key: str) -> TopupPayment:
+        """A payment for a top-up invoice: all of it becomes the owner's balance, once per
+        ``key`` (use the same ``pay:<hash>`` key as job payments). See ``TopupResult``.
+        ``UnknownTopup`` when no top-up has that payment hash."""
+        text_id(payment_hash, "payment_hash")
+        amount = positive_msat(amount_msat)
+        text_id(key, "key")
+        now = self.clock()
+        return await self.db.write(
+            lambda conn: topups.confirm_topup(conn, payment_hash, amount, key, now)
+        )
+
+    async def expire_topup(self, payment_hash: str) -> TopupRecord:
+        """An unpaid top-up's invoice expired: it moves no money (a later payment is still
+        credited, ``LATE``). Repeats are no-ops; a paid top-up raises ``IllegalTransition``."""
+        text_id(payment_hash, "payment_hash")
+        now = self.clock()
+        return await self.db.write(lambda conn: topups.expire_topup(conn, payment_hash, now))
+
+    async def topup(self, payment_hash: str) -> TopupRecord:
+        text_id(payment_hash, "payment_hash")
+        return await self.db.read(lambda conn: topups.get_topup(conn, payment_hash))
+
+    async def recent_topups(self, pubkey: str, limit: int = 10) -> list[TopupRecord]:
+        text_id(pubkey, "pubkey")
+        if type(limit) is not int or not 0 < limit <= 1000:
+            raise InvalidInput("limit must be an int in 1..1000")
+        return await self.db.read(lambda conn: topups.recent_topups(conn, pubkey, limit))
+
+    async def open_invoices(self) -> list[OpenInvoice]:
+        """Every invoice still awaiting payment — jobs ``invoiced`` and top-ups ``open`` —
+        soonest expiry first, including those past expiry not yet expired (poll each, then
+        ``expire_job`` / ``expire_topup`` the ones that can no longer be paid)."""
+        return await self.db.read(topups.open_invoices)
 
     # ------------------------------------------------------------------ after the work
 
@@ -335,4 +393,10 @@ class Ledger:
 def _payout_id(value: object) -> int:
     if type(value) is not int or value <= 0:
         raise InvalidInput("payout_id must be a positive int")
+    return value
+
+
+def _epoch(value: object) -> int:
+    if type(value) is not int or value <= 0 or value > 2**62:
+        raise InvalidInput("expires_at must be a positive int of epoch seconds")
     return value

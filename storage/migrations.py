@@ -132,7 +132,27 @@ INSERT INTO accounts (id, allow_negative) VALUES
     ('fees', 0), ('zaps_in', 1), ('operator', 1), ('lightning_in', 1);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Top-up invoices: prepaid balance bought with an invoice that belongs to no job. Recorded when
+# the invoice is made, so a payment that arrives while the agent is down (or after a restart)
+# is still credited to its owner. state: open (awaiting payment) → paid | expired; an expired
+# top-up paid anyway is still credited (late).
+_V2 = """
+CREATE TABLE topups (
+    payment_hash    TEXT PRIMARY KEY,
+    pubkey          TEXT NOT NULL,
+    amount_msat     INTEGER NOT NULL CHECK (amount_msat > 0),
+    expires_at      INTEGER NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('open', 'paid', 'expired')),
+    paid_msat       INTEGER NOT NULL DEFAULT 0 CHECK (paid_msat >= 0),
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX topups_open ON topups(expires_at) WHERE state = 'open';
+CREATE INDEX topups_pubkey ON topups(pubkey, created_at);
+CREATE INDEX jobs_open_invoices ON jobs(invoice_expires_at) WHERE state = 'invoiced';
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 LATEST = len(MIGRATIONS)
 
 

@@ -47,6 +47,30 @@ class PaymentResult(StrEnum):
     TERMS_CHANGED = "terms_changed"
 
 
+class TopupResult(StrEnum):
+    """What a payment to a top-up invoice did. In every case all of it became balance.
+
+    - CREDITED: paid while the invoice was open (any amount: what arrived is credited).
+    - LATE: paid after the top-up expired.
+    - DUPLICATE: the top-up was already paid (under another payment key).
+    """
+
+    CREDITED = "credited"
+    LATE = "late"
+    DUPLICATE = "duplicate"
+
+
+class TopupState(StrEnum):
+    OPEN = "open"
+    PAID = "paid"
+    EXPIRED = "expired"
+
+
+class InvoiceKind(StrEnum):
+    JOB = "job"
+    TOPUP = "topup"
+
+
 class RefundState(StrEnum):
     NONE = "none"
     PENDING = "pending"
@@ -234,3 +258,42 @@ class JobRecord:
     reserve_transfer: int | None  # pending pool reservation (free and paid partial jobs)
     reserve_day: str | None  # the UTC day its subsidy is counted on
     hold_transfer: int | None  # pending balance hold (sessions)
+
+
+@dataclass(frozen=True, slots=True)
+class TopupRecord:
+    """A top-up invoice: ``pubkey`` buys ``amount_msat`` of balance with ``payment_hash``."""
+
+    payment_hash: str
+    pubkey: str
+    amount_msat: int
+    expires_at: int
+    state: TopupState
+    paid_msat: int  # what its payments credited in total (0 while open or expired unpaid)
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopupPayment(_Value):
+    """A payment for a top-up invoice: ``credited_balance_msat`` (= ``amount_msat``) went to
+    ``pubkey``'s balance."""
+
+    payment_hash: str
+    pubkey: str
+    result: TopupResult
+    amount_msat: int
+    invoice_msat: int
+    credited_balance_msat: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenInvoice:
+    """An invoice still awaiting payment: a job's (``job_id``) or a top-up (``job_id`` None)."""
+
+    payment_hash: str
+    kind: InvoiceKind
+    pubkey: str
+    amount_msat: int
+    expires_at: int
+    job_id: str | None

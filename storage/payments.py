@@ -39,6 +39,8 @@ def attach_invoice(
         )
     if conn.execute("SELECT 1 FROM jobs WHERE invoice_hash = ?", (payment_hash,)).fetchone():
         raise IdempotencyConflict("payment hash already belongs to another job")
+    if conn.execute("SELECT 1 FROM topups WHERE payment_hash = ?", (payment_hash,)).fetchone():
+        raise IdempotencyConflict("payment hash already belongs to a top-up")
     set_job(
         conn,
         job,
