@@ -1,19 +1,24 @@
-"""Settlements from a wallet → payment confirmations in the ledger, exactly once per payment hash.
+"""Settlements from a wallet → payments in the ledger, exactly once per payment hash.
 
-``SettlementProcessor(ledger, topup_owner=None, on_credit=None)``:
+``SettlementProcessor(ledger, on_credit=None, expiry_grace_s=60)``:
 
 - ``apply(settlement)`` → :class:`Applied` or ``None``. A settlement for a job invoice becomes
   ``ledger.confirm_payment(payment_hash, amount_msat, key=payment_key(hash))``; the ledger decides
   what the money does: paid in time and exact → the job proceeds; **overpaid** → the excess
-  becomes the payer's balance; **late** (after the job expired), **double** (job already paid)
-  or **underpaid** → all of it becomes the payer's balance; never lost. The same key makes any
-  repeat of the same payment hash (websocket and webhook repeats, polling, a restart) a no-op
-  returning the first outcome. A payment hash with no job is offered to ``topup_owner``
-  (``async (payment_hash) -> pubkey | None``): a known top-up becomes that pubkey's balance
-  (key ``topup:<hash>``); an unknown one is logged at error level and returns ``None``.
+  becomes the payer's balance; **late** (after the job expired), **double** (job already paid),
+  **underpaid** or **not due** (a free job or a session) → all of it becomes the payer's balance;
+  never lost. A settlement for a top-up invoice (recorded with ``ledger.record_topup`` when it
+  was made) becomes ``ledger.confirm_topup`` with the same key: all of it is the owner's
+  balance, late or not. The same key makes any repeat of the same payment hash (websocket and
+  webhook repeats, polling, a restart) a no-op returning the first outcome. A payment hash that
+  is neither is logged at error level and returns ``None`` (nothing is credited).
 - ``run(source)`` consumes a :class:`~bot.wallets.base.SettlementSource` forever.
-- ``poll(wallet, payment_hashes)`` is the fallback where nothing is pushed (or the push channel
-  dropped): each hash is looked up and settled ones are applied.
+- ``poll(wallet, payment_hashes=None)`` is the fallback where nothing is pushed (or the push
+  channel dropped, or the agent was down): each hash is looked up and settled ones are applied.
+  Without hashes it polls every invoice the ledger still holds open (``ledger.open_invoices()``:
+  jobs and top-ups), and expires (``expire_job`` / ``expire_topup``, which move no money) those
+  the wallet reports expired or failed, or still unpaid ``expiry_grace_s`` after their expiry. A
+  payment that still arrives after that becomes balance (``LATE``).
 - ``on_credit`` (``async (Applied) -> None``) is awaited once per payment hash, ever (claimed
   durably through ``storage.Intake`` as ``settled:<hash>``), so the agent can tell the payer what
   happened: :func:`payer_message` renders the text.
@@ -30,16 +35,32 @@ from dataclasses import dataclass, replace
 
 from bot.wallets.base import (
     InvoiceState,
+    InvoiceStatus,
     Settlement,
     SettlementSource,
     Wallet,
     WalletError,
 )
-from storage import Intake, Ledger, LedgerError, PaymentOutcome, PaymentResult, UnknownJob
+from storage import (
+    IdempotencyConflict,
+    IllegalTransition,
+    Intake,
+    InvoiceKind,
+    Ledger,
+    LedgerError,
+    OpenInvoice,
+    PaymentOutcome,
+    PaymentResult,
+    TopupPayment,
+    TopupResult,
+    UnknownJob,
+    UnknownTopup,
+)
 
 log = logging.getLogger(__name__)
 
-TopupOwner = Callable[[str], Awaitable[str | None]]
+DEFAULT_EXPIRY_GRACE_S = 60
+"""How long past its expiry an unpaid invoice stays open to polling (clock skew, late HTLCs)."""
 
 
 def payment_key(payment_hash: str) -> str:
@@ -47,18 +68,15 @@ def payment_key(payment_hash: str) -> str:
     return f"pay:{payment_hash}"
 
 
-def topup_key(payment_hash: str) -> str:
-    return f"topup:{payment_hash}"
-
-
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What one settlement did. ``outcome`` is None for a top-up (all of it is balance)."""
+    """What one settlement did: a job payment (``PaymentOutcome``) or a top-up
+    (``TopupPayment``, all of it balance)."""
 
     payment_hash: str
     pubkey: str
     amount_msat: int
-    outcome: PaymentOutcome | None
+    outcome: PaymentOutcome | TopupPayment
     credited_balance_msat: int
     first_time: bool
 
@@ -68,12 +86,22 @@ def _sats(msat: int) -> str:
     return f"{sats} sats" if not rest else f"{msat / 1000:.3f} sats"
 
 
+def _topup_message(outcome: TopupPayment, credited: str) -> str:
+    if outcome.result is TopupResult.LATE:
+        return (f"Your top-up arrived after its invoice expired. It is not lost: {credited} "
+                f"added to your balance.")
+    if outcome.result is TopupResult.DUPLICATE:
+        return (f"This top-up invoice was already paid. Your extra payment is not lost: "
+                f"{credited} added to your balance.")
+    return f"Top-up received: {credited} added to your balance."
+
+
 def payer_message(applied: Applied) -> str | None:
     """What to tell the payer, or ``None`` when the normal job flow says it already."""
     outcome = applied.outcome
     credited = _sats(applied.credited_balance_msat)
-    if outcome is None:
-        return f"Top-up received: {credited} added to your balance."
+    if isinstance(outcome, TopupPayment):
+        return _topup_message(outcome, credited)
     result = outcome.result
     if result is PaymentResult.PAID:
         return None
@@ -88,6 +116,9 @@ def payer_message(applied: Applied) -> str | None:
     if result is PaymentResult.UNDERPAID:
         return (f"Your payment was less than the invoice, so the job did not run. "
                 f"{credited} are now your balance.")
+    if result is PaymentResult.NOT_DUE:
+        return (f"This job needed no payment (it was free or paid from your balance). "
+                f"Your payment is not lost: {credited} are now your balance.")
     if result is PaymentResult.TERMS_CHANGED:
         return (f"The free share promised for this job is no longer available, so it did not "
                 f"run. {_sats(outcome.refund_msat)} are waiting for you as a refund.")
@@ -101,25 +132,27 @@ class SettlementProcessor:
         self,
         ledger: Ledger,
         *,
-        topup_owner: TopupOwner | None = None,
         on_credit: Callable[[Applied], Awaitable[None]] | None = None,
+        expiry_grace_s: int = DEFAULT_EXPIRY_GRACE_S,
     ) -> None:
         self._ledger = ledger
-        self._topup_owner = topup_owner
         self._on_credit = on_credit
+        self._grace = expiry_grace_s
         self._intake = Intake(ledger.db)
 
     async def apply(self, settlement: Settlement) -> Applied | None:
         payment_hash = settlement.payment_hash
-        if settlement.amount_msat <= 0:
+        amount = settlement.amount_msat
+        if amount <= 0:
             log.error("settlement with a non-positive amount ignored: %s", payment_hash)
             return None
+        key = payment_key(payment_hash)
         try:
-            outcome = await self._ledger.confirm_payment(
-                payment_hash, settlement.amount_msat, payment_key(payment_hash)
-            )
+            outcome = await self._ledger.confirm_payment(payment_hash, amount, key)
         except UnknownJob:
-            return await self._topup(settlement)
+            return await self._topup(settlement, conflict=False)
+        except IdempotencyConflict:  # the key may hold a top-up payment: a repeat of it
+            return await self._topup(settlement, conflict=True)
         except LedgerError as exc:
             log.error("settlement %s not applied: %s", payment_hash, type(exc).__name__)
             return None
@@ -129,22 +162,25 @@ class SettlementProcessor:
                     outcome.credited_balance_msat, first_time=False)
         )
 
-    async def _topup(self, settlement: Settlement) -> Applied | None:
+    async def _topup(self, settlement: Settlement, *, conflict: bool) -> Applied | None:
         payment_hash = settlement.payment_hash
-        owner = await self._topup_owner(payment_hash) if self._topup_owner else None
-        if owner is None:
+        try:
+            paid = await self._ledger.confirm_topup(
+                payment_hash, settlement.amount_msat, payment_key(payment_hash)
+            )
+        except UnknownTopup:
+            if conflict:
+                log.error("settlement %s not applied: IdempotencyConflict", payment_hash)
+                return None
             log.error("money received for an unknown invoice %s (%d msat): nothing credited",
                       payment_hash, settlement.amount_msat)
             return None
-        try:
-            await self._ledger.credit_balance(owner, settlement.amount_msat,
-                                              topup_key(payment_hash), reason="topup")
         except LedgerError as exc:
             log.error("top-up %s not applied: %s", payment_hash, type(exc).__name__)
             return None
         return await self._after(
-            Applied(payment_hash, owner, settlement.amount_msat, None, settlement.amount_msat,
-                    first_time=False)
+            Applied(payment_hash, paid.pubkey, paid.amount_msat, paid,
+                    paid.credited_balance_msat, first_time=False)
         )
 
     async def _after(self, applied: Applied) -> Applied:
@@ -159,20 +195,60 @@ class SettlementProcessor:
         async for settlement in source.settlements():
             await self.apply(settlement)
 
-    async def poll(self, wallet: Wallet, payment_hashes: Iterable[str]) -> list[Applied]:
+    async def poll(
+        self, wallet: Wallet, payment_hashes: Iterable[str] | None = None
+    ) -> list[Applied]:
+        """Look up ``payment_hashes`` (default: every invoice the ledger holds open) and apply
+        the settled ones; without explicit hashes, also expire what can no longer be paid."""
+        if payment_hashes is not None:
+            return [a for h in payment_hashes if (a := await self._poll_one(wallet, h)) is not None]
         applied: list[Applied] = []
-        for payment_hash in payment_hashes:
-            try:
-                status = await wallet.lookup_invoice(payment_hash)
-            except WalletError as exc:
-                log.warning("lookup of %s failed (%s)", payment_hash, type(exc).__name__)
+        for invoice in await self._ledger.open_invoices():
+            status = await self._lookup(wallet, invoice.payment_hash)
+            if status is None:
                 continue
-            if status.state is not InvoiceState.SETTLED:
-                continue
-            done = await self.apply(
-                Settlement(payment_hash, status.amount_msat, status.preimage,
-                           status.settled_at or 0)
-            )
-            if done is not None:
-                applied.append(done)
+            if status.state is InvoiceState.SETTLED:
+                done = await self._apply_status(status)
+                if done is not None:
+                    applied.append(done)
+            elif self._can_no_longer_be_paid(invoice, status):
+                await self._expire(invoice)
         return applied
+
+    async def _lookup(self, wallet: Wallet, payment_hash: str) -> InvoiceStatus | None:
+        try:
+            return await wallet.lookup_invoice(payment_hash)
+        except WalletError as exc:
+            log.warning("lookup of %s failed (%s)", payment_hash, type(exc).__name__)
+            return None
+
+    async def _poll_one(self, wallet: Wallet, payment_hash: str) -> Applied | None:
+        status = await self._lookup(wallet, payment_hash)
+        if status is None or status.state is not InvoiceState.SETTLED:
+            return None
+        return await self._apply_status(status)
+
+    async def _apply_status(self, status: InvoiceStatus) -> Applied | None:
+        return await self.apply(
+            Settlement(status.payment_hash, status.amount_msat, status.preimage,
+                       status.settled_at or 0)
+        )
+
+    def _can_no_longer_be_paid(self, invoice: OpenInvoice, status: InvoiceStatus) -> bool:
+        if status.state in (InvoiceState.EXPIRED, InvoiceState.FAILED):
+            return True
+        return self._ledger.clock() > invoice.expires_at + self._grace
+
+    async def _expire(self, invoice: OpenInvoice) -> None:
+        try:
+            if invoice.kind is InvoiceKind.TOPUP:
+                await self._ledger.expire_topup(invoice.payment_hash)
+            else:
+                assert invoice.job_id is not None
+                await self._ledger.expire_job(invoice.job_id)
+        except IllegalTransition:  # paid meanwhile (another path applied it): nothing to expire
+            return
+        except LedgerError as exc:
+            log.error("invoice %s not expired: %s", invoice.payment_hash, type(exc).__name__)
+            return
+        log.info("%s invoice %s expired unpaid", invoice.kind.value, invoice.payment_hash)

@@ -11,7 +11,7 @@ from bot.wallets.base import Settlement
 from bot.wallets.dev import DevNetwork, DevWallet
 from bot.wallets.lnbits import LnbitsWallet
 from bot.wallets.settlement import Applied, SettlementProcessor, payer_message
-from storage import PaymentResult
+from storage import Database, Ledger, Limits, PaymentResult, Serve, TopupPayment
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 from tests.wallets.money import ASKER, assert_books_balance, invoiced_job, open_ledger
 
@@ -112,23 +112,39 @@ async def test_overpaid_and_repeated_settlements_with_the_dev_wallet(tmp_path: P
 
 async def test_topups_and_unknown_payments(tmp_path: Path) -> None:
     wallet = DevWallet()
-    owners: dict[str, str] = {}
-
-    async def topup_owner(payment_hash: str) -> str | None:
-        return owners.get(payment_hash)
-
     async with open_ledger(tmp_path / "ledger.db") as ledger:
-        processor = SettlementProcessor(ledger, topup_owner=topup_owner)
+        processor = SettlementProcessor(ledger)
         topup = await wallet.make_invoice(10_000, description="topup")
-        owners[topup.payment_hash] = ASKER
+        await ledger.record_topup(ASKER, topup.payment_hash, 10_000, topup.expires_at)
         stray = await wallet.make_invoice(3_000, description="nobody's")
         for _ in range(3):
             applied = await processor.apply(wallet.settle(topup.payment_hash))
-            assert applied is not None and applied.outcome is None
+            assert applied is not None and isinstance(applied.outcome, TopupPayment)
+            assert applied.pubkey == ASKER and applied.credited_balance_msat == 10_000
         assert await processor.apply(wallet.settle(stray.payment_hash)) is None
         assert await processor.apply(Settlement("cd" * 32, 0, None, 0)) is None
         assert (await ledger.balance(ASKER)).available_msat == 10_000
         await assert_books_balance(ledger)
+
+
+async def test_a_payment_for_a_job_that_takes_none_is_balance_and_says_so(
+    tmp_path: Path,
+) -> None:
+    db = await Database.open(tmp_path / "ledger.db")
+    try:
+        ledger = Ledger(db, Limits(daily_free_msat=100_000, daily_free_jobs=5))
+        await ledger.credit_pool(50_000, "zap:fund")
+        decision = await ledger.decide("job-free", ASKER, 9_000)
+        assert decision.serve is Serve.FREE
+        outcome = await ledger.confirm_payment("job-free", 4_500, "zap:paid-anyway")
+        assert outcome.result is PaymentResult.NOT_DUE
+        applied = Applied("ef" * 32, ASKER, 4_500, outcome, outcome.credited_balance_msat, True)
+        message = payer_message(applied)
+        assert message is not None and "not lost" in message and "4.500 sats" in message
+        assert (await ledger.balance(ASKER)).available_msat == 4_500
+        await assert_books_balance(ledger)
+    finally:
+        await db.close()
 
 
 async def test_exactly_once_across_a_restart(tmp_path: Path) -> None:
