@@ -279,18 +279,25 @@ class Ledger:
         now = self.clock()
         return await self.db.write(lambda conn: refunds.credit_refund(conn, job_id, now))
 
-    async def begin_payout(self, job_id: str, destination: str, key: str) -> Payout:
-        """Record a refund's payout BEFORE sending it; the refund becomes ``paying``."""
+    async def begin_payout(
+        self, job_id: str, destination: str, key: str, amount_msat: int | None = None
+    ) -> Payout:
+        """Record a refund's payout BEFORE sending it; the refund becomes ``paying``.
+
+        ``amount_msat`` (default: the whole refund) may be less than the refund: confirming the
+        payout then credits the remainder to the asker's balance in the same transaction."""
         text_id(job_id, "job_id")
         text_id(destination, "destination", 4096)
         text_id(key, "key")
+        amount = None if amount_msat is None else positive_msat(amount_msat)
         now = self.clock()
         return await self.db.write(
-            lambda conn: refunds.begin_payout(conn, job_id, destination, key, now)
+            lambda conn: refunds.begin_payout(conn, job_id, destination, key, now, amount)
         )
 
     async def confirm_payout(self, payout_id: int, preimage: str, fee_msat: int = 0) -> Payout:
-        """The payout was paid: the refund is ``paid``, with the preimage as its reference."""
+        """The payout was paid: the refund is ``paid``, with the preimage as its reference (the
+        unsent remainder of a partial payout becomes the asker's balance)."""
         _payout_id(payout_id)
         text_id(preimage, "preimage")
         fee = nonneg_msat(fee_msat, "fee_msat")

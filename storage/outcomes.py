@@ -202,6 +202,7 @@ class Payout(_Value):
     preimage: str | None
     fee_msat: int | None
     reason: str | None
+    remainder_msat: int = 0  # the part of the refund not sent: the asker's balance once paid
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,10 @@
 A payout is recorded (with a pending refunds → payouts transfer) *before* it is sent; confirming
 posts it with the payout's reference (preimage), failing voids it and makes the refund claimable
 again. A refund can therefore be claimed by one payout at a time, and paid at most once.
+
+A payout may send less than the refund (``amount``: e.g. the whole sats of a refund that a
+lightning address cannot receive to the msat); confirming it then moves the remainder to the
+asker's balance in the same transaction, so the refund ends ``paid`` and nothing is lost.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from storage.accounts import (
     resolve,
     transfer,
 )
-from storage.errors import IdempotencyConflict, IllegalTransition, UnknownPayout
+from storage.errors import IdempotencyConflict, IllegalTransition, InvalidAmount, UnknownPayout
 from storage.jobs import get_job, set_job
 from storage.outcomes import Payout, PayoutState, Refund, RefundState
 
 _PAYOUT_COLUMNS = (
-    "id, job_id, pubkey, amount_msat, destination, state, preimage, fee_msat, reason, transfer_id"
+    "id, job_id, pubkey, amount_msat, destination, state, preimage, fee_msat, reason, transfer_id,"
+    " (SELECT j.refund_msat FROM jobs j WHERE j.id = payouts.job_id) - amount_msat"
 )
 
 
@@ -40,6 +45,7 @@ def _payout(row: tuple[object, ...]) -> Payout:
         None if v[6] is None else str(v[6]),
         None if v[7] is None else int(str(v[7])),
         None if v[8] is None else str(v[8]),
+        int(str(v[10])),
     )
 
 
@@ -71,7 +77,12 @@ def pending_refunds(conn: sqlite3.Connection, pubkey: str) -> list[Refund]:
 
 
 def begin_payout(
-    conn: sqlite3.Connection, job_id: str, destination: str, key: str, now: int
+    conn: sqlite3.Connection,
+    job_id: str,
+    destination: str,
+    key: str,
+    now: int,
+    amount: int | None = None,
 ) -> Payout:
     row = conn.execute(
         f"SELECT {_PAYOUT_COLUMNS} FROM payouts WHERE key = ?",  # noqa: S608
@@ -79,26 +90,33 @@ def begin_payout(
     ).fetchone()
     if row is not None:
         existing = _payout(row)
-        if existing.job_id != job_id or existing.destination != destination:
+        if (
+            existing.job_id != job_id
+            or existing.destination != destination
+            or (amount is not None and existing.amount_msat != amount)
+        ):
             raise IdempotencyConflict(f"payout key {key!r} already used for other terms")
         return existing
     job = get_job(conn, job_id)
     if job.refund_state is not RefundState.PENDING:
         raise IllegalTransition(f"refund of job {job_id} is {job.refund_state.value}, not pending")
+    send = job.refund_msat if amount is None else amount
+    if send > job.refund_msat:
+        raise InvalidAmount(f"payout of {send} msat exceeds the refund of {job.refund_msat}")
     n = conn.execute("SELECT COUNT(*) FROM payouts WHERE job_id = ?", (job_id,)).fetchone()[0]
     tid = transfer(
         conn,
         f"job:{job_id}:payout:{n}",
         REFUNDS,
         PAYOUTS,
-        job.refund_msat,
+        send,
         Meta("payout", now, job_id, job.pubkey),
         pending=True,
     )
     cur = conn.execute(
         "INSERT INTO payouts (key, job_id, pubkey, amount_msat, destination, state, transfer_id,"
         " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'sending', ?, ?, ?)",
-        (key, job_id, job.pubkey, job.refund_msat, destination, tid, now, now),
+        (key, job_id, job.pubkey, send, destination, tid, now, now),
     )
     set_job(conn, job, now, refund_state=RefundState.PAYING.value)
     assert cur.lastrowid is not None
@@ -119,6 +137,15 @@ def confirm_payout(
     resolve(conn, f"payout:{payout_id}:post", tid, payout.amount_msat, meta)
     if fee:
         transfer(conn, f"payout:{payout_id}:fee", OPERATOR, FEES, fee, meta)
+    if payout.remainder_msat:
+        transfer(
+            conn,
+            f"payout:{payout_id}:remainder",
+            REFUNDS,
+            balance_account(payout.pubkey),
+            payout.remainder_msat,
+            Meta("refund_remainder", now, payout.job_id, payout.pubkey),
+        )
     conn.execute(
         "UPDATE payouts SET state = 'paid', preimage = ?, fee_msat = ?, updated_at = ?"
         " WHERE id = ?",
