@@ -6,8 +6,12 @@
   exactly the pending refund, on the wallet's network, and not be (about to be) expired; the job
   must belong to ``pubkey`` and have a ``pending`` refund. Otherwise the outcome is ``REJECTED``
   with a reason for the asker, and nothing is written.
-- ``pay_to_address(job_id, pubkey, lud16)``: fetches an invoice for the exact amount from the
-  lightning address (LUD-16, checked by :class:`~bot.wallets.lnurl.LnurlClient`), then as above.
+- ``pay_to_address(job_id, pubkey, lud16)``: fetches an invoice from the lightning address
+  (LUD-16, checked by :class:`~bot.wallets.lnurl.LnurlClient`) for the refund's **whole sats**
+  (lightning-address services such as LNbits' round msat amounts down, so an exact msat amount
+  would come back as a mismatching invoice), then as above; once it is paid, the msat remainder
+  becomes the asker's balance in the same ledger operation (``kept_as_balance_msat``). A refund
+  below 1 sat is ``REJECTED`` (keep it as balance instead).
 - ``keep_as_balance(job_id, pubkey)``: the pending refund becomes the asker's balance instead.
 - ``reconcile()`` → list of outcomes: every payout the ledger still holds as ``sending`` (for
   example after a crash) is looked up by its payment hash: settled → confirmed; failed → failed
@@ -70,6 +74,7 @@ class PayoutOutcome:
     preimage: str | None = None
     fee_msat: int | None = None
     reason: str | None = None
+    kept_as_balance_msat: int = 0  # the unsent msat remainder of a paid refund, now balance
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,11 @@ class PayoutPolicy:
 
     def fee_cap(self, amount_msat: int) -> int:
         return max(self.max_fee_base_msat, amount_msat * self.max_fee_ppm // 1_000_000)
+
+
+def whole_sats_of(amount_msat: int) -> int:
+    """``amount_msat`` rounded down to whole sats (in msat)."""
+    return amount_msat - amount_msat % 1000
 
 
 def payout_key(job_id: str, payment_hash: str) -> str:
@@ -131,20 +141,27 @@ class Payouts:
             )
         return job.refund_msat
 
-    async def record(self, job_id: str, pubkey: str, bolt11: str) -> Payout | PayoutOutcome:
-        """Step 1: check the invoice and record the payout (nothing is sent)."""
+    async def record(
+        self, job_id: str, pubkey: str, bolt11: str, *, whole_sats: bool = False
+    ) -> Payout | PayoutOutcome:
+        """Step 1: check the invoice and record the payout (nothing is sent).
+
+        The invoice must ask exactly the refund owed — or, with ``whole_sats``, its whole sats
+        (the msat remainder then becomes balance when the payout is confirmed)."""
         owed = await self._owed(job_id, pubkey)
         if isinstance(owed, PayoutOutcome):
             return owed
+        send = whole_sats_of(owed) if whole_sats else owed
         try:
             decoded = decode_invoice(bolt11)
-            check_payable(decoded, amount_msat=owed, network=self._wallet.network,
+            check_payable(decoded, amount_msat=send, network=self._wallet.network,
                           now=self._now())
         except InvalidInvoice as exc:
             return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed, reason=str(exc))
         try:
             return await self._ledger.begin_payout(
-                job_id, decoded.bolt11, payout_key(job_id, decoded.payment_hash)
+                job_id, decoded.bolt11, payout_key(job_id, decoded.payment_hash),
+                amount_msat=send,
             )
         except IllegalTransition:
             return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
@@ -210,15 +227,18 @@ class Payouts:
             PayoutState.FAILED: PayoutStatus.FAILED,
             PayoutState.SENDING: PayoutStatus.IN_FLIGHT,
         }[payout.state]
+        kept = payout.remainder_msat if payout.state is PayoutState.PAID else 0
         return PayoutOutcome(payout.job_id, status, payout.amount_msat, payout.payout_id,
-                             payout.preimage, payout.fee_msat, payout.reason)
+                             payout.preimage, payout.fee_msat, payout.reason, kept)
 
     def _lock(self, job_id: str) -> asyncio.Lock:
         return self._locks.setdefault(job_id, asyncio.Lock())
 
-    async def pay_to_invoice(self, job_id: str, pubkey: str, bolt11: str) -> PayoutOutcome:
+    async def pay_to_invoice(
+        self, job_id: str, pubkey: str, bolt11: str, *, whole_sats: bool = False
+    ) -> PayoutOutcome:
         async with self._lock(job_id):
-            recorded = await self.record(job_id, pubkey, bolt11)
+            recorded = await self.record(job_id, pubkey, bolt11, whole_sats=whole_sats)
             if isinstance(recorded, PayoutOutcome):
                 return recorded
             return await self.send(recorded)
@@ -230,14 +250,18 @@ class Payouts:
         if self._lnurl is None:
             return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
                                  reason="paying lightning addresses is not configured")
+        send = whole_sats_of(owed)
+        if send == 0:
+            return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
+                                 reason="less than 1 sat cannot be sent: keep it as balance")
         try:
             got = await self._lnurl.invoice_for_address(
-                address, owed, network=self._wallet.network
+                address, send, network=self._wallet.network
             )
         except LnurlError as exc:
             return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
                                  reason=f"lightning address: {exc}")
-        return await self.pay_to_invoice(job_id, pubkey, got.bolt11)
+        return await self.pay_to_invoice(job_id, pubkey, got.bolt11, whole_sats=True)
 
     async def keep_as_balance(self, job_id: str, pubkey: str) -> PayoutOutcome:
         """The asker keeps a pending refund as balance instead of a payout (status ``PAID``,

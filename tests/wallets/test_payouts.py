@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.wallets.base import LnurlError
 from bot.wallets.dev import DevWallet
 from bot.wallets.lnbits import LnbitsWallet
 from bot.wallets.lnurl import LnurlClient
@@ -134,6 +135,48 @@ async def test_refund_to_a_lightning_address(
             PayoutStatus.REJECTED
         )
         await assert_books_balance(ledger)
+
+
+async def test_a_refund_that_is_not_whole_sats_to_a_lightning_address(
+    tmp_path: Path,
+    http: httpx.AsyncClient,
+    lnbits_server: LnbitsServer,
+    lnbits_new_wallet: Callable[..., LnbitsAccount],
+) -> None:
+    agent = lnbits(http, lnbits_server, lnbits_new_wallet("agent"))
+    asker_account = lnbits_new_wallet("asker", balance_sat=100)
+    asker = lnbits(http, lnbits_server, asker_account)
+    lnurl = LnurlClient(http, insecure_hosts=frozenset({lnbits_server.url[len("http://"):]}))
+    async with open_ledger(tmp_path / "ledger.db") as ledger:
+        for job_id, actual_msat in (("job-msat", 7_500), ("job-crumb", 20_500)):
+            payment_hash, bolt11 = await invoiced_job(ledger, agent, job_id, 21_000)
+            assert (await asker.pay_invoice(bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
+            assert await SettlementProcessor(ledger).poll(agent, [payment_hash])
+            await ledger.settle(job_id, actual_msat)
+        assert await asker.balance_msat() == 100_000 - 42_000
+        payouts = Payouts(ledger, agent, lnurl=lnurl)
+        address = asker_account.lightning_address
+        with pytest.raises(LnurlError) as exact:  # why: LNbits rounds an msat amount down
+            await lnurl.invoice_for_address(address, 13_500, network=agent.network)
+        assert exact.value.code == "amount_mismatch"
+        outcome = await payouts.pay_to_address("job-msat", ASKER, address)  # owed: 13 500 msat
+        assert outcome.status is PayoutStatus.PAID, outcome
+        assert (outcome.amount_msat, outcome.kept_as_balance_msat) == (13_000, 500)
+        assert await asker.balance_msat() == 100_000 - 42_000 + 13_000
+        job = await ledger.job("job-msat")
+        assert job.refund_state is RefundState.PAID and job.refund_ref == outcome.preimage
+        # below one sat nothing can be sent: it stays claimable, and can be kept as balance
+        crumb = await payouts.pay_to_address("job-crumb", ASKER, address)
+        assert crumb.status is PayoutStatus.REJECTED and "1 sat" in (crumb.reason or "")
+        assert (await payouts.keep_as_balance("job-crumb", ASKER)).status is PayoutStatus.PAID
+        view = await ledger.balance(ASKER)
+        assert (view.available_msat, view.pending_refund_msat) == (1_000, 0)
+        assert await payouts.reconcile() == []
+        assert (await payouts.pay_to_address("job-msat", ASKER, address)).status is (
+            PayoutStatus.REJECTED
+        )
+        await assert_books_balance(ledger)
+    assert await asker.balance_msat() == 100_000 - 42_000 + 13_000
 
 
 async def test_failed_payout_leaves_the_refund_claimable(
