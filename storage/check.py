@@ -5,7 +5,8 @@ non-external account is below zero counting pending debits; the journal sums to 
 transfer is resolved at most once and never for more than it reserved; the daily counters equal
 the subsidy in the journal (and, given ``limits``, stay within them); escrow and refunds equal what
 the job records say they hold; every paid refund has a reference; each payout's state matches its
-transfer and its refund (a refund being paid has exactly one payout in flight); each top-up's
+transfer and its refund (a refund being paid has exactly one payout in flight; the unsent part of
+a paid refund became balance); each top-up's
 credited total equals its payments in the journal, and only a paid top-up has one.
 """
 
@@ -186,6 +187,15 @@ def _check_payouts(conn: sqlite3.Connection, violations: list[str]) -> None:
             violations.append(f"payout {pid} is sending but its refund is {refund_state}")
         if state == "paid" and (refund_state != "paid" or refund_ref != preimage):
             violations.append(f"payout {pid} is paid but its refund is {refund_state}")
+    for pid, remainder, moved in conn.execute(
+        "SELECT p.id, j.refund_msat - p.amount_msat, (SELECT t.amount_msat FROM transfers t"
+        "  WHERE t.key = 'payout:' || p.id || ':remainder')"
+        " FROM payouts p JOIN jobs j ON j.id = p.job_id WHERE p.state = 'paid'"
+    ).fetchall():
+        if (moved or 0) != remainder:
+            violations.append(
+                f"payout {pid} left {remainder} msat of its refund, {moved or 0} became balance"
+            )
     for job_id, n in conn.execute(
         "SELECT j.id, (SELECT COUNT(*) FROM payouts p"
         "  WHERE p.job_id = j.id AND p.state = 'sending')"

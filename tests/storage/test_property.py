@@ -50,6 +50,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.ledger = Ledger(self.db, LIMITS, clock=self.clock)
         self.jobs: list[str] = []
         self.payouts: list[int] = []
+        self.topups: list[str] = []
         self.keys: dict[str, tuple[str, object]] = {}  # key → (op, args): first use wins
         self.zapped = 0      # sum over distinct pool-credit keys
         self.received = 0    # sum over distinct payment / balance keys
@@ -70,7 +71,7 @@ class LedgerMachine(RuleBasedStateMachine):
             return tuple(
                 tuple(conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall())  # noqa: S608
                 for t in ("accounts", "transfers", "jobs", "daily_usage", "pool_daily",
-                          "payouts", "operations"))
+                          "payouts", "operations", "topups"))
         return self.run(self.db.read(rows))
 
     def attempt(self, aw: Awaitable[T]) -> T | None:
@@ -258,10 +259,14 @@ class LedgerMachine(RuleBasedStateMachine):
     # ---------------------------------------------------------------- refunds
 
     @precondition(lambda self: self.jobs)
-    @rule(i=PICK, k=KEYS)
-    def begin_payout(self, i: int, k: int) -> None:
+    @rule(i=PICK, k=KEYS, short=st.sampled_from([0, 0, 1, 999]))
+    def begin_payout(self, i: int, k: int, short: int) -> None:
         job = self._pick(self.jobs, i)
-        p = self.attempt(self.ledger.begin_payout(job, "lnbc-dest", f"po:{job}:{k}"))
+        owed = self.run(self.ledger.job(job)).refund_msat
+        amount = owed - short if short and owed > short else None  # some send less than owed
+        p = self.attempt(
+            self.ledger.begin_payout(job, "lnbc-dest", f"po:{job}:{k}", amount_msat=amount)
+        )
         if p is not None and p.payout_id not in self.payouts:
             self.payouts.append(p.payout_id)
 
@@ -279,6 +284,36 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(i=PICK)
     def credit_refund(self, i: int) -> None:
         self.attempt(self.ledger.credit_refund_to_balance(self._pick(self.jobs, i)))
+
+    # ---------------------------------------------------------------- top-ups
+
+    @rule(pubkey=PUBKEYS, amount=AMOUNTS, h=st.integers(min_value=0, max_value=4),
+          ttl=st.sampled_from([60, 600]), job_hash=st.booleans())
+    def record_topup(self, pubkey: str, amount: int, h: int, ttl: int, job_hash: bool) -> None:
+        payment_hash = f"hash-{self._pick(self.jobs, h)}" if job_hash and self.jobs else f"t{h}"
+        r = self.attempt(
+            self.ledger.record_topup(pubkey, payment_hash, amount, self.clock.now + ttl)
+        )
+        if r is not None and r.payment_hash not in self.topups:
+            self.topups.append(r.payment_hash)
+
+    @precondition(lambda self: self.topups)
+    @rule(i=PICK, amount=AMOUNTS, k=KEYS)
+    def confirm_topup(self, i: int, amount: int, k: int) -> None:
+        key = f"pay:{k}"  # the same keys as job payments: a clash must be refused
+        before_first = key in self.counted
+        out = self.attempt(self.ledger.confirm_topup(self._pick(self.topups, i), amount, key))
+        if out is not None:
+            event(f"top-up: {out.result.value}")
+            assert out.credited_balance_msat == out.amount_msat
+        if out is not None and not before_first:
+            self.counted.add(key)
+            self.received += out.amount_msat
+
+    @precondition(lambda self: self.topups)
+    @rule(i=PICK)
+    def expire_topup(self, i: int) -> None:
+        self.attempt(self.ledger.expire_topup(self._pick(self.topups, i)))
 
     # ---------------------------------------------------------------- time
 
