@@ -211,7 +211,7 @@ class NwcWallet:
         cls,
         uri: NwcUri,
         *,
-        network: str = "bc",
+        network: str | None = None,
         request_timeout_s: float = 30.0,
         info_timeout_s: float = 10.0,
         poll_interval_s: float = 5.0,
@@ -222,6 +222,7 @@ class NwcWallet:
 
         The pool is the wallet's own (in-memory dedupe, NIP-42 AUTH with the connection key):
         the URI names the wallet's relays, which need not be the agent's. ``aclose`` stops it.
+        ``network=None`` asks the wallet (``get_info``), and assumes mainnet if it cannot say.
         """
         pool = RelayPool(
             [RelayConfig(url) for url in uri.relays],
@@ -232,7 +233,7 @@ class NwcWallet:
         wallet = cls(
             uri,
             pool,
-            network=network,
+            network=network or "bc",
             request_timeout_s=request_timeout_s,
             info_timeout_s=info_timeout_s,
             poll_interval_s=poll_interval_s,
@@ -242,10 +243,22 @@ class NwcWallet:
             if not await pool.wait_connected(connect_timeout_s):
                 raise WalletUnavailable("cannot reach any relay of the NWC connection")
             await wallet.connect()
+            if network is None:
+                wallet._network = await wallet._network_from_info()
         except BaseException:
             await wallet.aclose()
             raise
         return wallet
+
+    async def _network_from_info(self) -> str:
+        if "get_info" not in self.info.methods:
+            return self._network
+        try:
+            answer = await self.get_info()
+        except WalletError as exc:
+            log.info("nwc: get_info failed (%s); assuming %s", exc, self._network)
+            return self._network
+        return _NETWORKS.get(str(answer.get("network", "")).lower(), self._network)
 
     async def connect(self) -> None:
         """Read the info event, choose the encryption, subscribe to answers."""
@@ -596,6 +609,9 @@ def _invoice_state(tx: Transaction) -> InvoiceState:
         return InvoiceState.EXPIRED
     return InvoiceState.PENDING
 
+
+_NETWORKS = {"mainnet": "bc", "bitcoin": "bc", "testnet": "tb", "signet": "tbs", "regtest": "bcrt"}
+"""``get_info``'s network names → bolt11 prefixes."""
 
 _KEEP = 1000
 

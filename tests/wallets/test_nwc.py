@@ -317,4 +317,23 @@ async def test_two_relays_in_the_uri(
         await payer.pay(invoice.bolt11)
         settlement = await next_settlement(wallet)
         assert settlement.payment_hash == invoice.payment_hash
-    assert [m for m, _ in service.requests_seen] == ["get_balance", "make_invoice"]
+    assert [m for m, _ in service.requests_seen] == ["get_info", "get_balance", "make_invoice"]
+
+
+async def test_network_comes_from_get_info(
+    relay_url: str, nwc_service_factory: NwcServiceFactory, nwc_client: ClientFactory,
+    payer: LnbitsRest,
+) -> None:
+    service = await nwc_service_factory(relay_url, balance_sat=10)
+    service.network_name = "regtest"
+    async with nwc_client(service.uri) as wallet:
+        assert wallet.network == "bcrt"
+        mainnet_invoice = await payer.create_invoice(1, memo="lnbc")
+        with pytest.raises(InvalidInvoice) as info:  # an lnbc invoice on a regtest wallet
+            await wallet.pay_invoice(str(mainnet_invoice["bolt11"]), max_fee_msat=1_000)
+        assert info.value.code == "wrong_network"
+    service.network_name = "mainnet"
+    async with nwc_client(service.uri) as wallet:
+        assert wallet.network == "bc"
+    async with nwc_client(service.uri, network="tb") as wallet:
+        assert wallet.network == "tb"  # the operator's setting wins
