@@ -17,7 +17,8 @@
   channel dropped, or the agent was down): each hash is looked up and settled ones are applied.
   Without hashes it polls every invoice the ledger still holds open (``ledger.open_invoices()``:
   jobs and top-ups), and expires (``expire_job`` / ``expire_topup``, which move no money) those
-  the wallet reports expired or failed, or still unpaid ``expiry_grace_s`` after their expiry. A
+  the wallet reports expired or failed, or still unpaid (or refused by the wallet, e.g. unknown
+  to it) ``expiry_grace_s`` after their expiry; a wallet that cannot be reached expires nothing. A
   payment that still arrives after that becomes balance (``LATE``).
 - ``on_credit`` (``async (Applied) -> None``) is awaited once per payment hash, ever (claimed
   durably through ``storage.Intake`` as ``settled:<hash>``), so the agent can tell the payer what
@@ -40,6 +41,7 @@ from bot.wallets.base import (
     SettlementSource,
     Wallet,
     WalletError,
+    WalletRefused,
 )
 from storage import (
     IdempotencyConflict,
@@ -204,8 +206,15 @@ class SettlementProcessor:
             return [a for h in payment_hashes if (a := await self._poll_one(wallet, h)) is not None]
         applied: list[Applied] = []
         for invoice in await self._ledger.open_invoices():
-            status = await self._lookup(wallet, invoice.payment_hash)
-            if status is None:
+            try:
+                status = await wallet.lookup_invoice(invoice.payment_hash)
+            except WalletRefused as exc:  # e.g. the wallet does not know it (another wallet's)
+                log.warning("lookup of %s refused (%s)", invoice.payment_hash, exc.code)
+                if self._past_grace(invoice):
+                    await self._expire(invoice)
+                continue
+            except WalletError as exc:
+                log.warning("lookup of %s failed (%s)", invoice.payment_hash, type(exc).__name__)
                 continue
             if status.state is InvoiceState.SETTLED:
                 done = await self._apply_status(status)
@@ -237,6 +246,9 @@ class SettlementProcessor:
     def _can_no_longer_be_paid(self, invoice: OpenInvoice, status: InvoiceStatus) -> bool:
         if status.state in (InvoiceState.EXPIRED, InvoiceState.FAILED):
             return True
+        return self._past_grace(invoice)
+
+    def _past_grace(self, invoice: OpenInvoice) -> bool:
         return self._ledger.clock() > invoice.expires_at + self._grace
 
     async def _expire(self, invoice: OpenInvoice) -> None:

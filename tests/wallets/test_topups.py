@@ -129,16 +129,19 @@ async def test_poll_expires_what_can_no_longer_be_paid_and_late_money_is_balance
         await ledger.record_topup(OTHER, skewed.payment_hash, 2_000, clock.now + 100)
         long = await wallet.make_invoice(9_000, expiry_s=1_000)
         await ledger.record_topup(OTHER, long.payment_hash, 9_000, long.expires_at)
+        foreign = await DevWallet(clock=clock).make_invoice(1_000, expiry_s=100)  # not ours
+        await ledger.record_topup(OTHER, foreign.payment_hash, 1_000, foreign.expires_at)
 
         clock.now += 130  # past expiry: the wallet says EXPIRED for two; skewed is in its grace
         assert await processor.poll(wallet) == []
         assert (await ledger.topup(short.payment_hash)).state is TopupState.EXPIRED
         assert (await ledger.job("job-x")).state == "expired"
         open_now = {i.payment_hash for i in await ledger.open_invoices()}
-        assert open_now == {skewed.payment_hash, long.payment_hash}
-        clock.now += 60  # now past the grace too: expired although the wallet says pending
-        assert await processor.poll(wallet) == []
+        assert open_now == {skewed.payment_hash, long.payment_hash, foreign.payment_hash}
+        clock.now += 60  # past the grace too: expired although the wallet says pending (or
+        assert await processor.poll(wallet) == []  # does not know the invoice at all)
         assert [i.payment_hash for i in await ledger.open_invoices()] == [long.payment_hash]
+        assert (await ledger.topup(foreign.payment_hash)).state is TopupState.EXPIRED
         assert (await ledger.balance(ASKER)).available_msat == 0  # expiring moved nothing
         await assert_books_balance(ledger)
 
