@@ -1,4 +1,5 @@
-"""Helpers shared by the settlement and payout tests: a real ledger and jobs awaiting payment."""
+"""Helpers shared by the settlement, top-up and payout tests: a real ledger, LNbits backends and
+jobs awaiting payment."""
 
 from __future__ import annotations
 
@@ -6,12 +7,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
+
 from bot.wallets.base import Wallet
+from bot.wallets.lnbits import LnbitsWallet
 from storage import Database, Ledger, Limits, check
+from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 
 ASKER = "a1" * 32
 OTHER = "b2" * 32
 NO_SUBSIDY = Limits(daily_free_msat=0, daily_free_jobs=0)
+FEE_CAP_MSAT = 10_000
+
+
+def lnbits(http: httpx.AsyncClient, server: LnbitsServer, account: LnbitsAccount) -> LnbitsWallet:
+    """The agent's (or a payer's) LNbits backend for a wallet of the test LNbits server."""
+    return LnbitsWallet(http, url=server.url, invoice_key=account.inkey,
+                        admin_key=account.adminkey)
 
 
 @asynccontextmanager

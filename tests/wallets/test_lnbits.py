@@ -5,7 +5,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -25,12 +25,6 @@ from bot.wallets.lnbits import LnbitsWallet, parse_webhook_hash, parse_ws_messag
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 
 FEE_CAP_MSAT = 10_000
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def backend(

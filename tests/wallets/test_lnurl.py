@@ -2,7 +2,7 @@
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,12 +19,6 @@ from bot.wallets.lnurl import (
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "lnurl_examples.json").read_text())
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def local_client(http: httpx.AsyncClient, server: LnbitsServer) -> LnurlClient:

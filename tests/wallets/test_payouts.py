@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,23 +19,17 @@ from bot.wallets.payouts import Payouts, PayoutStatus
 from bot.wallets.settlement import SettlementProcessor
 from storage import Ledger, PayoutState, RefundState
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
-from tests.wallets.money import ASKER, OTHER, assert_books_balance, invoiced_job, open_ledger
+from tests.wallets.money import (
+    ASKER,
+    FEE_CAP_MSAT,
+    OTHER,
+    assert_books_balance,
+    invoiced_job,
+    lnbits,
+    open_ledger,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-FEE_CAP_MSAT = 10_000
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-def lnbits(http: httpx.AsyncClient, server: LnbitsServer, account: LnbitsAccount) -> LnbitsWallet:
-    return LnbitsWallet(http, url=server.url, invoice_key=account.inkey,
-                        admin_key=account.adminkey)
-
-
 async def refund_owed(
     ledger: Ledger, agent: LnbitsWallet, asker: LnbitsWallet, job_id: str, amount_msat: int
 ) -> None:

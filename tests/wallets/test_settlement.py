@@ -1,32 +1,24 @@
 """Settlements → ledger: exactly once per payment hash; late, over and repeated money → balance."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from bot.wallets.base import Settlement
 from bot.wallets.dev import DevNetwork, DevWallet
-from bot.wallets.lnbits import LnbitsWallet
 from bot.wallets.settlement import Applied, SettlementProcessor, payer_message
 from storage import Database, Ledger, Limits, PaymentResult, Serve, TopupPayment
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
-from tests.wallets.money import ASKER, assert_books_balance, invoiced_job, open_ledger
-
-FEE_CAP_MSAT = 10_000
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-def lnbits(http: httpx.AsyncClient, server: LnbitsServer, account: LnbitsAccount) -> LnbitsWallet:
-    return LnbitsWallet(http, url=server.url, invoice_key=account.inkey,
-                        admin_key=account.adminkey)
+from tests.wallets.money import (
+    ASKER,
+    FEE_CAP_MSAT,
+    assert_books_balance,
+    invoiced_job,
+    lnbits,
+    open_ledger,
+)
 
 
 async def test_lnbits_websocket_settlement_pays_the_job_once(

@@ -1,15 +1,13 @@
 """Top-ups and open invoices: money paid while the agent is down is found by polling the ledger's
 open invoices after a restart; expired invoices move nothing; late money becomes balance."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from bot.wallets.base import Settlement
 from bot.wallets.dev import DevWallet
-from bot.wallets.lnbits import LnbitsWallet
 from bot.wallets.settlement import Applied, SettlementProcessor, payer_message
 from storage import (
     Database,
@@ -24,25 +22,14 @@ from storage import (
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 from tests.wallets.money import (
     ASKER,
+    FEE_CAP_MSAT,
     NO_SUBSIDY,
     OTHER,
     assert_books_balance,
     invoiced_job,
+    lnbits,
     open_ledger,
 )
-
-FEE_CAP_MSAT = 10_000
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-def lnbits(http: httpx.AsyncClient, server: LnbitsServer, account: LnbitsAccount) -> LnbitsWallet:
-    return LnbitsWallet(http, url=server.url, invoice_key=account.inkey,
-                        admin_key=account.adminkey)
 
 
 async def test_paid_while_down_is_credited_after_restart_once(
