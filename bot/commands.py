@@ -129,6 +129,25 @@ def _print_quote(quote: Estimate) -> None:
     )
 
 
+QuotedStep = Callable[[Backend, Estimate], Awaitable[int]]
+
+
+def _quote_then(s: Settings, request: WorkRequest, then: QuotedStep) -> int:
+    """Quote ``request`` with the configured backend, print the quote, then run ``then``."""
+
+    async def run(backend: Backend) -> int:
+        quote = await estimate(backend, request, s.pricing)
+        if isinstance(quote, WorkFailure):
+            return _fail(quote.message)
+        _print_quote(quote)
+        return await then(backend, quote)
+
+    try:
+        return asyncio.run(_with_backend(s, run))
+    except (WorkError, LedgerError) as exc:
+        return _fail(str(exc))
+
+
 def _estimate(args: argparse.Namespace) -> int:
     try:
         s = _settings(args)
@@ -137,31 +156,25 @@ def _estimate(args: argparse.Namespace) -> int:
     except (ConfigError, WorkError, NostrError) as exc:
         return _fail(str(exc))
 
-    async def run(backend: Backend) -> int:
-        quote = await estimate(backend, request, s.pricing)
-        if isinstance(quote, WorkFailure):
-            return _fail(quote.message)
-        _print_quote(quote)
-        if pubkey is not None:
-            if not s.db_path.is_file():
-                print(f"no ledger at {s.db_path}: no decision without it")
-                return 0
-            db = await Database.open(s.db_path)
-            try:
-                decision = await Ledger(db, s.limits).decide_dry_run(pubkey, quote.amount_msat)
-            finally:
-                await db.close()
-            print(
-                f"decision: {decision.serve.value} ({decision.reason.value}): the pool would "
-                f"cover {_sats(decision.absorb_msat)}, the asker pays "
-                f"{_sats(decision.work_amount_msat)}"
-            )
+    async def decide(_: Backend, quote: Estimate) -> int:
+        if pubkey is None:
+            return 0
+        if not s.db_path.is_file():
+            print(f"no ledger at {s.db_path}: no decision without it")
+            return 0
+        db = await Database.open(s.db_path)
+        try:
+            decision = await Ledger(db, s.limits).decide_dry_run(pubkey, quote.amount_msat)
+        finally:
+            await db.close()
+        print(
+            f"decision: {decision.serve.value} ({decision.reason.value}): the pool would "
+            f"cover {_sats(decision.absorb_msat)}, the asker pays "
+            f"{_sats(decision.work_amount_msat)}"
+        )
         return 0
 
-    try:
-        return asyncio.run(_with_backend(s, run))
-    except (WorkError, LedgerError) as exc:
-        return _fail(str(exc))
+    return _quote_then(s, request, decide)
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -171,11 +184,7 @@ def _ask(args: argparse.Namespace) -> int:
     except (ConfigError, WorkError) as exc:
         return _fail(str(exc))
 
-    async def run(backend: Backend) -> int:
-        quote = await estimate(backend, request, s.pricing)
-        if isinstance(quote, WorkFailure):
-            return _fail(quote.message)
-        _print_quote(quote)
+    async def answer(backend: Backend, quote: Estimate) -> int:
         result = await backend.answer(request)
         if not isinstance(result, Answer):
             return _fail(f"the work failed ({result.kind.value}: {result.message})", 1)
@@ -188,10 +197,7 @@ def _ask(args: argparse.Namespace) -> int:
         )
         return 0
 
-    try:
-        return asyncio.run(_with_backend(s, run))
-    except WorkError as exc:
-        return _fail(str(exc))
+    return _quote_then(s, request, answer)
 
 
 def _pool(args: argparse.Namespace) -> int:
