@@ -427,6 +427,10 @@ class NwcWallet:
         return response
 
     async def _call(self, method: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        if self._info is not None and method not in self._info.methods:
+            raise WalletRefused(
+                f"the wallet service does not offer {method}", code="not_implemented"
+            )
         try:
             response = await self._request(method, params)
         except _LateAnswer as exc:
@@ -496,6 +500,8 @@ class NwcWallet:
         payment_hash = decoded.payment_hash
         if self._encryption is None:
             raise WalletUnavailable("NWC wallet is not connected")
+        if "pay_invoice" not in self.info.methods:
+            raise WalletRefused("the wallet service does not offer pay_invoice", "not_implemented")
         try:
             response = await self._request(
                 "pay_invoice", {"invoice": bolt11_invoice}, payment_hash=payment_hash

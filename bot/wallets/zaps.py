@@ -64,6 +64,9 @@ from storage import (
 
 log = logging.getLogger(__name__)
 
+QUEUE_SIZE = 10_000
+"""Receipts waiting to be handled; beyond it the relay pool's dispatcher waits."""
+
 PaymentCheck = Callable[[ValidZap], Awaitable[bool]]
 JobResolver = Callable[[str], Awaitable[str | None]]
 OwnInvoiceSink = Callable[[ValidZap], Any]
@@ -175,7 +178,7 @@ class ZapIntake:
         self._on_zap = on_zap
         self._retry_delay_s = retry_delay_s
         self._max_retries = max_retries
-        self._queue: asyncio.Queue[tuple[Event, int]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Event, int]] = asyncio.Queue(QUEUE_SIZE)
         self._worker: asyncio.Task[None] | None = None
         self._pool: EventChannel | None = None
         self._sub: Any = None
@@ -203,7 +206,7 @@ class ZapIntake:
         self._worker = None
 
     async def _on_event(self, event: Event, relay_url: str) -> None:
-        self._queue.put_nowait((event, 0))
+        await self._queue.put((event, 0))  # a full queue slows the pool down, loses nothing
 
     async def drain(self) -> None:
         """Wait until every queued receipt has been handled (tests, shutdown)."""
@@ -224,7 +227,7 @@ class ZapIntake:
     def _retry_later(self, event: Event, attempt: int) -> None:
         async def later() -> None:
             await asyncio.sleep(self._retry_delay_s)
-            self._queue.put_nowait((event, attempt))
+            await self._queue.put((event, attempt))
 
         task = asyncio.create_task(later())
         self._later.add(task)

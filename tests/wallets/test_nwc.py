@@ -337,3 +337,23 @@ async def test_network_comes_from_get_info(
         assert wallet.network == "bc"
     async with nwc_client(service.uri, network="tb") as wallet:
         assert wallet.network == "tb"  # the operator's setting wins
+
+
+async def test_methods_the_wallet_does_not_offer_are_refused_locally(
+    relay_url: str, nwc_service_factory: NwcServiceFactory, nwc_client: ClientFactory,
+    payer: LnbitsRest,
+) -> None:
+    """A receive-only connection (no pay_invoice in its info event): nothing is sent."""
+    service = await nwc_service_factory(
+        relay_url, methods=("get_info", "make_invoice", "lookup_invoice")
+    )
+    async with nwc_client(service.uri) as wallet:
+        target = await payer.create_invoice(1, memo="x")
+        with pytest.raises(WalletRefused) as info:
+            await wallet.pay_invoice(str(target["bolt11"]), max_fee_msat=1_000)
+        assert info.value.code == "not_implemented"
+        with pytest.raises(WalletRefused):
+            await wallet.balance_msat()
+        await wallet.make_invoice(1_000)
+    assert "pay_invoice" not in [m for m, _ in service.requests_seen]
+    assert "get_balance" not in [m for m, _ in service.requests_seen]
