@@ -20,9 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import bolt11
@@ -33,17 +33,14 @@ from bot.wallets.payouts import Payouts
 from bot.wallets.settlement import SettlementProcessor, payment_key
 from storage import Database, Ledger, Limits
 
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.rates import async_rate, rate
+
 NO_SUBSIDY = Limits(daily_free_msat=0, daily_free_jobs=0)
 PUBKEY = "a1" * 32
 
-
-def rate(seconds: float, step: Callable[[int], object]) -> float:
-    count = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step(count)
-        count += 1
-    return count / (time.perf_counter() - start)
 
 
 def invoices(n: int) -> list[str]:
@@ -56,26 +53,6 @@ def invoices(n: int) -> list[str]:
         for i in range(n)
     ]
 
-
-async def async_rate(
-    seconds: float, concurrency: int, limit: int, make: Callable[[int], Awaitable[None]]
-) -> float:
-    """Calls per second of ``make(i)`` for distinct i < limit, until time or inputs run out."""
-    counter = iter(range(limit))
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        for i in counter:
-            if time.perf_counter() >= deadline:
-                return
-            await make(i)
-            done += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.perf_counter() - start)
 
 
 async def settle_rates(directory: Path, seconds: float) -> tuple[float, float]:

@@ -25,9 +25,9 @@ import asyncio
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -40,6 +40,11 @@ from bot.wallets.lightning_address import AgentAddress
 from bot.wallets.lnurl import LnurlClient
 from bot.wallets.zaps import ZapIntake, ZapOutcome
 from storage import Database, Intake, Ledger, Limits
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.rates import async_rate, rate
 
 AGENT = Keys.generate()
 PROVIDER = Keys.generate()
@@ -71,33 +76,6 @@ def receipts(n: int) -> list[Event]:
     return out
 
 
-def rate(seconds: float, step: Callable[[int], object]) -> float:
-    count = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step(count)
-        count += 1
-    return count / (time.perf_counter() - start)
-
-
-async def async_rate(
-    seconds: float, concurrency: int, limit: int, make: Callable[[int], Awaitable[None]]
-) -> float:
-    counter = iter(range(limit))
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        for i in counter:
-            if time.perf_counter() >= deadline:
-                return
-            await make(i)
-            done += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.perf_counter() - start)
 
 
 def lnurl_endpoint(request: httpx.Request) -> httpx.Response:
