@@ -17,8 +17,12 @@ service supports zaps. To invoice ``amount_msat`` it:
 
 Invoices and their verify URLs are kept in memory. After a restart, a receipt still settles an
 invoice made before it (the zap request inside carries the agent's own signature, so it proves
-the invoice was ours), but ``lookup_invoice`` no longer knows the older invoices
-(``not_found``): for them the receipt is the only signal.
+the invoice was ours). ``lookup_invoice`` of an invoice no longer in memory asks the provider's
+verify URL built from ``verify_url_template`` (e.g. ``https://host/lnurlp/verify/{payment_hash}``),
+when one is configured: the LUD-21 answer's ``pr`` gives the invoice back (it must decode, carry
+the payment hash asked about and be on the wallet's network), so its amount and expiry are known
+again. Without a template, or when the provider does not know the hash, it is ``not_found`` and
+the receipt is the only signal.
 
 It cannot pay, and cannot know its balance: ``pay_invoice`` and ``balance_msat`` raise
 :class:`WalletRefused` (code ``"receive_only"``); ``lookup_payment`` answers ``NOT_FOUND`` (this
@@ -49,11 +53,12 @@ from bot.wallets.base import (
     PaymentState,
     Settlement,
     WalletError,
+    WalletProtocolError,
     WalletRefused,
     WalletUnavailable,
     check_invoice_request,
 )
-from bot.wallets.lnurl import LnurlClient, PayRequest, encode_lnurl
+from bot.wallets.lnurl import LnurlClient, PayRequest, VerifyResult, encode_lnurl
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +117,13 @@ class LightningAddressWallet:
         receipt_relays: Sequence[str],
         network: str = "bc",
         poll_interval_s: float = 5.0,
+        verify_url_template: str | None = None,
     ) -> None:
         if not receipt_relays:
             raise ValueError("zap receipts need at least one relay")
+        if verify_url_template is not None and "{payment_hash}" not in verify_url_template:
+            raise ValueError("the verify URL template needs {payment_hash}")
+        self._verify_template = verify_url_template
         self._address = address
         self._lnurl = lnurl
         self._keys = keys
@@ -221,22 +230,50 @@ class LightningAddressWallet:
             return done
         made = self._made.get(payment_hash)
         if made is None:
-            raise WalletRefused("no invoice with this payment hash was made here", "not_found")
+            made = await self._recover(payment_hash)
         now = int(time.time())
         if made.verify_url is not None:
-            try:
-                result = await self._lnurl.verify(made.verify_url)
-            except LnurlError as exc:
-                raise WalletUnavailable(f"verify URL did not answer: {exc.code}") from exc
+            result = await self._verify(made.verify_url, payment_hash)
             if result.settled:
                 preimage = result.preimage
                 if preimage is not None and not _preimage_matches(preimage, payment_hash):
-                    raise WalletError("verify URL returned a preimage of another payment")
+                    raise WalletProtocolError("verify URL returned a preimage of another payment")
                 self._settle(payment_hash, made.amount_msat, preimage, now)
                 return self._settled[payment_hash]
         if made.expires_at <= now:
             return InvoiceStatus(payment_hash, InvoiceState.EXPIRED, made.amount_msat)
         return InvoiceStatus(payment_hash, InvoiceState.PENDING, made.amount_msat)
+
+    async def _verify(self, verify_url: str, payment_hash: str) -> VerifyResult:
+        try:
+            return await self._lnurl.verify(verify_url, payment_hash=payment_hash)
+        except LnurlError as exc:
+            if exc.code in ("malformed", "hash_mismatch"):
+                raise WalletProtocolError(f"verify URL answer refused: {exc.code}") from exc
+            raise WalletUnavailable(f"verify URL did not answer: {exc.code}") from exc
+
+    async def _recover(self, payment_hash: str) -> _Made:
+        """An invoice made before a restart, given back by the verify URL's ``pr``."""
+        if self._verify_template is None or not _is_hash(payment_hash):
+            raise WalletRefused("no invoice with this payment hash was made here", "not_found")
+        url = self._verify_template.format(payment_hash=payment_hash.lower())
+        try:
+            result = await self._lnurl.verify(url, payment_hash=payment_hash)
+        except LnurlError as exc:
+            if exc.code == "service_error":  # the provider answered: it knows no such invoice
+                raise WalletRefused("the verify URL knows no such invoice", "not_found") from exc
+            if exc.code in ("malformed", "hash_mismatch"):
+                raise WalletProtocolError(f"verify URL answer refused: {exc.code}") from exc
+            raise WalletUnavailable(f"verify URL did not answer: {exc.code}") from exc
+        invoice = result.invoice
+        if invoice is None:
+            raise WalletProtocolError("verify URL answer has no pr: the invoice is unknown")
+        if invoice.amount_msat is None or invoice.network != self._network:
+            raise WalletProtocolError("verify URL pr is not an invoice this wallet makes")
+        made = _Made(amount_msat=invoice.amount_msat, expires_at=invoice.expires_at,
+                     verify_url=url)
+        self._made[invoice.payment_hash] = made
+        return made
 
     async def settlements(self) -> AsyncIterator[Settlement]:
         while True:
@@ -277,3 +314,7 @@ def _preimage_matches(preimage: str, payment_hash: str) -> bool:
         return hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == payment_hash
     except ValueError:
         return False
+
+
+def _is_hash(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)

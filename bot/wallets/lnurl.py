@@ -12,7 +12,9 @@
   ``code`` (``"amount_mismatch"``, ``"description_hash_mismatch"``, ``"wrong_network"``,
   ``"out_of_range"``, ``"service_error"``, ``"unreachable"``, ``"malformed"``, ``"bad_address"``).
 - ``invoice_for_address(address, amount_msat, ...)``: both steps for ``name@domain``.
-- ``verify(verify_url)`` → :class:`VerifyResult` (LUD-21 ``settled`` / ``preimage``).
+- ``verify(verify_url, payment_hash=None)`` → :class:`VerifyResult` (LUD-21 ``settled``,
+  ``preimage`` and the invoice ``pr``, decoded). A ``pr`` that does not decode is ``"malformed"``;
+  when ``payment_hash`` is given, a ``pr`` for another payment hash is ``"hash_mismatch"``.
 
 Addresses and LNURLs come from untrusted profiles, so requests only go to ``https://`` domain
 names; IP literals, ``localhost`` and plain ``http`` are refused unless the host is listed in
@@ -64,6 +66,8 @@ class LnurlInvoice:
 class VerifyResult:
     settled: bool
     preimage: str | None
+    invoice: DecodedInvoice | None = None
+    """The decoded ``pr`` (amount, expiry, network...), or None if the service left it out."""
 
 
 def lightning_address_url(address: str) -> str:
@@ -285,11 +289,24 @@ class LnurlClient:
             url = "http://" + url.split("://", 1)[1]
         return url
 
-    async def verify(self, verify_url: str) -> VerifyResult:
+    async def verify(self, verify_url: str, *, payment_hash: str | None = None) -> VerifyResult:
         data = await self._get_json(verify_url)
         settled = data.get("settled")
         if not isinstance(settled, bool):
             raise LnurlError("verify answer lacks settled", code="malformed")
         preimage = data.get("preimage")
+        pr = data.get("pr")
+        invoice: DecodedInvoice | None = None
+        if pr is not None:
+            if not isinstance(pr, str):
+                raise LnurlError("verify answer pr is not a string", code="malformed")
+            try:
+                invoice = decode_invoice(pr)
+            except InvalidInvoice as exc:
+                raise LnurlError("verify answer pr does not decode", code="malformed") from exc
+            if payment_hash is not None and invoice.payment_hash != payment_hash.lower():
+                raise LnurlError("verify answer is for another payment hash",
+                                 code="hash_mismatch")
         return VerifyResult(settled=settled,
-                            preimage=preimage if isinstance(preimage, str) else None)
+                            preimage=preimage if isinstance(preimage, str) else None,
+                            invoice=invoice)

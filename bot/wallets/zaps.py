@@ -109,9 +109,10 @@ class VerifyUrlCheck:
     async def __call__(self, zap: ValidZap) -> bool:
         url = self._template.format(payment_hash=zap.payment_hash)
         try:
-            result = await self._lnurl.verify(url)
+            result = await self._lnurl.verify(url, payment_hash=zap.payment_hash)
         except LnurlError as exc:
-            if exc.code == "service_error":  # the provider answered: it knows no such payment
+            if exc.code in ("service_error", "hash_mismatch"):
+                # the provider knows no such payment, or answered about another one
                 return False
             raise
         if not result.settled:

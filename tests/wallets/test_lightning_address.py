@@ -23,6 +23,7 @@ from bot.wallets.base import (
     PaymentState,
     Settlement,
     Wallet,
+    WalletProtocolError,
     WalletRefused,
 )
 from bot.wallets.bolt11 import decode_invoice
@@ -46,13 +47,15 @@ class AddressEnv:
     payer: LnbitsRest
     db: Database
 
-    def wallet(self, poll_interval_s: float = 3600.0) -> LightningAddressWallet:
+    def wallet(self, poll_interval_s: float = 3600.0,
+               verify_url_template: str | None = None) -> LightningAddressWallet:
         return LightningAddressWallet(
             address=self.address,
             lnurl=self.lnurl,
             keys=self.agent,
             receipt_relays=[self.relay],
             poll_interval_s=poll_interval_s,
+            verify_url_template=verify_url_template,
         )
 
 
@@ -229,3 +232,47 @@ async def test_receipt_settles_an_invoice_made_before_a_restart(address_env: Add
     finally:
         await intake.stop()
         await pool.stop()
+
+
+async def test_lookup_after_a_restart_through_the_verify_url(address_env: AddressEnv) -> None:
+    """An invoice made before a restart is found again through the verify URL: its LUD-21
+    ``pr`` gives back the amount and expiry, and the lookup settles it once paid."""
+    env = address_env
+    env.provider.publish_receipts = False  # no receipt: only the verify URL can tell
+    template = f"{env.provider.base_url}/lnurlp/verify/{{payment_hash}}"
+    before = env.wallet()
+    invoice = await before.make_invoice(7_000, description="asked before the restart")
+    other = await before.make_invoice(2_000, description="another invoice")
+
+    after = env.wallet(verify_url_template=template)  # a new process: nothing in memory
+    looked = await after.lookup_invoice(invoice.payment_hash)
+    assert looked.state is InvoiceState.PENDING and looked.amount_msat == 7_000
+    with pytest.raises(WalletRefused) as info:  # the provider knows no such invoice
+        await after.lookup_invoice("cd" * 32)
+    assert info.value.code == "not_found"
+    with pytest.raises(WalletRefused) as info:  # not a payment hash: nothing is asked
+        await after.lookup_invoice("../../etc")
+    assert info.value.code == "not_found"
+    with pytest.raises(WalletRefused):  # without a template the old invoice stays unknown
+        await env.wallet().lookup_invoice(invoice.payment_hash)
+    # a verify URL that answers about another invoice is refused, never trusted
+    lying = env.wallet(verify_url_template=(
+        f"{env.provider.base_url}/lnurlp/verify/{other.payment_hash}?asked={{payment_hash}}"))
+    with pytest.raises(WalletProtocolError):
+        await lying.lookup_invoice(invoice.payment_hash)
+    on_testnet = LightningAddressWallet(
+        address=env.address, lnurl=env.lnurl, keys=env.agent, receipt_relays=[env.relay],
+        network="tb", verify_url_template=template,
+    )
+    with pytest.raises(WalletProtocolError):  # an lnbc pr is not a testnet wallet's invoice
+        await on_testnet.lookup_invoice(invoice.payment_hash)
+
+    status, _ = await env.payer.pay(invoice.bolt11)
+    assert status in (200, 201)
+    settled = await after.lookup_invoice(invoice.payment_hash)
+    assert settled.state is InvoiceState.SETTLED and settled.amount_msat == 7_000
+    assert settled.preimage is not None
+    assert hashlib.sha256(bytes.fromhex(settled.preimage)).hexdigest() == invoice.payment_hash
+    settlement = await first_settlement(after)
+    assert (settlement.payment_hash, settlement.amount_msat) == (invoice.payment_hash, 7_000)
+    assert await after.lookup_invoice(invoice.payment_hash) == settled  # reported once

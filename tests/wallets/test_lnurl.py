@@ -1,7 +1,9 @@
 """LNURL-pay client against LNbits' own lightning addresses, plus LUD-01/16/21 details."""
 
 import dataclasses
+import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import httpx
 import pytest
 
 from bot.wallets.base import LnurlError
+from bot.wallets.bolt11 import encode_invoice
 from bot.wallets.lnurl import (
     MAX_RESPONSE_BYTES,
     LnurlClient,
@@ -109,10 +112,18 @@ def test_lnurl_bech32() -> None:
 
 
 async def test_verify_and_oversized_answers() -> None:
-    answers = {
-        "/v/paid": {"status": "OK", "settled": True, "preimage": "aa" * 32, "pr": "lnbc1"},
-        "/v/open": {"status": "OK", "settled": False, "preimage": None, "pr": "lnbc1"},
+    paid_hash = hashlib.sha256(b"paid").hexdigest()
+    paid_pr = encode_invoice(
+        network="bc", amount_msat=21_000, payment_hash=paid_hash,
+        payment_secret=os.urandom(32).hex(), created_at=1_800_000_000, expiry_s=600,
+        node_key_hex=os.urandom(32).hex(), description="zap",
+    )
+    answers: dict[str, object] = {
+        "/v/paid": {"status": "OK", "settled": True, "preimage": "aa" * 32, "pr": paid_pr},
+        "/v/open": {"status": "OK", "settled": False, "preimage": None},
         "/v/gone": {"status": "ERROR", "reason": "Not found"},
+        "/v/garbled": {"status": "OK", "settled": False, "preimage": None, "pr": "lnbc1"},
+        "/v/odd": {"status": "OK", "settled": False, "preimage": None, "pr": 7},
     }
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -122,9 +133,20 @@ async def test_verify_and_oversized_answers() -> None:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         client = LnurlClient(http)
-        paid = await client.verify("https://service.example/v/paid")
+        paid = await client.verify("https://service.example/v/paid", payment_hash=paid_hash)
         assert paid.settled and paid.preimage == "aa" * 32
-        assert not (await client.verify("https://service.example/v/open")).settled
+        assert paid.invoice is not None and paid.invoice.payment_hash == paid_hash
+        assert paid.invoice.amount_msat == 21_000 and paid.invoice.bolt11 == paid_pr
+        open_answer = await client.verify("https://service.example/v/open")
+        assert not open_answer.settled and open_answer.invoice is None
+        # the pr of another payment than the one asked about is refused
+        with pytest.raises(LnurlError) as info:
+            await client.verify("https://service.example/v/paid", payment_hash="00" * 32)
+        assert info.value.code == "hash_mismatch"
+        for path in ("/v/garbled", "/v/odd"):
+            with pytest.raises(LnurlError) as info:
+                await client.verify(f"https://service.example{path}")
+            assert info.value.code == "malformed"
         with pytest.raises(LnurlError) as info:
             await client.verify("https://service.example/v/gone")
         assert info.value.code == "service_error"
