@@ -42,12 +42,17 @@ from bot.relays.messages import (
     req_message,
 )
 from bot.relays.status import RelayState, RelayStatus
+from bot.relays.tasks import cancel_and_wait
 
 log = logging.getLogger("bot.relays")
 
 STABLE_AFTER_S: Final = 10.0
 """A connection that lasted this long resets the backoff schedule."""
 AUTH_OK_WAIT_S: Final = 2.0
+SEND_TIMEOUT_S: Final = 10.0
+"""A frame the relay does not take in this long (it stopped reading): the connection is dropped."""
+CLOSE_TIMEOUT_S: Final = 3.0
+"""The close handshake gets this long; then the socket is dropped without one."""
 MAX_LOGGED_CHARS: Final = 200
 
 EventSink = Callable[["RelayConnection", str, Event], Awaitable[None]]
@@ -124,16 +129,14 @@ class RelayConnection:
             self._task = asyncio.create_task(self._run(), name=f"relay {self.url}")
 
     async def stop(self) -> None:
+        """Close the socket and end the loop, in bounded time even if the relay is dead or
+        stopped reading (the close handshake is then skipped)."""
         self._stopping.set()
         ws = self._ws
         if ws is not None:
-            with contextlib.suppress(Exception):
-                await ws.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            await _close(ws)
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         self._fail_pending("error: pool stopped")
         self.state = RelayState.STOPPED
 
@@ -145,7 +148,8 @@ class RelayConnection:
         if self._connected.is_set():
             return True
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), max(timeout_s, 0.0))
+            async with asyncio.timeout(max(timeout_s, 0.0)):
+                await self._connected.wait()
         return self._connected.is_set()
 
     def status(self) -> RelayStatus:
@@ -200,7 +204,8 @@ class RelayConnection:
             self.state = RelayState.BACKING_OFF
             self._retry_at = loop.time() + delay
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
         self.state = RelayState.STOPPED
 
     async def _opened(self, ws: ClientConnection) -> None:
@@ -242,10 +247,14 @@ class RelayConnection:
         if ws is None:
             return False
         try:
-            async with self._send_lock:
+            async with self._send_lock, asyncio.timeout(SEND_TIMEOUT_S):
                 await ws.send(frame)
         except websockets.WebSocketException as exc:
             self.last_error = _describe(exc)
+            return False
+        except TimeoutError:
+            self.last_error = "the relay stopped reading; connection dropped"
+            ws.transport.abort()
             return False
         return True
 
@@ -367,7 +376,8 @@ class RelayConnection:
         if future is None:
             return False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(future), AUTH_OK_WAIT_S)
+            async with asyncio.timeout(AUTH_OK_WAIT_S):
+                await asyncio.shield(future)
         if not future.done():
             # no OK for AUTH (some relays never send one): assume it worked
             for key, value in list(self._pending.items()):
@@ -397,8 +407,8 @@ class RelayConnection:
                     self._order.remove(event.id)
                 return OkResult(False, "error: connection lost")
         try:
-            result = await asyncio.wait_for(asyncio.shield(future),
-                                            max(0.0, deadline - loop.time()))
+            async with asyncio.timeout_at(deadline):
+                result = await asyncio.shield(future)
         except TimeoutError:
             if self._pending.get(event.id) is future:
                 self._pending.pop(event.id, None)
@@ -408,3 +418,12 @@ class RelayConnection:
         if result.accepted:
             self.events_out += 1
         return result
+
+
+async def _close(ws: ClientConnection) -> None:
+    """The close handshake, bounded; a peer that does not answer gets its socket dropped."""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await ws.close()
+    except Exception:  # a timeout, or a socket already broken: drop it
+        ws.transport.abort()

@@ -21,6 +21,12 @@ Events out
     ``rate-limited:`` answers and lost connections are retried with backoff until the timeout,
     ``auth-required:`` triggers NIP-42 AUTH and one retry, ``duplicate:`` counts as accepted,
     and a frame longer than the relay's NIP-11 ``max_message_length`` is not sent at all.
+
+Stopping
+    ``stop`` always returns in bounded time: each connection's close handshake is bounded (a dead
+    or stalled relay gets its socket dropped), background tasks are cancelled until they end
+    (``bot.relays.tasks``), and the dispatcher gets ``drain_timeout_s`` to finish the events
+    already received before it is cancelled (a handler that never returns cannot hold it).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from bot.relays.connection import OkResult, RelayConnection
 from bot.relays.dedupe import MemoryStore, RecentIds, SeenStore
 from bot.relays.messages import Filter, event_message
 from bot.relays.status import RelayStatus
+from bot.relays.tasks import cancel_all, cancel_and_wait
 
 log = logging.getLogger("bot.relays")
 
@@ -109,7 +116,7 @@ class RelayPool:
                  backoff: BackoffPolicy = DEFAULT_BACKOFF, rand: Rand = random.random,
                  clock: Callable[[], float] = time.time, ping_interval_s: float | None = 20.0,
                  checkpoint_interval_s: float = 30.0, recent_capacity: int = 100_000,
-                 queue_size: int = 10_000) -> None:
+                 queue_size: int = 10_000, drain_timeout_s: float = 10.0) -> None:
         if not relays:
             raise ValueError("a relay pool needs at least one relay")
         self.keys = keys
@@ -117,6 +124,7 @@ class RelayPool:
         self._clock = clock
         self._rand = rand
         self._checkpoint_interval_s = checkpoint_interval_s
+        self._drain_timeout_s = drain_timeout_s
         self._recent = RecentIds(recent_capacity)
         self._subs: dict[str, Subscription] = {}
         self._fetches: dict[str, _Fetch] = {}
@@ -153,13 +161,21 @@ class RelayPool:
             return
         self._running = False
         await asyncio.gather(*(conn.stop() for conn in self._conns))
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        self._tasks[1].cancel()
-        await self._queue.put(_STOP)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(list(self._background))
+        dispatcher, checkpoints = self._tasks
         self._tasks = []
+        await cancel_and_wait(checkpoints)
+        # Let the dispatcher finish what was received; a handler that does not return (its
+        # consumer is gone, or it waits on something dead) must not hold the shutdown forever.
+        try:
+            async with asyncio.timeout(self._drain_timeout_s):
+                await self._queue.put(_STOP)
+                await asyncio.shield(dispatcher)
+        except TimeoutError:
+            log.warning("relay pool: handlers did not finish within %.1fs; cancelled",
+                        self._drain_timeout_s)
+        finally:
+            await cancel_and_wait(dispatcher)
 
     async def __aenter__(self) -> RelayPool:
         await self.start()
@@ -306,7 +322,8 @@ class RelayPool:
                         state.waiting.discard(conn.url)
             if state.waiting:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(state.done.wait(), max(0.0, deadline - loop.time()))
+                    async with asyncio.timeout_at(deadline):
+                        await state.done.wait()
         finally:
             self._fetches.pop(sub_id, None)
             for conn in targets:

@@ -33,7 +33,6 @@ wallet never paid anything). The invoice's expiry is the LNURL service's, not ``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 from bot.nostr import nip57
 from bot.nostr.keys import Keys
 from bot.nostr.nip57 import ValidZap
+from bot.relays.tasks import cancel_and_wait
 from bot.wallets.base import (
     DEFAULT_INVOICE_EXPIRY_S,
     Invoice,
@@ -153,11 +153,8 @@ class LightningAddressWallet:
             self._poller = asyncio.create_task(self._poll(), name="lightning-address-verify")
 
     async def aclose(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        poller, self._poller = self._poller, None
+        await cancel_and_wait(poller)
 
     # -- receiving ---------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ from bot.nostr.nip47 import (
 )
 from bot.relays.config import RelayConfig
 from bot.relays.pool import RelayPool
+from bot.relays.tasks import cancel_and_wait
 from bot.wallets.base import (
     DEFAULT_INVOICE_EXPIRY_S,
     InvalidInvoice,
@@ -78,6 +79,8 @@ Handler = Callable[[Event, str], Awaitable[None]]
 INFO_LOOKBACK_S = 10 * 365 * 24 * 3600
 """The info event is replaceable and may be years old: look that far back for it."""
 ANSWER_LOOKBACK_S = 60
+CLOSE_STEP_TIMEOUT_S = 5.0
+"""``aclose`` gives each unsubscribe this long (a channel that is not a RelayPool may hang)."""
 
 
 class Published(Protocol):
@@ -277,7 +280,8 @@ class NwcWallet:
             lookback_s=INFO_LOOKBACK_S,
         )
         try:
-            info_event = await asyncio.wait_for(found, self._info_timeout_s)
+            async with asyncio.timeout(self._info_timeout_s):
+                info_event = await found
         except TimeoutError as exc:
             raise WalletUnavailable("NWC wallet service published no info event") from exc
         finally:
@@ -308,14 +312,14 @@ class NwcWallet:
         self._poller = asyncio.create_task(self._poll_watched(), name="nwc-invoice-poller")
 
     async def aclose(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        """Stop polling, drop the subscriptions, stop the owned pool: always in bounded time,
+        also when the relays are dead (each step is bounded, none is skipped for another)."""
+        poller, self._poller = self._poller, None
+        await cancel_and_wait(poller)
         for sub in self._subs:
             with contextlib.suppress(Exception):
-                await self._channel.unsubscribe(sub)
+                async with asyncio.timeout(CLOSE_STEP_TIMEOUT_S):
+                    await self._channel.unsubscribe(sub)
         self._subs.clear()
         for fut in self._pending.values():
             fut.cancel()
@@ -414,7 +418,10 @@ class NwcWallet:
             if not published.ok:
                 raise WalletUnavailable(f"no relay accepted the {method} request")
             try:
-                response = await asyncio.wait_for(asyncio.shield(fut), self._request_timeout_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # when the answer arrives at the same moment, and the poller would never stop
+                async with asyncio.timeout(self._request_timeout_s):
+                    response = await asyncio.shield(fut)
             except TimeoutError as exc:
                 raise _LateAnswer(method) from exc
         finally:

@@ -48,6 +48,7 @@ from typing import Any
 from bot.nostr import nip57
 from bot.nostr.event import Event
 from bot.nostr.nip57 import ValidZap, ZapInvalid
+from bot.relays.tasks import cancel_all
 from bot.wallets.base import InvoiceState, LnurlError, Wallet, WalletError, WalletRefused
 from bot.wallets.lightning_address import AgentAddress
 from bot.wallets.lnurl import LnurlClient
@@ -65,6 +66,7 @@ from storage import (
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
+STOP_STEP_TIMEOUT_S = 5.0
 """Receipts waiting to be handled; beyond it the relay pool's dispatcher waits."""
 
 PaymentCheck = Callable[[ValidZap], Awaitable[bool]]
@@ -196,15 +198,16 @@ class ZapIntake:
         self._sub = await pool.subscribe(self.filters(), self._on_event)
 
     async def stop(self) -> None:
+        """Unsubscribe and stop the worker, in bounded time (a cancellation lost inside a
+        handler is repeated; see ``bot.relays.tasks``)."""
         if self._pool is not None and self._sub is not None:
             with contextlib.suppress(Exception):
-                await self._pool.unsubscribe(self._sub)
-        for task in [*self._later, *([self._worker] if self._worker else [])]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+                async with asyncio.timeout(STOP_STEP_TIMEOUT_S):
+                    await self._pool.unsubscribe(self._sub)
+            self._sub = None
+        worker, self._worker = self._worker, None
+        await cancel_all([*self._later, *([worker] if worker else [])])
         self._later.clear()
-        self._worker = None
 
     async def _on_event(self, event: Event, relay_url: str) -> None:
         await self._queue.put((event, 0))  # a full queue slows the pool down, loses nothing
