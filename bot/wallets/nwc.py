@@ -322,7 +322,8 @@ class NwcWallet:
                     await self._channel.unsubscribe(sub)
         self._subs.clear()
         for fut in self._pending.values():
-            fut.cancel()
+            if not fut.done():  # the callers get a clear error, not a stray CancelledError
+                fut.set_exception(WalletUnavailable("the NWC wallet was closed"))
         self._pending.clear()
         if self._owned_pool is not None:
             await self._owned_pool.stop()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -19,6 +21,7 @@ from bot.wallets.base import (
     PaymentState,
     Settlement,
     Wallet,
+    WalletError,
     WalletRefused,
     WalletUnavailable,
 )
@@ -357,3 +360,23 @@ async def test_methods_the_wallet_does_not_offer_are_refused_locally(
         await wallet.make_invoice(1_000)
     assert "pay_invoice" not in [m for m, _ in service.requests_seen]
     assert "get_balance" not in [m for m, _ in service.requests_seen]
+
+
+async def test_aclose_returns_while_the_relay_is_frozen(
+    relay_factory: RelayFactory, nwc_service_factory: NwcServiceFactory, nwc_client: ClientFactory
+) -> None:
+    """A relay that stops reading (SIGSTOP: the socket stays open, nothing is answered) must not
+    hold the wallet's close: unsubscribe, the close handshake and the pool stop are bounded."""
+    relay = relay_factory()
+    service = await nwc_service_factory(relay.url, balance_sat=5)
+    wallet = await NwcWallet.open(service.uri, poll_interval_s=0.2, request_timeout_s=3600.0)
+    assert relay.pid is not None
+    os.killpg(relay.pid, signal.SIGSTOP)
+    try:
+        asking = asyncio.create_task(wallet.balance_msat())  # a request that gets no answer
+        await asyncio.sleep(0.2)
+        await asyncio.wait_for(wallet.aclose(), 60.0)  # a hang guard, not a speed check
+        with pytest.raises(WalletError):
+            await asyncio.wait_for(asking, 60.0)
+    finally:
+        os.killpg(relay.pid, signal.SIGCONT)
