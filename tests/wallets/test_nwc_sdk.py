@@ -25,10 +25,24 @@ async def payer(
         yield LnbitsRest(http, lnbits_new_wallet("sdkpayer", 10_000))
 
 
-def sdk_client(uri_text: str) -> nostr_sdk.NostrWalletConnect:
-    uri = nostr_sdk.NostrWalletConnectUri.parse(uri_text)
-    builder = nostr_sdk.NostrWalletConnectBuilder(uri).timeout(timedelta(seconds=20))
-    return builder.build()
+SdkClientFactory = Callable[[str], nostr_sdk.NostrWalletConnect]
+
+
+@pytest.fixture
+async def sdk_client() -> AsyncIterator[SdkClientFactory]:
+    """nostr-sdk NWC clients, each shut down at teardown (its relay connections closed), so
+    none lingers on the shared relay; the shutdown is bounded by a hang guard."""
+    made: list[nostr_sdk.NostrWalletConnect] = []
+
+    def build(uri_text: str) -> nostr_sdk.NostrWalletConnect:
+        uri = nostr_sdk.NostrWalletConnectUri.parse(uri_text)
+        builder = nostr_sdk.NostrWalletConnectBuilder(uri).timeout(timedelta(seconds=20))
+        made.append(builder.build())
+        return made[-1]
+
+    yield build
+    for nwc in made:
+        await asyncio.wait_for(nwc.client().shutdown(), 30.0)
 
 
 async def test_sdk_parses_our_uri(relay_url: str, nwc_service_factory: NwcServiceFactory) -> None:
@@ -46,7 +60,8 @@ async def test_sdk_parses_our_uri(relay_url: str, nwc_service_factory: NwcServic
 
 
 async def test_sdk_client_balance_invoice_lookup_pay(
-    relay_url: str, nwc_service_factory: NwcServiceFactory, payer: LnbitsRest
+    relay_url: str, nwc_service_factory: NwcServiceFactory, payer: LnbitsRest,
+    sdk_client: SdkClientFactory,
 ) -> None:
     service = await nwc_service_factory(relay_url, balance_sat=2_000)
     nwc = sdk_client(service.uri.to_uri())
@@ -92,7 +107,8 @@ async def test_sdk_client_balance_invoice_lookup_pay(
 
 
 async def test_sdk_client_sees_nip47_errors(
-    relay_url: str, nwc_service_factory: NwcServiceFactory, payer: LnbitsRest
+    relay_url: str, nwc_service_factory: NwcServiceFactory, payer: LnbitsRest,
+    sdk_client: SdkClientFactory,
 ) -> None:
     service = await nwc_service_factory(relay_url, balance_sat=1)
     nwc = sdk_client(service.uri.to_uri())
@@ -104,7 +120,7 @@ async def test_sdk_client_sees_nip47_errors(
 
 
 async def test_sdk_client_follows_our_info_event_to_nip04(
-    relay_url: str, nwc_service_factory: NwcServiceFactory
+    relay_url: str, nwc_service_factory: NwcServiceFactory, sdk_client: SdkClientFactory
 ) -> None:
     """An info event without an encryption tag means NIP-04, for nostr-sdk as for us."""
     service = await nwc_service_factory(relay_url, balance_sat=3, encryptions=())
