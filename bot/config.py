@@ -38,7 +38,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,7 @@ def parse_settings(
     pricing_t = _table(data, "pricing", name)
     pricing = _build(Pricing, pricing_t, f"{name} [pricing]") if pricing_t else DEFAULT_PRICING
     limits_t = _table(data, "limits", name)
-    limits = _build(Limits, {**_limits_dict(DEFAULT_LIMITS), **limits_t}, f"{name} [limits]")
+    limits = _build(Limits, {**asdict(DEFAULT_LIMITS), **limits_t}, f"{name} [limits]")
 
     ai_t = dict(_table(data, "ai", name))
     local_t = ai_t.pop("local", {})
@@ -172,10 +172,6 @@ def parse_settings(
     ai = _build(OpenAIConfig, ai_t, f"{name} [ai]") if ai_t else None
     local = _build(LocalModelConfig, local_t, f"{name} [ai.local]")
     return Settings(source, db, relays, key_file, tuple(admins), pricing, limits, ai, local)
-
-
-def _limits_dict(limits: Limits) -> dict[str, Any]:
-    return {f.name: getattr(limits, f.name) for f in fields(limits)}
 
 
 def load_settings(
