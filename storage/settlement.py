@@ -19,9 +19,10 @@ from storage.operations import job_key, once
 from storage.outcomes import Failure, GrantOutcome, JobRecord, Settlement
 
 
-def _grant(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> GrantOutcome:
+def _settle_reservation(conn: sqlite3.Connection, job: JobRecord, keep: int, now: int) -> int:
+    """Post ``keep`` of the job's pool reservation (void it when 0); return what was released."""
     assert job.reserve_transfer is not None
-    returned = subsidy.settle(
+    return subsidy.settle(
         conn,
         job_key(job.id, "reserve:settle"),
         job.id,
@@ -29,9 +30,13 @@ def _grant(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> G
         str(job.reserve_day),
         job.reserve_transfer,
         job.reserved_msat,
-        actual,
+        keep,
         now,
     )
+
+
+def _grant(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> GrantOutcome:
+    returned = _settle_reservation(conn, job, actual, now)
     set_job(conn, job, now, state="done", actual_msat=actual, absorbed_msat=actual, charged_msat=0)
     return GrantOutcome(job.id, actual, returned)
 
@@ -76,18 +81,7 @@ def settle(conn: sqlite3.Connection, job_id: str, actual: int, now: int) -> Sett
         partial = job.serve == "partial"
         keep = min(actual, job.absorb_msat) if partial else 0
         if partial:
-            assert job.reserve_transfer is not None
-            subsidy.settle(
-                conn,
-                job_key(job_id, "reserve:settle"),
-                job_id,
-                job.pubkey,
-                str(job.reserve_day),
-                job.reserve_transfer,
-                job.reserved_msat,
-                keep,
-                now,
-            )
+            _settle_reservation(conn, job, keep, now)
         charge = max(0, actual - job.absorb_msat) if partial else actual
         refund = job.paid_msat - charge
         meta = Meta("settle", now, job_id, job.pubkey)
@@ -119,17 +113,7 @@ def fail_job(conn: sqlite3.Connection, job_id: str, reason: str, now: int) -> Fa
             raise IllegalTransition(f"job {job_id} is {job.state}: it cannot fail now")
         released = 0
         if job.reserve_transfer is not None:
-            released += subsidy.settle(
-                conn,
-                job_key(job_id, "reserve:settle"),
-                job_id,
-                job.pubkey,
-                str(job.reserve_day),
-                job.reserve_transfer,
-                job.reserved_msat,
-                0,
-                now,
-            )
+            released += _settle_reservation(conn, job, 0, now)
         if job.hold_transfer is not None:
             resolve(
                 conn,
