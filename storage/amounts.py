@@ -10,21 +10,20 @@ MAX_MSAT = 21_000_000 * 100_000_000 * 1000
 
 def positive_msat(value: object, name: str = "amount_msat") -> int:
     """``value`` if it is an ``int`` (not ``bool``) in 1..MAX_MSAT, else ``InvalidAmount``."""
-    if type(value) is not int:
-        raise InvalidAmount(f"{name} must be an int number of msat, got {type(value).__name__}")
-    if value <= 0:
-        raise InvalidAmount(f"{name} must be positive, got {value}")
-    if value > MAX_MSAT:
-        raise InvalidAmount(f"{name} is larger than all bitcoin: {value}")
-    return value
+    return _msat(value, name, allow_zero=False)
 
 
 def nonneg_msat(value: object, name: str = "amount_msat") -> int:
     """Like ``positive_msat`` but zero is allowed."""
+    return _msat(value, name, allow_zero=True)
+
+
+def _msat(value: object, name: str, *, allow_zero: bool) -> int:
     if type(value) is not int:
         raise InvalidAmount(f"{name} must be an int number of msat, got {type(value).__name__}")
-    if value < 0:
-        raise InvalidAmount(f"{name} must not be negative, got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        rule = "must not be negative" if allow_zero else "must be positive"
+        raise InvalidAmount(f"{name} {rule}, got {value}")
     if value > MAX_MSAT:
         raise InvalidAmount(f"{name} is larger than all bitcoin: {value}")
     return value
