@@ -201,8 +201,7 @@ class Ledger:
 
     async def recent_topups(self, pubkey: str, limit: int = 10) -> list[TopupRecord]:
         text_id(pubkey, "pubkey")
-        if type(limit) is not int or not 0 < limit <= 1000:
-            raise InvalidInput("limit must be an int in 1..1000")
+        _limit(limit)
         return await self.db.read(lambda conn: topups.recent_topups(conn, pubkey, limit))
 
     async def open_invoices(self) -> list[OpenInvoice]:
@@ -342,8 +341,7 @@ class Ledger:
 
     async def recent_jobs(self, pubkey: str, limit: int = 10) -> list[JobRecord]:
         text_id(pubkey, "pubkey")
-        if type(limit) is not int or not 0 < limit <= 1000:
-            raise InvalidInput("limit must be an int in 1..1000")
+        _limit(limit)
         return await self.db.read(lambda conn: recent_jobs(conn, pubkey, limit))
 
     async def balance(self, pubkey: str) -> BalanceView:
@@ -400,6 +398,12 @@ class Ledger:
 def _payout_id(value: object) -> int:
     if type(value) is not int or value <= 0:
         raise InvalidInput("payout_id must be a positive int")
+    return value
+
+
+def _limit(value: object) -> int:
+    if type(value) is not int or not 0 < value <= 1000:
+        raise InvalidInput("limit must be an int in 1..1000")
     return value
 
 
