@@ -13,7 +13,7 @@ import logging
 
 from bot.work.backend import Backend
 from bot.work.pricing import Charge, Estimate, Pricing, estimate_price, settle
-from bot.work.result import Answer, FailureKind, WorkFailure, WorkRequest
+from bot.work.result import Answer, WorkFailure, WorkRequest, prompt_too_long
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,7 @@ async def estimate(
     counted = await backend.count_prompt_tokens(request)
     limit = backend.max_prompt_tokens(request.max_tokens)
     if counted.tokens > limit:
-        return WorkFailure(
-            FailureKind.OVER_BUDGET,
-            "prompt_too_long",
-            f"the prompt ({counted.tokens} tokens) exceeds {limit} tokens",
-            attempts=0,
-        )
+        return prompt_too_long(counted.tokens, limit)
     return estimate_price(pricing, counted.tokens, counted.exact, request.max_tokens)
 
 

@@ -47,6 +47,8 @@ from bot.work.result import (
     WorkFailure,
     WorkRequest,
     WorkResult,
+    prompt_too_long,
+    timed_out,
 )
 from bot.work.tokens import text_token_bound
 from bot.work.wire import classify_error, parse_usage
@@ -326,11 +328,7 @@ class LocalBackend:
             async with asyncio.timeout(request.timeout_s):
                 return await self._answer(request, start, deadline, cancel)
         except TimeoutError:
-            return WorkFailure(
-                FailureKind.TIMED_OUT,
-                "deadline",
-                f"no complete answer within {request.timeout_s:g} s",
-            )
+            return timed_out(request.timeout_s)
         except LocalModelUnavailable as exc:
             return WorkFailure(FailureKind.UNREACHABLE, "model_unavailable", str(exc))
         finally:
@@ -343,12 +341,7 @@ class LocalBackend:
         counted = await self.count_prompt_tokens(request)
         limit = self.max_prompt_tokens(request.max_tokens)
         if counted.tokens > limit:
-            return WorkFailure(
-                FailureKind.OVER_BUDGET,
-                "prompt_too_long",
-                f"the prompt ({counted.tokens} tokens) exceeds {limit} tokens",
-                attempts=0,
-            )
+            return prompt_too_long(counted.tokens, limit)
         body: dict[str, Any] = {
             "prompt": few_shot_prompt(request),
             "max_tokens": request.max_tokens,
@@ -364,11 +357,7 @@ class LocalBackend:
 
     def _result(self, request: WorkRequest, run: _Run, start: float) -> WorkResult:
         if run.queue_timeout or run.aborted:
-            return WorkFailure(
-                FailureKind.TIMED_OUT,
-                "queue" if run.queue_timeout else "deadline",
-                f"no complete answer within {request.timeout_s:g} s",
-            )
+            return timed_out(request.timeout_s, "queue" if run.queue_timeout else "deadline")
         if run.error is not None:
             return WorkFailure(FailureKind.MALFORMED, "model_error", run.error)
         parts: list[str] = []

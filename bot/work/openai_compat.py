@@ -35,6 +35,8 @@ from bot.work.result import (
     WorkFailure,
     WorkRequest,
     WorkResult,
+    prompt_too_long,
+    timed_out,
 )
 from bot.work.tokens import messages_token_bound, text_token_bound
 from bot.work.wire import (
@@ -142,12 +144,7 @@ class OpenAIBackend:
             async with asyncio.timeout(request.timeout_s):
                 return await self._answer(request, clock, attempts)
         except TimeoutError:
-            return WorkFailure(
-                FailureKind.TIMED_OUT,
-                "deadline",
-                f"no complete answer within {request.timeout_s:g} s",
-                attempts=max(1, attempts[0]),
-            )
+            return timed_out(request.timeout_s, attempts=max(1, attempts[0]))
 
     # -- internals ------------------------------------------------------------------
 
@@ -191,12 +188,7 @@ class OpenAIBackend:
         if bound > limit:
             counted = await self.count_prompt_tokens(request)
             if counted.tokens > limit:
-                return WorkFailure(
-                    FailureKind.OVER_BUDGET,
-                    "prompt_too_long",
-                    f"the prompt ({counted.tokens} tokens) exceeds {limit} tokens",
-                    attempts=0,
-                )
+                return prompt_too_long(counted.tokens, limit)
         switched = False
         while True:
             attempts[0] += 1

@@ -142,6 +142,23 @@ class WorkFailure:
 WorkResult = Answer | WorkFailure
 
 
+def prompt_too_long(tokens: int, limit: int) -> WorkFailure:
+    """The ``OVER_BUDGET`` failure for a prompt of ``tokens`` above ``limit`` (nothing sent)."""
+    return WorkFailure(
+        FailureKind.OVER_BUDGET,
+        "prompt_too_long",
+        f"the prompt ({tokens} tokens) exceeds {limit} tokens",
+        attempts=0,
+    )
+
+
+def timed_out(timeout_s: float, code: str = "deadline", attempts: int = 1) -> WorkFailure:
+    """The ``TIMED_OUT`` failure for a request whose ``timeout_s`` deadline passed."""
+    return WorkFailure(
+        FailureKind.TIMED_OUT, code, f"no complete answer within {timeout_s:g} s", attempts=attempts
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class TokenCount:
     """A prompt's token count: ``exact`` when the backend's tokenizer counted it, else a
