@@ -3,7 +3,8 @@
 ``python -m tests.storage.worker hammer DB PROC N`` — a burst of concurrent operations, some on
 keys and jobs shared by every process; prints ``DONE`` when finished.
 ``python -m tests.storage.worker crash DB RUN`` — writes forever with 16 concurrent tasks, printing
-``ACK <key>`` after each operation returns (i.e. after its durable commit), until killed.
+``ACK <key>`` after each operation returns (i.e. after its durable commit), until killed: zaps,
+free jobs, and paid jobs taken through payment, settlement and a refund payout.
 """
 
 from __future__ import annotations
@@ -54,7 +55,20 @@ async def hammer(path: str, proc: int, n: int) -> None:
 async def crash(path: str, run: int) -> None:
     db = await Database.open(path)
     ledger = Ledger(db, CRASH_LIMITS)
+    gate = Ledger(db, Limits(daily_free_msat=0, daily_free_jobs=0))  # every job must pay
     counter = itertools.count()
+
+    async def paid_job(key: str) -> None:
+        """Payment → escrow → settlement → refund → payout: each step acked once committed."""
+        d = await gate.decide(key, "payer", 5_000)
+        await gate.attach_invoice(key, f"hash-{key}", d.work_amount_msat, 4_000_000_000)
+        await gate.confirm_payment(f"hash-{key}", d.work_amount_msat, f"pay:hash-{key}")
+        print(f"ACK pay:hash-{key}", flush=True)
+        await gate.settle(key, 2_000)
+        print(f"ACK job:{key}:settle", flush=True)
+        p = await gate.begin_payout(key, "lnbc-refund", f"payout:{key}")
+        await gate.confirm_payout(p.payout_id, f"preimage-{key}", 1)
+        print(f"ACK payout:{key}", flush=True)
 
     async def loop() -> None:
         while True:
@@ -63,6 +77,8 @@ async def crash(path: str, run: int) -> None:
             if i % 2 == 0:
                 await ledger.credit_pool(1_000 + i, f"zap:{key}", zapper_pubkey="z")
                 print(f"ACK zap:{key}", flush=True)
+            elif i % 4 == 3:
+                await paid_job(key)
             else:
                 d = await ledger.decide(key, f"user{i % 5}", 900)
                 if d.serve is Serve.FREE:
