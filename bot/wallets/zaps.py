@@ -66,8 +66,9 @@ from storage import (
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
-STOP_STEP_TIMEOUT_S = 5.0
 """Receipts waiting to be handled; beyond it the relay pool's dispatcher waits."""
+STOP_STEP_TIMEOUT_S = 5.0
+"""How long ``stop`` waits for the pool to unsubscribe."""
 
 PaymentCheck = Callable[[ValidZap], Awaitable[bool]]
 JobResolver = Callable[[str], Awaitable[str | None]]
@@ -148,7 +149,7 @@ def ledger_job_resolver(ledger: Ledger) -> JobResolver:
     async def resolve(event_id: str) -> str | None:
         try:
             return (await ledger.job(event_id)).id
-        except (UnknownJob, LedgerError):
+        except LedgerError:  # UnknownJob included
             return None
 
     return resolve
