@@ -300,6 +300,13 @@ async def test_zap_referencing_a_job_pays_the_job(zap_env: ZapEnv) -> None:
     assert job_results[0].payment is not None
     assert job_results[0].payment.result is PaymentResult.PAID
     assert (await env.ledger.pool_status()).total_in_msat == 0
+    # the same receipt delivered again (a replay, a restart) moves no money a second time
+    (receipt,) = env.provider.receipts
+    again = await env.intake.handle(receipt)
+    assert (again.outcome, again.job_id, again.first_time) == (ZapOutcome.JOB, job_event, False)
+    assert again.payment is not None and again.payment.result is PaymentResult.PAID
+    assert (await env.ledger.balance(asker)).available_msat == 0
+    assert (await env.ledger.pool_status()).total_in_msat == 0
     # a zap naming an event that is no job of ours funds the pool
     await env.zap(2_000, event_id=os.urandom(32).hex())
 
