@@ -17,7 +17,6 @@ with a message that never contains the connection secret.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -27,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from bot.nostr import nip04, nip44
 from bot.nostr.errors import NostrError
 from bot.nostr.event import Event, sign_event
+from bot.nostr.hexutil import is_hex
 from bot.nostr.keys import Keys
 
 INFO_KIND = 13194
@@ -37,8 +37,6 @@ LEGACY_NOTIFICATION_KIND = 23196
 
 URI_SCHEME = "nostr+walletconnect"
 MAX_PAYLOAD_CHARS = 65_536
-
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Nip47Error(NostrError):
@@ -110,7 +108,7 @@ def parse_nwc_uri(uri: str) -> NwcUri:
         rest = rest[2:]
     pubkey, sep, query = rest.partition("?")
     pubkey = pubkey.rstrip("/").lower()
-    if not _HEX64.match(pubkey):
+    if not is_hex(pubkey, 64):
         raise Nip47Error("wallet service pubkey must be 32 bytes of hex")
     if not sep:
         raise Nip47Error("connection URI has no relay and secret parameters")
@@ -123,7 +121,7 @@ def parse_nwc_uri(uri: str) -> NwcUri:
         if scheme not in ("ws", "wss") or not urlsplit(relay).netloc:
             raise Nip47Error("connection URI relay is not a ws:// or wss:// URL")
     secrets = params.get("secret", [])
-    if len(secrets) != 1 or not _HEX64.match(secrets[0].lower()):
+    if len(secrets) != 1 or not is_hex(secrets[0].lower(), 64):
         raise Nip47Error("connection URI secret must be one 32-byte hex value")
     lud16_values = params.get("lud16", [])
     lud16 = lud16_values[0] if lud16_values and lud16_values[0] else None
@@ -342,7 +340,7 @@ def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
 def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
     """Read a transaction object; raise :class:`Nip47Error` if a field has the wrong shape."""
     payment_hash = _opt_str(obj, "payment_hash")
-    if payment_hash is None or not _HEX64.match(payment_hash.lower()):
+    if payment_hash is None or not is_hex(payment_hash.lower(), 64):
         raise Nip47Error("transaction has no valid payment_hash")
     amount = _opt_int(obj, "amount")
     raw_state = obj.get("state")
@@ -353,7 +351,7 @@ def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
         except ValueError as exc:
             raise Nip47Error("transaction state is unknown") from exc
     preimage = _opt_str(obj, "preimage")
-    if preimage is not None and not _HEX64.match(preimage.lower()):
+    if preimage is not None and not is_hex(preimage.lower(), 64):
         raise Nip47Error("transaction preimage is not 32 bytes of hex")
     return Transaction(
         payment_hash=payment_hash.lower(),
