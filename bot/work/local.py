@@ -38,7 +38,7 @@ import httpx
 
 from bot.work.config import LocalModelConfig
 from bot.work.errors import LocalModelUnavailable
-from bot.work.prompt import FEW_SHOT_STOP, check_answer_text, few_shot_prompt
+from bot.work.prompt import FEW_SHOT_STOP, check_answer_text, few_shot_prompt, unusable_answer
 from bot.work.result import (
     Answer,
     FailureKind,
@@ -382,11 +382,7 @@ class LocalBackend:
             return WorkFailure(FailureKind.MALFORMED, "no_usage", "the model reported no usage")
         text, reason = check_answer_text("".join(parts), request.question)
         if reason is not None:
-            return WorkFailure(
-                FailureKind.MALFORMED,
-                reason,
-                "the answer is empty" if reason == "empty" else "the answer echoes the question",
-            )
+            return unusable_answer(reason)
         now = run.finished_at if run.finished_at is not None else time.monotonic()
         acquired = run.acquired_at if run.acquired_at is not None else start
         return Answer(

@@ -26,12 +26,13 @@ import httpx
 
 from bot.work.apikey import Secret, load_api_key
 from bot.work.config import MaxTokensField, OpenAIConfig
-from bot.work.prompt import chat_messages, check_answer_text
+from bot.work.prompt import chat_messages, check_answer_text, unusable_answer
 from bot.work.result import (
     Answer,
     FailureKind,
     Timings,
     TokenCount,
+    UsageSource,
     WorkFailure,
     WorkRequest,
     WorkResult,
@@ -129,12 +130,7 @@ class OpenAIBackend:
             counted = await self._tokenize_chat(messages)
             if counted is not None:
                 return TokenCount(counted, exact=True)
-        bound = messages_token_bound(
-            (m["content"] for m in messages),
-            self._config.per_message_overhead,
-            self._config.fixed_overhead,
-        )
-        return TokenCount(bound, exact=False)
+        return TokenCount(self._prompt_bound(messages), exact=False)
 
     async def answer(self, request: WorkRequest) -> WorkResult:
         start = time.monotonic()
@@ -147,6 +143,14 @@ class OpenAIBackend:
             return timed_out(request.timeout_s, attempts=max(1, attempts[0]))
 
     # -- internals ------------------------------------------------------------------
+
+    def _prompt_bound(self, messages: list[dict[str, str]]) -> int:
+        """The conservative token bound of these chat messages (no tokenizer asked)."""
+        return messages_token_bound(
+            (m["content"] for m in messages),
+            self._config.per_message_overhead,
+            self._config.fixed_overhead,
+        )
 
     def _headers(self, stream: bool) -> dict[str, str]:
         headers = dict(self._config.headers)
@@ -180,12 +184,7 @@ class OpenAIBackend:
 
     async def _answer(self, request: WorkRequest, clock: _Clock, attempts: list[int]) -> WorkResult:
         limit = self.max_prompt_tokens(request.max_tokens)
-        bound = messages_token_bound(
-            (m["content"] for m in chat_messages(request)),
-            self._config.per_message_overhead,
-            self._config.fixed_overhead,
-        )
-        if bound > limit:
+        if self._prompt_bound(chat_messages(request)) > limit:
             counted = await self.count_prompt_tokens(request)
             if counted.tokens > limit:
                 return prompt_too_long(counted.tokens, limit)
@@ -319,13 +318,9 @@ class OpenAIBackend:
     ) -> WorkResult:
         text, reason = check_answer_text(completion.text, request.question)
         if reason is not None:
-            return WorkFailure(
-                FailureKind.MALFORMED,
-                reason,
-                "the answer is empty" if reason == "empty" else "the answer echoes the question",
-                attempts=attempts,
-            )
+            return unusable_answer(reason, attempts)
         usage = completion.usage
+        source: UsageSource
         if usage is not None:
             prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
             source = "reported"
@@ -353,7 +348,7 @@ class OpenAIBackend:
                 first_token_s=None if first is None else first - clock.start,
                 total_s=now - clock.start,
             ),
-            usage_source="reported" if source == "reported" else "counted",
+            usage_source=source,
             truncated=completion.finish_reason == "length",
             attempts=attempts,
         )

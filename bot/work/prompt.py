@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from bot.work.result import WorkRequest
+from bot.work.result import FailureKind, WorkFailure, WorkRequest
 
 DEFAULT_PREAMBLE = (
     "The following are questions answered by a knowledgeable, helpful assistant. "
@@ -87,3 +87,9 @@ def check_answer_text(text: str, question: str) -> tuple[str, str | None]:
     if normalized == _normalized(question) or trimmed.startswith("Q:"):
         return trimmed, "echo"
     return trimmed, None
+
+
+def unusable_answer(reason: str, attempts: int = 1) -> WorkFailure:
+    """The ``MALFORMED`` failure for a reason given by :func:`check_answer_text`."""
+    message = "the answer is empty" if reason == "empty" else "the answer echoes the question"
+    return WorkFailure(FailureKind.MALFORMED, reason, message, attempts=attempts)
