@@ -61,10 +61,13 @@ _SWITCH_FIELD = "use_max_completion_tokens"
 
 @dataclass(slots=True)
 class _Clock:
+    """One request's deadline, timestamps and HTTP attempts so far."""
+
     start: float
     deadline: float
     sent_at: float | None = None
     first_token_at: float | None = None
+    attempts: int = 0
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -135,12 +138,11 @@ class OpenAIBackend:
     async def answer(self, request: WorkRequest) -> WorkResult:
         start = time.monotonic()
         clock = _Clock(start, start + request.timeout_s)
-        attempts = [0]
         try:
             async with asyncio.timeout(request.timeout_s):
-                return await self._answer(request, clock, attempts)
+                return await self._answer(request, clock)
         except TimeoutError:
-            return timed_out(request.timeout_s, attempts=max(1, attempts[0]))
+            return timed_out(request.timeout_s, attempts=max(1, clock.attempts))
 
     # -- internals ------------------------------------------------------------------
 
@@ -182,7 +184,7 @@ class OpenAIBackend:
             attempts=attempts,
         )
 
-    async def _answer(self, request: WorkRequest, clock: _Clock, attempts: list[int]) -> WorkResult:
+    async def _answer(self, request: WorkRequest, clock: _Clock) -> WorkResult:
         limit = self.max_prompt_tokens(request.max_tokens)
         if self._prompt_bound(chat_messages(request)) > limit:
             counted = await self.count_prompt_tokens(request)
@@ -190,28 +192,28 @@ class OpenAIBackend:
                 return prompt_too_long(counted.tokens, limit)
         switched = False
         while True:
-            attempts[0] += 1
+            clock.attempts += 1
             outcome = await self._attempt(request, self._max_tokens_field, clock)
             if isinstance(outcome, Completion):
-                return await self._to_answer(request, outcome, clock, attempts[0])
+                return await self._to_answer(request, outcome, clock)
             if outcome.code == _SWITCH_FIELD and not switched:
                 switched = True
                 self._max_tokens_field = "max_completion_tokens"
                 log.info("%s: server wants max_completion_tokens; switching", self.name)
-                attempts[0] -= 1
+                clock.attempts -= 1
                 continue
-            if not outcome.retryable or attempts[0] >= self._config.max_attempts:
-                return self._failure(outcome, attempts[0])
-            delay = self._config.backoff_s * (2 ** (attempts[0] - 1))
+            if not outcome.retryable or clock.attempts >= self._config.max_attempts:
+                return self._failure(outcome, clock.attempts)
+            delay = self._config.backoff_s * (2 ** (clock.attempts - 1))
             delay *= 0.5 + self._rng.random()
             if outcome.retry_after_s is not None:
                 delay = max(delay, outcome.retry_after_s)
             if time.monotonic() + delay >= clock.deadline:
-                return self._failure(outcome, attempts[0])
+                return self._failure(outcome, clock.attempts)
             log.info(
                 "%s: attempt %d failed (%s), retrying in %.2f s",
                 self.name,
-                attempts[0],
+                clock.attempts,
                 outcome.code,
                 delay,
             )
@@ -314,11 +316,11 @@ class OpenAIBackend:
         return state.result()
 
     async def _to_answer(
-        self, request: WorkRequest, completion: Completion, clock: _Clock, attempts: int
+        self, request: WorkRequest, completion: Completion, clock: _Clock
     ) -> WorkResult:
         text, reason = check_answer_text(completion.text, request.question)
         if reason is not None:
-            return unusable_answer(reason, attempts)
+            return unusable_answer(reason, clock.attempts)
         usage = completion.usage
         source: UsageSource
         if usage is not None:
@@ -350,7 +352,7 @@ class OpenAIBackend:
             ),
             usage_source=source,
             truncated=completion.finish_reason == "length",
-            attempts=attempts,
+            attempts=clock.attempts,
         )
 
     async def _count_completion(self, text: str, max_tokens: int) -> int:
