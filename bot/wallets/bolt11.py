@@ -8,7 +8,8 @@
   ``"malformed"``).
 - :func:`check_payable` (decoded, amount_msat=, network=, now=) raises ``InvalidInvoice`` with
   code ``"no_amount"``, ``"amount_mismatch"``, ``"wrong_network"`` or ``"expired"`` when the
-  invoice is not one we should pay for exactly that amount.
+  invoice is not one we should pay for exactly that amount; :func:`check_network` (decoded,
+  network) is its network check alone (``"wrong_network"``).
 - :func:`encode_invoice` signs a new bolt11 string with a given node key (used by the dev
   wallet and by tests).
 """
@@ -105,6 +106,15 @@ def decode_invoice(text: str) -> DecodedInvoice:
     )
 
 
+def check_network(invoice: DecodedInvoice, network: str) -> None:
+    """Raise :class:`InvalidInvoice` (``wrong_network``) unless ``invoice`` is on ``network``."""
+    if invoice.network != network:
+        raise InvalidInvoice(
+            f"invoice is for network {invoice.network!r}, this wallet is on {network!r}",
+            code="wrong_network",
+        )
+
+
 def check_payable(
     invoice: DecodedInvoice,
     *,
@@ -115,11 +125,7 @@ def check_payable(
 ) -> None:
     """Raise :class:`InvalidInvoice` unless ``invoice`` asks exactly ``amount_msat`` on
     ``network`` and stays valid for at least ``margin_s`` more seconds."""
-    if invoice.network != network:
-        raise InvalidInvoice(
-            f"invoice is for network {invoice.network!r}, this wallet is on {network!r}",
-            code="wrong_network",
-        )
+    check_network(invoice, network)
     if invoice.amount_msat is None:
         raise InvalidInvoice("invoice has no amount; send one for the exact amount",
                              code="no_amount")

@@ -69,7 +69,7 @@ from bot.wallets.base import (
     WalletUnavailable,
     check_invoice_request,
 )
-from bot.wallets.bolt11 import decode_invoice
+from bot.wallets.bolt11 import check_network, decode_invoice
 
 log = logging.getLogger(__name__)
 
@@ -499,12 +499,7 @@ class NwcWallet:
 
     async def pay_invoice(self, bolt11_invoice: str, *, max_fee_msat: int) -> PaymentResult:
         decoded = decode_invoice(bolt11_invoice)
-        if decoded.network != self._network:
-            raise InvalidInvoice(
-                f"invoice is for network {decoded.network!r}, this wallet is on "
-                f"{self._network!r}",
-                code="wrong_network",
-            )
+        check_network(decoded, self._network)
         payment_hash = decoded.payment_hash
         if self._encryption is None:
             raise WalletUnavailable("NWC wallet is not connected")
