@@ -200,6 +200,11 @@ def _event_text(event: dict[str, Any]) -> str:
     return ""
 
 
+def _prompt_bound(prompt: str) -> int:
+    """A conservative token count of a raw prompt: its bound of :mod:`bot.work.tokens` + BOS."""
+    return text_token_bound(prompt) + 1
+
+
 _models: dict[tuple[str, int, int], LocalModel] = {}
 _models_lock = threading.Lock()
 
@@ -318,7 +323,7 @@ class LocalBackend:
             tokens = None
         if isinstance(tokens, list):
             return TokenCount(len(tokens), exact=True)
-        return TokenCount(text_token_bound(prompt) + 1, exact=False)
+        return TokenCount(_prompt_bound(prompt), exact=False)
 
     async def answer(self, request: WorkRequest) -> WorkResult:
         start = time.monotonic()
@@ -338,12 +343,14 @@ class LocalBackend:
         self, request: WorkRequest, start: float, deadline: float, cancel: threading.Event
     ) -> WorkResult:
         model = await self.start()
-        counted = await self.count_prompt_tokens(request)
+        prompt = few_shot_prompt(request)
         limit = self.max_prompt_tokens(request.max_tokens)
-        if counted.tokens > limit:
-            return prompt_too_long(counted.tokens, limit)
+        if _prompt_bound(prompt) > limit:  # only then is the exact count worth a round trip
+            counted = await self.count_prompt_tokens(request)
+            if counted.tokens > limit:
+                return prompt_too_long(counted.tokens, limit)
         body: dict[str, Any] = {
-            "prompt": few_shot_prompt(request),
+            "prompt": prompt,
             "max_tokens": request.max_tokens,
             "stop": list(FEW_SHOT_STOP),
             "temperature": self._config.temperature,
