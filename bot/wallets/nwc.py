@@ -33,7 +33,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import httpx
@@ -354,15 +354,14 @@ class NwcWallet:
         if request_id is None:
             log.warning("nwc: response %s names no request", event.id)
             return
+        fut = self._pending.get(request_id)
         try:
             response = nip47.decode_response(plaintext)
         except Nip47Error as exc:
             log.warning("nwc: malformed response to %s: %s", request_id, exc)
-            fut = self._pending.get(request_id)
             if fut is not None and not fut.done():
                 fut.set_exception(WalletProtocolError(str(exc)))
             return
-        fut = self._pending.get(request_id)
         if fut is not None and not fut.done():
             fut.set_result(response)
             return
@@ -520,13 +519,7 @@ class NwcWallet:
         result = self._payment_result(payment_hash, response)
         if result.fee_msat is not None and result.fee_msat > max_fee_msat:
             log.warning("nwc: fee %s msat above the cap %s", result.fee_msat, max_fee_msat)
-            return PaymentResult(
-                payment_hash,
-                result.state,
-                result.preimage,
-                result.fee_msat,
-                reason="fee above cap",
-            )
+            return replace(result, reason="fee above cap")
         return result
 
     def _payment_result(self, payment_hash: str, response: Response) -> PaymentResult:
