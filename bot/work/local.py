@@ -191,13 +191,17 @@ class LocalModel:
             self._lock.release()
 
 
-def _event_text(event: dict[str, Any]) -> str:
+def _first_choice(event: dict[str, Any]) -> dict[str, Any]:
+    """The event's first choice, or ``{}`` when it has none."""
     choices = event.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        text = choices[0].get("text")
-        if isinstance(text, str):
-            return text
-    return ""
+        return choices[0]
+    return {}
+
+
+def _event_text(event: dict[str, Any]) -> str:
+    text = _first_choice(event).get("text")
+    return text if isinstance(text, str) else ""
 
 
 def _prompt_bound(prompt: str) -> int:
@@ -375,11 +379,9 @@ class LocalBackend:
                 problem = classify_error(500, event.get("error", event), None)
                 return WorkFailure(problem.kind, problem.code, problem.message)
             parts.append(_event_text(event))
-            choices = event.get("choices")
-            if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-                reason = choices[0].get("finish_reason")
-                if isinstance(reason, str) and reason:
-                    finish = reason
+            reason = _first_choice(event).get("finish_reason")
+            if isinstance(reason, str) and reason:
+                finish = reason
             usage = parse_usage(event.get("usage")) or usage
         if finish is None:
             return WorkFailure(
