@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from bot.nostr import nip57
+from bot.nostr.hexutil import is_hex
 from bot.nostr.keys import Keys
 from bot.nostr.nip57 import ValidZap
 from bot.relays.tasks import cancel_and_wait
@@ -251,7 +252,7 @@ class LightningAddressWallet:
 
     async def _recover(self, payment_hash: str) -> _Made:
         """An invoice made before a restart, given back by the verify URL's ``pr``."""
-        if self._verify_template is None or not _is_hash(payment_hash):
+        if self._verify_template is None or not is_hex(payment_hash.lower(), 64):
             raise WalletRefused("no invoice with this payment hash was made here", "not_found")
         url = self._verify_template.format(payment_hash=payment_hash.lower())
         try:
@@ -311,7 +312,3 @@ def _preimage_matches(preimage: str, payment_hash: str) -> bool:
         return hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == payment_hash
     except ValueError:
         return False
-
-
-def _is_hash(text: str) -> bool:
-    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)

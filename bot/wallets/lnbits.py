@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 import websockets
 
+from bot.nostr.hexutil import is_hex
 from bot.wallets.base import (
     DEFAULT_INVOICE_EXPIRY_S,
     InvalidInvoice,
@@ -63,13 +64,6 @@ log = logging.getLogger(__name__)
 # at DEBUG: its logger is pinned at WARNING so no logging configuration can print the key.
 _ws_log = logging.getLogger(f"{__name__}.websocket")
 _ws_log.setLevel(logging.WARNING)
-
-_HEX = frozenset("0123456789abcdef")
-
-
-def _is_hash(value: str) -> bool:
-    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
-
 
 def _as_int(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -218,7 +212,7 @@ class LnbitsWallet:
         )
 
     async def _payment(self, payment_hash: str) -> dict[str, Any] | None:
-        if not _is_hash(payment_hash):
+        if not is_hex(payment_hash, 64):
             raise WalletRefused("payment hash must be 64 hex characters", code="bad_hash")
         resp = await self._request("GET", f"/api/v1/payments/{payment_hash}", self._invoice_key)
         if resp.status_code == 404:
@@ -395,7 +389,7 @@ def parse_webhook_hash(body: bytes | str) -> str | None:
     if not isinstance(data, dict):
         return None
     payment_hash = data.get("payment_hash")
-    return payment_hash if isinstance(payment_hash, str) and _is_hash(payment_hash) else None
+    return payment_hash if is_hex(payment_hash, 64) else None
 
 
 def parse_ws_message(message: str | bytes) -> Settlement | None:
@@ -408,7 +402,7 @@ def parse_ws_message(message: str | bytes) -> Settlement | None:
         return None
     payment_hash = payment.get("payment_hash")
     amount = payment.get("amount")
-    if not isinstance(payment_hash, str) or not _is_hash(payment_hash):
+    if not isinstance(payment_hash, str) or not is_hex(payment_hash, 64):
         return None
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         return None
