@@ -38,6 +38,7 @@ from bot.relays.messages import (
     RelayProtocolError,
     auth_message,
     close_message,
+    ok_prefix,
     parse_relay_message,
     req_message,
 )
@@ -69,8 +70,7 @@ class OkResult:
 
     @property
     def prefix(self) -> str:
-        head, sep, _ = self.message.partition(":")
-        return head if sep and " " not in head else ""
+        return ok_prefix(self.message)
 
 
 def _short(text: str) -> str:
