@@ -284,9 +284,7 @@ class RelayConnection:
         elif isinstance(msg, OkMessage):
             self._resolve_ok(msg)
         elif isinstance(msg, EoseMessage):
-            self._awaiting_eose.discard(msg.sub_id)
-            if not self._awaiting_eose:
-                self.eose_done = True
+            self._eose_reached(msg.sub_id)
             if msg.sub_id in self._active:
                 await self._on_eose(self, msg.sub_id)
         elif isinstance(msg, ClosedMessage):
@@ -296,6 +294,12 @@ class RelayConnection:
         elif isinstance(msg, AuthChallenge):
             self._challenge = msg.challenge
             await self._send_auth()
+
+    def _eose_reached(self, sub_id: str) -> None:
+        """``sub_id`` awaits no more stored events (EOSE, CLOSED, or closed by us)."""
+        self._awaiting_eose.discard(sub_id)
+        if not self._awaiting_eose:
+            self.eose_done = True
 
     def _resolve_ok(self, msg: OkMessage) -> None:
         future = self._pending.pop(msg.event_id, None)
@@ -311,9 +315,7 @@ class RelayConnection:
 
     async def _handle_closed(self, msg: ClosedMessage) -> None:
         filters = self._active.get(msg.sub_id)
-        self._awaiting_eose.discard(msg.sub_id)
-        if not self._awaiting_eose:
-            self.eose_done = True
+        self._eose_reached(msg.sub_id)
         if filters is None:
             return
         if msg.prefix == "auth-required" and self._challenge is not None and self._keys:
@@ -337,9 +339,7 @@ class RelayConnection:
         return await self._send(req_message(sub_id, filters))
 
     async def send_close(self, sub_id: str) -> None:
-        self._awaiting_eose.discard(sub_id)
-        if not self._awaiting_eose:
-            self.eose_done = True
+        self._eose_reached(sub_id)
         if self._active.pop(sub_id, None) is not None:
             await self._send(close_message(sub_id))
 
