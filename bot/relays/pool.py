@@ -226,7 +226,9 @@ class RelayPool:
             await conn.send_close(sub.sub_id)
 
     async def _filters_for(self, conn: RelayConnection, sub: Subscription) -> list[Filter]:
-        cursor = await self.store.cursor(conn.url)
+        return self._since_filters(sub, await self.store.cursor(conn.url))
+
+    def _since_filters(self, sub: Subscription, cursor: int | None) -> list[Filter]:
         base = int(self._clock()) if cursor is None else cursor
         since = max(0, base - sub.lookback_s)
         out: list[Filter] = []
@@ -236,9 +238,10 @@ class RelayPool:
         return out
 
     async def _subscriptions_for(self, conn: RelayConnection) -> list[tuple[str, list[Filter]]]:
-        if not conn.config.read:
+        if not conn.config.read or not self._subs:
             return []
-        return [(s.sub_id, await self._filters_for(conn, s)) for s in list(self._subs.values())]
+        cursor = await self.store.cursor(conn.url)  # read once per (re)connection
+        return [(s.sub_id, self._since_filters(s, cursor)) for s in list(self._subs.values())]
 
     async def _on_event(self, conn: RelayConnection, sub_id: str, event: Event) -> None:
         fetch = self._fetches.get(sub_id)

@@ -167,6 +167,27 @@ async def test_subscription_since_comes_from_cursor_minus_lookback() -> None:
                                                                 "since": 2_000_000 - 60}]
 
 
+class _CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cursor_reads = 0
+
+    async def cursor(self, relay_url: str) -> int | None:
+        self.cursor_reads += 1
+        return await super().cursor(relay_url)
+
+
+async def test_resubscribing_reads_the_cursor_once_per_connection() -> None:
+    store = _CountingStore()
+    await store.set_cursor("wss://r.example", 1_000_000)
+    pool = RelayPool([RelayConfig("wss://r.example")], store=store, clock=lambda: 2_000_000.0)
+    for lookback in (60, 120, 180):
+        await pool.subscribe([{"kinds": [1]}], _ignore, lookback_s=lookback)
+    subs = await pool._subscriptions_for(pool._conns[0])
+    assert store.cursor_reads == 1
+    assert [f[0]["since"] for _, f in subs] == [1_000_000 - 60, 1_000_000 - 120, 1_000_000 - 180]
+
+
 async def _ignore(event: object, relay_url: str) -> None:
     return None
 
