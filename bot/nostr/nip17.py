@@ -16,7 +16,6 @@ from bot.nostr.event import Event
 from bot.nostr.keys import Keys
 
 KIND_CHAT: Final = 14
-KIND_DM_RELAYS: Final = 10050
 
 
 @dataclass(frozen=True, slots=True)
