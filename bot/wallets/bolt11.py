@@ -10,6 +10,7 @@
   code ``"no_amount"``, ``"amount_mismatch"``, ``"wrong_network"`` or ``"expired"`` when the
   invoice is not one we should pay for exactly that amount; :func:`check_network` (decoded,
   network) is its network check alone (``"wrong_network"``).
+- :func:`preimage_matches` (preimage, payment_hash): does the preimage prove the payment.
 - :func:`encode_invoice` signs a new bolt11 string with a given node key (used by the dev
   wallet and by tests).
 """
@@ -104,6 +105,14 @@ def decode_invoice(text: str) -> DecodedInvoice:
         expiry_s=expiry_s,
         payee=str(payee) if payee is not None else None,
     )
+
+
+def preimage_matches(preimage: str, payment_hash: str) -> bool:
+    """True when ``sha256(preimage)`` is ``payment_hash`` (both hex); False for bad hex."""
+    try:
+        return hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == payment_hash
+    except ValueError:
+        return False
 
 
 def check_network(invoice: DecodedInvoice, network: str) -> None:

@@ -33,7 +33,6 @@ wallet never paid anything). The invoice's expiry is the LNURL service's, not ``
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -59,6 +58,7 @@ from bot.wallets.base import (
     WalletUnavailable,
     check_invoice_request,
 )
+from bot.wallets.bolt11 import preimage_matches
 from bot.wallets.lnurl import LnurlClient, PayRequest, VerifyResult, encode_lnurl
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ class LightningAddressWallet:
             result = await self._verify(made.verify_url, payment_hash)
             if result.settled:
                 preimage = result.preimage
-                if preimage is not None and not _preimage_matches(preimage, payment_hash):
+                if preimage is not None and not preimage_matches(preimage, payment_hash):
                     raise WalletProtocolError("verify URL returned a preimage of another payment")
                 self._settle(payment_hash, made.amount_msat, preimage, now)
                 return self._settled[payment_hash]
@@ -305,10 +305,3 @@ class LightningAddressWallet:
 
     async def balance_msat(self) -> int:
         raise WalletRefused("a lightning address has no readable balance", code="receive_only")
-
-
-def _preimage_matches(preimage: str, payment_hash: str) -> bool:
-    try:
-        return hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == payment_hash
-    except ValueError:
-        return False

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from bot.nostr.event import Event
 from bot.nostr.nip57 import ValidZap, ZapInvalid
 from bot.relays.tasks import cancel_all
 from bot.wallets.base import InvoiceState, LnurlError, Wallet, WalletError, WalletRefused
+from bot.wallets.bolt11 import preimage_matches
 from bot.wallets.lightning_address import AgentAddress
 from bot.wallets.lnurl import LnurlClient
 from bot.wallets.nwc import EventChannel
@@ -120,13 +120,7 @@ class VerifyUrlCheck:
             raise
         if not result.settled:
             return False
-        if result.preimage is None:
-            return True
-        try:
-            digest = hashlib.sha256(bytes.fromhex(result.preimage)).hexdigest()
-        except ValueError:
-            return False
-        return digest == zap.payment_hash
+        return result.preimage is None or preimage_matches(result.preimage, zap.payment_hash)
 
 
 class WalletLookupCheck:
