@@ -242,10 +242,16 @@ class LightningAddressWallet:
             return InvoiceStatus(payment_hash, InvoiceState.EXPIRED, made.amount_msat)
         return InvoiceStatus(payment_hash, InvoiceState.PENDING, made.amount_msat)
 
-    async def _verify(self, verify_url: str, payment_hash: str) -> VerifyResult:
+    async def _verify(
+        self, verify_url: str, payment_hash: str, *, unknown_is_refusal: bool = False
+    ) -> VerifyResult:
+        """Ask a verify URL; its errors as wallet errors. With ``unknown_is_refusal``, a
+        provider that answers it knows no such invoice is a ``not_found`` refusal."""
         try:
             return await self._lnurl.verify(verify_url, payment_hash=payment_hash)
         except LnurlError as exc:
+            if unknown_is_refusal and exc.code == "service_error":
+                raise WalletRefused("the verify URL knows no such invoice", "not_found") from exc
             if exc.code in ("malformed", "hash_mismatch"):
                 raise WalletProtocolError(f"verify URL answer refused: {exc.code}") from exc
             raise WalletUnavailable(f"verify URL did not answer: {exc.code}") from exc
@@ -255,14 +261,7 @@ class LightningAddressWallet:
         if self._verify_template is None or not is_hex(payment_hash.lower(), 64):
             raise WalletRefused("no invoice with this payment hash was made here", "not_found")
         url = self._verify_template.format(payment_hash=payment_hash.lower())
-        try:
-            result = await self._lnurl.verify(url, payment_hash=payment_hash)
-        except LnurlError as exc:
-            if exc.code == "service_error":  # the provider answered: it knows no such invoice
-                raise WalletRefused("the verify URL knows no such invoice", "not_found") from exc
-            if exc.code in ("malformed", "hash_mismatch"):
-                raise WalletProtocolError(f"verify URL answer refused: {exc.code}") from exc
-            raise WalletUnavailable(f"verify URL did not answer: {exc.code}") from exc
+        result = await self._verify(url, payment_hash, unknown_is_refusal=True)
         invoice = result.invoice
         if invoice is None:
             raise WalletProtocolError("verify URL answer has no pr: the invoice is unknown")
