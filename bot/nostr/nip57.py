@@ -99,17 +99,13 @@ class ValidZap:
     preimage: str | None
 
 
-def _tag_values(tags: Sequence[Sequence[str]], name: str) -> list[list[str]]:
-    return [list(t) for t in tags if len(t) >= 1 and t[0] == name]
-
-
-def _single_value(tags: Sequence[Sequence[str]], name: str) -> str | ZapInvalid | None:
-    found = [t for t in _tag_values(tags, name) if len(t) >= 2]
+def _single_value(event: Event, name: str) -> str | ZapInvalid | None:
+    found = event.tag_values(name)
     if not found:
         return None
     if len(found) > 1:
         return ZapInvalid(ZapRejection.BAD_ZAP_REQUEST, f"more than one {name} tag")
-    return found[0][1]
+    return found[0]
 
 
 def build_zap_request(
@@ -167,27 +163,26 @@ def check_zap_request(
         return ZapInvalid(ZapRejection.BAD_ZAP_REQUEST, "zap request is not kind 9734")
     if not request.tags:
         return ZapInvalid(ZapRejection.BAD_ZAP_REQUEST, "zap request has no tags")
-    p_tags = [t for t in _tag_values(request.tags, "p") if len(t) >= 2]
-    if len(p_tags) != 1:
-        return ZapInvalid(ZapRejection.NOT_EXACTLY_ONE_P, f"{len(p_tags)} p tags")
-    recipient = p_tags[0][1]
+    p_values = request.tag_values("p")
+    if len(p_values) != 1:
+        return ZapInvalid(ZapRejection.NOT_EXACTLY_ONE_P, f"{len(p_values)} p tags")
+    recipient = p_values[0]
     if not is_hex(recipient, 64):
         return ZapInvalid(ZapRejection.BAD_ZAP_REQUEST, "p tag is not a hex pubkey")
     if recipient_pubkey is not None and recipient != recipient_pubkey:
         return ZapInvalid(ZapRejection.FOREIGN_P, "zap request is for another pubkey")
-    e_tags = [t for t in _tag_values(request.tags, "e") if len(t) >= 2]
-    if len(e_tags) > 1:
-        return ZapInvalid(ZapRejection.TOO_MANY_E, f"{len(e_tags)} e tags")
-    event_id = e_tags[0][1] if e_tags else None
+    e_values = request.tag_values("e")
+    if len(e_values) > 1:
+        return ZapInvalid(ZapRejection.TOO_MANY_E, f"{len(e_values)} e tags")
+    event_id = e_values[0] if e_values else None
     if event_id is not None and not is_hex(event_id, 64):
         return ZapInvalid(ZapRejection.BAD_ZAP_REQUEST, "e tag is not an event id")
-    if len([t for t in _tag_values(request.tags, "P")]) > 1:
+    if sum(1 for t in request.tags if t and t[0] == "P") > 1:
         return ZapInvalid(ZapRejection.BAD_ZAP_REQUEST, "more than one P tag")
-    relay_tags = _tag_values(request.tags, "relays")
-    relays = tuple(r for t in relay_tags for r in t[1:] if r)
+    relays = tuple(r for t in request.tags if t and t[0] == "relays" for r in t[1:] if r)
     if not relays:
         return ZapInvalid(ZapRejection.MISSING_RELAYS, "zap request names no relay")
-    raw_amount = _single_value(request.tags, "amount")
+    raw_amount = _single_value(request, "amount")
     if isinstance(raw_amount, ZapInvalid):
         return raw_amount
     tagged_amount: int | None = None
@@ -197,7 +192,7 @@ def check_zap_request(
         tagged_amount = int(raw_amount)
         if amount_msat is not None and tagged_amount != amount_msat:
             return ZapInvalid(ZapRejection.AMOUNT_MISMATCH, "amount tag differs from amount")
-    lnurl = _single_value(request.tags, "lnurl")
+    lnurl = _single_value(request, "lnurl")
     if isinstance(lnurl, ZapInvalid):
         return lnurl
     return ZapRequestInfo(
@@ -223,10 +218,10 @@ def validate_zap_receipt(
     if receipt.pubkey != provider_pubkey:
         return ZapInvalid(ZapRejection.WRONG_SIGNER, "receipt not signed by our LNURL provider")
 
-    bolt11_tags = [t for t in _tag_values(receipt.tags, "bolt11") if len(t) >= 2]
-    if len(bolt11_tags) != 1:
-        return ZapInvalid(ZapRejection.MISSING_BOLT11, f"{len(bolt11_tags)} bolt11 tags")
-    invoice_text = bolt11_tags[0][1]
+    bolt11_values = receipt.tag_values("bolt11")
+    if len(bolt11_values) != 1:
+        return ZapInvalid(ZapRejection.MISSING_BOLT11, f"{len(bolt11_values)} bolt11 tags")
+    invoice_text = bolt11_values[0]
     try:
         invoice = bolt11.decode(invoice_text)
     except Exception as exc:  # the library raises many types on bad input
@@ -240,10 +235,10 @@ def validate_zap_receipt(
         return ZapInvalid(ZapRejection.BAD_BOLT11, "invoice has no payment hash")
     payment_hash = payment_hash.lower()
 
-    desc_tags = [t for t in _tag_values(receipt.tags, "description") if len(t) >= 2]
-    if len(desc_tags) != 1:
-        return ZapInvalid(ZapRejection.MISSING_DESCRIPTION, f"{len(desc_tags)} description tags")
-    description = desc_tags[0][1]
+    desc_values = receipt.tag_values("description")
+    if len(desc_values) != 1:
+        return ZapInvalid(ZapRejection.MISSING_DESCRIPTION, f"{len(desc_values)} description tags")
+    description = desc_values[0]
     if len(description) > MAX_DESCRIPTION_CHARS:
         return ZapInvalid(ZapRejection.BAD_ZAP_REQUEST, "description too large")
     description_hash = hashlib.sha256(description.encode("utf-8")).hexdigest()
@@ -263,10 +258,10 @@ def validate_zap_receipt(
         return checked
     if checked.recipient_pubkey != recipient_pubkey:
         return ZapInvalid(ZapRejection.FOREIGN_P, "zap request is for another pubkey")
-    receipt_p = [t[1] for t in _tag_values(receipt.tags, "p") if len(t) >= 2]
+    receipt_p = receipt.tag_values("p")
     if receipt_p != [recipient_pubkey]:
         return ZapInvalid(ZapRejection.RECEIPT_P_MISMATCH, "receipt p tag is not the recipient")
-    receipt_sender = [t[1] for t in _tag_values(receipt.tags, "P") if len(t) >= 2]
+    receipt_sender = receipt.tag_values("P")
     if receipt_sender and receipt_sender != [request.pubkey]:
         return ZapInvalid(ZapRejection.SENDER_MISMATCH, "receipt P tag is not the zapper")
     if checked.amount_msat is None:
@@ -280,7 +275,7 @@ def validate_zap_receipt(
     ):
         return ZapInvalid(ZapRejection.LNURL_MISMATCH, "zap request lnurl is not ours")
 
-    preimage = _single_value(receipt.tags, "preimage")
+    preimage = _single_value(receipt, "preimage")
     if isinstance(preimage, ZapInvalid):
         return ZapInvalid(ZapRejection.PREIMAGE_MISMATCH, "more than one preimage tag")
     if preimage is not None:
@@ -320,9 +315,7 @@ def build_zap_receipt(
     """
     tags: list[list[str]] = []
     for name in ("p", "e", "a", "k"):
-        for tag in _tag_values(zap_request.tags, name):
-            if len(tag) >= 2:
-                tags.append([name, tag[1]])
+        tags.extend([name, value] for value in zap_request.tag_values(name))
     tags.append(["P", zap_request.pubkey])
     tags.append(["bolt11", bolt11_invoice])
     tags.append(["description", description])
