@@ -8,7 +8,7 @@ import httpx
 
 from bot.wallets.base import Settlement
 from bot.wallets.dev import DevNetwork, DevWallet
-from bot.wallets.settlement import Applied, SettlementProcessor, payer_message
+from bot.wallets.settlement import Applied, SettlementProcessor, payer_message, payment_key
 from storage import Database, Ledger, Limits, PaymentResult, Serve, TopupPayment
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 from tests.wallets.money import (
@@ -158,4 +158,35 @@ async def test_exactly_once_across_a_restart(tmp_path: Path) -> None:
         job = await ledger.job("job-restart")
         assert job.state == "paid" and job.paid_msat == 4_000
         assert (await ledger.balance(ASKER)).available_msat == 0
+        await assert_books_balance(ledger)
+
+
+async def test_killed_after_the_ledger_write_the_payer_is_told_once_after_restart(
+    tmp_path: Path,
+) -> None:
+    """The process dies right after the ledger counted the payment, before it claimed the
+    notification: after the restart the repeat counts nothing again and tells the payer once."""
+    agent = DevWallet()
+    told: list[str] = []
+
+    async def on_credit(applied: Applied) -> None:
+        told.append(applied.payment_hash)
+
+    path = tmp_path / "ledger.db"
+    async with open_ledger(path) as ledger:
+        payment_hash, _ = await invoiced_job(ledger, agent, "job-killed", 4_000)
+        settlement = agent.settle(payment_hash, amount_msat=6_000)
+        # what apply() writes before it claims the notification, then nothing more
+        await ledger.confirm_payment(payment_hash, 6_000, payment_key(payment_hash))
+    async with open_ledger(path) as ledger:
+        processor = SettlementProcessor(ledger, on_credit=on_credit)
+        first = await processor.apply(settlement)
+        repeat = await processor.apply(settlement)
+        assert first is not None and first.first_time
+        assert repeat is not None and not repeat.first_time
+        assert told == [payment_hash]
+        assert first.outcome.result is PaymentResult.OVERPAID
+        job = await ledger.job("job-killed")
+        assert job.state == "paid" and job.paid_msat == 4_000
+        assert (await ledger.balance(ASKER)).available_msat == 2_000
         await assert_books_balance(ledger)
