@@ -25,7 +25,14 @@ from bot.wallets.bolt11 import encode_invoice
 from bot.wallets.lightning_address import AgentAddress
 from bot.wallets.lnbits import LnbitsWallet
 from bot.wallets.lnurl import LnurlClient
-from bot.wallets.zaps import VerifyUrlCheck, WalletLookupCheck, ZapIntake, ZapOutcome, ZapResult
+from bot.wallets.zaps import (
+    VerifyUrlCheck,
+    WalletLookupCheck,
+    ZapIntake,
+    ZapOutcome,
+    ZapResult,
+    zap_key,
+)
 from storage import Database, Intake, Ledger, Limits, PaymentResult, check
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 from tests.fixtures.lnurl_provider import LnurlProvider, publish_sync
@@ -445,6 +452,44 @@ async def test_restart_redelivers_receipts_but_credits_once(zap_env: ZapEnv) -> 
     finally:
         await again.stop()
         await pool.stop()
+
+
+async def test_killed_after_the_ledger_write_a_zap_is_thanked_once_after_restart(
+    zap_env: ZapEnv,
+) -> None:
+    """The process dies right after the ledger credited the pool, before it claimed the thanks:
+    the restarted intake counts nothing again and thanks the zapper once."""
+    env = zap_env
+    await env.intake.stop()  # the old process: it wrote the ledger, then died
+    request, payment_hash = await env.zap(6_000)
+
+    async def receipt_published() -> bool:
+        return len(env.provider.receipts) == 1
+
+    await wait_for(receipt_published)
+    (receipt,) = env.provider.receipts
+    await env.ledger.credit_pool(
+        6_000, zap_key(payment_hash), source="zap", zapper_pubkey=request.pubkey
+    )
+    thanked: list[str] = []
+
+    async def on_zap(result: ZapResult) -> None:
+        thanked.append(result.receipt_id)
+
+    again = ZapIntake(
+        agent_pubkey=env.agent.public_hex,
+        address=env.address,
+        ledger=env.ledger,
+        intake=Intake(env.ledger.db),
+        on_zap=on_zap,
+    )
+    first = await again.handle(receipt)
+    repeat = await again.handle(receipt)
+    assert (first.outcome, first.first_time) == (ZapOutcome.POOL, True)
+    assert (repeat.outcome, repeat.first_time) == (ZapOutcome.POOL, False)
+    assert thanked == [receipt.id]
+    assert (await env.ledger.pool_status()).total_in_msat == 6_000
+    assert (await check(env.ledger.db)).ok
 
 
 async def test_zap_request_signed_by_the_agent_never_funds_the_pool(zap_env: ZapEnv) -> None:
