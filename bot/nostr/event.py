@@ -84,28 +84,14 @@ class Event:
     @classmethod
     def parse_unverified(cls, data: object) -> Event:
         """Shape checks only: the caller must call ``verify`` before trusting it."""
-        if not isinstance(data, dict):
-            raise MalformedEvent("event must be a JSON object")
-        missing = [name for name in _FIELDS if name not in data]
-        if missing:
-            raise MalformedEvent(f"event lacks fields: {', '.join(missing)}")
-        event_id, pubkey, sig = data["id"], data["pubkey"], data["sig"]
+        fields, pubkey, created_at, kind, tags, content = parse_unsigned(data, "event", _FIELDS)
+        event_id, sig = fields["id"], fields["sig"]
         if not is_hex(event_id, 64):
             raise MalformedEvent("id must be 64 lowercase hex characters")
-        if not is_hex(pubkey, 64):
-            raise MalformedEvent("pubkey must be 64 lowercase hex characters")
         if not is_hex(sig, 128):
             raise MalformedEvent("sig must be 128 lowercase hex characters")
-        created_at, kind = data["created_at"], data["kind"]
-        if type(created_at) is not int or not 0 <= created_at <= MAX_CREATED_AT:
-            raise MalformedEvent("created_at must be a non-negative integer")
-        if type(kind) is not int or not 0 <= kind <= MAX_KIND:
-            raise MalformedEvent("kind must be an integer in 0..65535")
-        content = data["content"]
-        if not isinstance(content, str):
-            raise MalformedEvent("content must be a string")
         return cls(id=event_id, pubkey=pubkey, created_at=created_at, kind=kind,
-                   tags=parse_tags(data["tags"]), content=content, sig=sig)
+                   tags=tags, content=content, sig=sig)
 
     # -- checks ----------------------------------------------------------------------------
     def verify(self) -> None:
@@ -138,6 +124,28 @@ class Event:
     def first_tag(self, name: str) -> str | None:
         values = self.tag_values(name)
         return values[0] if values else None
+
+
+def parse_unsigned(data: object, what: str, required: Sequence[str]
+                   ) -> tuple[dict[str, Any], str, int, int, Tags, str]:
+    """Check the fields every event and rumor has: ``data`` as a dict, then pubkey, created_at,
+    kind, tags, content. ``required`` lists every field that must be present."""
+    if not isinstance(data, dict):
+        raise MalformedEvent(f"{what} must be a JSON object")
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise MalformedEvent(f"{what} lacks fields: {', '.join(missing)}")
+    pubkey, created_at, kind, content = (data["pubkey"], data["created_at"], data["kind"],
+                                         data["content"])
+    if not is_hex(pubkey, 64):
+        raise MalformedEvent(f"{what} pubkey must be 64 lowercase hex characters")
+    if type(created_at) is not int or not 0 <= created_at <= MAX_CREATED_AT:
+        raise MalformedEvent(f"{what} created_at must be a non-negative integer")
+    if type(kind) is not int or not 0 <= kind <= MAX_KIND:
+        raise MalformedEvent(f"{what} kind must be an integer in 0..65535")
+    if not isinstance(content, str):
+        raise MalformedEvent(f"{what} content must be a string")
+    return data, pubkey, created_at, kind, parse_tags(data["tags"]), content
 
 
 def parse_tags(tags: object) -> Tags:

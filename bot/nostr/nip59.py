@@ -19,22 +19,20 @@ from typing import Any, Final
 from bot.nostr import nip44
 from bot.nostr.errors import GiftWrapError, InvalidEvent, MalformedEvent, Nip44Error
 from bot.nostr.event import (
-    MAX_CREATED_AT,
-    MAX_KIND,
     Event,
     Tags,
     compute_id,
     freeze_tags,
-    parse_tags,
+    parse_unsigned,
     sign_event,
 )
-from bot.nostr.hexutil import is_hex
 from bot.nostr.keys import Keys
 
 KIND_SEAL: Final = 13
 KIND_GIFT_WRAP: Final = 1059
 MAX_TIMESTAMP_SHIFT_S: Final = 2 * 24 * 3600
 """Seal and wrap timestamps are up to two days in the past (NIP-17/59)."""
+_RUMOR_FIELDS: Final = ("pubkey", "created_at", "kind", "tags", "content")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,24 +57,10 @@ class Rumor:
     @classmethod
     def from_dict(cls, data: object) -> Rumor:
         """Shape checks and id recomputation (a rumor has no signature to check)."""
-        if not isinstance(data, dict):
-            raise MalformedEvent("rumor must be a JSON object")
-        for name in ("pubkey", "created_at", "kind", "tags", "content"):
-            if name not in data:
-                raise MalformedEvent(f"rumor lacks field {name}")
-        pubkey, created_at, kind, content = (data["pubkey"], data["created_at"], data["kind"],
-                                             data["content"])
-        if not is_hex(pubkey, 64):
-            raise MalformedEvent("rumor pubkey must be 64 lowercase hex characters")
-        if type(created_at) is not int or not 0 <= created_at <= MAX_CREATED_AT:
-            raise MalformedEvent("rumor created_at must be a non-negative integer")
-        if type(kind) is not int or not 0 <= kind <= MAX_KIND:
-            raise MalformedEvent("rumor kind must be an integer in 0..65535")
-        if not isinstance(content, str):
-            raise MalformedEvent("rumor content must be a string")
-        tags = parse_tags(data["tags"])
+        fields, pubkey, created_at, kind, tags, content = parse_unsigned(
+            data, "rumor", _RUMOR_FIELDS)
         real_id = compute_id(pubkey, created_at, kind, tags, content)
-        claimed = data.get("id", real_id)
+        claimed = fields.get("id", real_id)
         if claimed != real_id:
             raise GiftWrapError("rumor id does not match its content")
         return cls(id=real_id, pubkey=pubkey, created_at=created_at, kind=kind, tags=tags,
