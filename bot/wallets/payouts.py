@@ -131,8 +131,8 @@ class Payouts:
         try:
             job = await self._ledger.job(job_id)
         except LedgerError:
-            return PayoutOutcome(job_id, PayoutStatus.REJECTED, 0, reason="no such job")
-        if job.pubkey != pubkey:
+            job = None
+        if job is None or job.pubkey != pubkey:  # another's job is no job of the asker's
             return PayoutOutcome(job_id, PayoutStatus.REJECTED, 0, reason="no such job")
         if job.refund_state is not RefundState.PENDING or job.refund_msat <= 0:
             return PayoutOutcome(
