@@ -71,6 +71,7 @@ class Subscription:
     filters: tuple[Mapping[str, Any], ...]
     handler: Handler = field(compare=False)
     lookback_s: int
+    durable_claim: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,13 +208,20 @@ class RelayPool:
 
     # -- subscriptions ---------------------------------------------------------------------
     async def subscribe(self, filters: Iterable[Mapping[str, Any]], handler: Handler, *,
-                        lookback_s: int = DEFAULT_LOOKBACK_S) -> Subscription:
-        """Register a subscription on every read relay (now, and after every reconnect)."""
+                        lookback_s: int = DEFAULT_LOOKBACK_S,
+                        durable_claim: bool = True) -> Subscription:
+        """Register a subscription on every read relay (now, and after every reconnect).
+
+        With ``durable_claim`` (the default) each event id is claimed in the store just before
+        the handler runs: at most once across restarts. ``durable_claim=False`` is for handlers
+        that are idempotent themselves (e.g. zap receipts, whose ledger key is the payment hash):
+        duplicates are still dropped in memory, but an event whose handling a crash interrupted
+        is handed over again after the restart: at least once, counted once by the handler."""
         frozen = tuple(dict(f) for f in filters)
         if not frozen:
             raise ValueError("a subscription needs at least one filter")
         self._next_sub += 1
-        sub = Subscription(f"timmy{self._next_sub}", frozen, handler, lookback_s)
+        sub = Subscription(f"timmy{self._next_sub}", frozen, handler, lookback_s, durable_claim)
         self._subs[sub.sub_id] = sub
         for conn in self._conns:
             if conn.config.read and conn.connected:
@@ -288,6 +296,9 @@ class RelayPool:
                 log.exception("relay pool: handling failed")
 
     async def _deliver(self, item: _Delivery) -> None:
+        if not item.sub.durable_claim:
+            await item.sub.handler(item.event, item.relay_url)
+            return
         try:
             fresh = await self.store.claim(item.event.id)
         except Exception:

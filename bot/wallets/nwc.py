@@ -96,7 +96,12 @@ class EventChannel(Protocol):
     async def publish(self, event: Event) -> Published: ...
 
     async def subscribe(
-        self, filters: Iterable[Mapping[str, Any]], handler: Handler, *, lookback_s: int = ...
+        self,
+        filters: Iterable[Mapping[str, Any]],
+        handler: Handler,
+        *,
+        lookback_s: int = ...,
+        durable_claim: bool = ...,
     ) -> Any: ...
 
     async def unsubscribe(self, sub: Any) -> None: ...

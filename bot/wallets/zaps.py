@@ -190,7 +190,9 @@ class ZapIntake:
     async def start(self, pool: EventChannel) -> None:
         self._pool = pool
         self._worker = asyncio.create_task(self._work(), name="zap intake")
-        self._sub = await pool.subscribe(self.filters(), self._on_event)
+        # no durable claim of the receipt's id before it is credited: a crash in between would
+        # lose it; the ledger key zap:<payment hash> counts a re-delivered receipt once
+        self._sub = await pool.subscribe(self.filters(), self._on_event, durable_claim=False)
 
     async def stop(self) -> None:
         """Unsubscribe and stop the worker, in bounded time (a cancellation lost inside a

@@ -122,3 +122,50 @@ async def test_store_failure_freezes_cursors(relay_url: str, tmp_path: object) -
         assert (await publisher.publish(sign_event(author, 1, "not recorded"))).ok
         assert await wait_until(lambda: pool.cursors_frozen)
     assert [e.content for e in got.events] == ["recorded"]  # never handed over unrecorded
+
+
+async def test_without_durable_claim_an_interrupted_event_comes_back_after_restart(
+        relay_url: str, tmp_path: object) -> None:
+    """An idempotent subscriber (zap receipts) asks for no durable claim: an event whose handling
+    a crash interrupted is handed over again after a restart, where a claiming one is not."""
+    author, me = Keys.generate(), Keys.generate()
+    db_path = f"{tmp_path}/agent.sqlite3"
+    filters = [{"authors": [author.public_hex], "kinds": [1]}]
+    event = sign_event(author, 1, "a receipt whose handling the crash interrupted")
+
+    async def crashed(_: object, __: str) -> None:  # the process died inside the handler
+        raise RuntimeError("killed half-way")
+
+    db = await Database.open(db_path)
+    try:
+        async with RelayPool(configs(relay_url), keys=author, backoff=FAST_BACKOFF) as pub, \
+                RelayPool(configs(relay_url), keys=me, store=Intake(db),
+                          backoff=FAST_BACKOFF) as pool:
+            await pool.subscribe(filters, crashed, durable_claim=False)
+            assert await pool.wait_connected(10) and await pub.wait_connected(10)
+            assert (await pub.publish(event)).ok
+            assert await wait_until(lambda: pool.handler_errors >= 1)
+    finally:
+        await db.close()
+
+    db = await Database.open(db_path)  # restart: same database
+    try:
+        idempotent, claiming = Collector(), Collector()
+        async with RelayPool(configs(relay_url), keys=me, store=Intake(db),
+                             backoff=FAST_BACKOFF) as restarted:
+            await restarted.subscribe(filters, idempotent, durable_claim=False)
+            assert await wait_until(lambda: len(idempotent.events) == 1)
+        assert idempotent.ids == [event.id]
+        # the same event, claimed durably once, is then never handed over again
+        async with RelayPool(configs(relay_url), keys=me, store=Intake(db),
+                             backoff=FAST_BACKOFF) as first:
+            await first.subscribe(filters, claiming)
+            assert await wait_until(lambda: len(claiming.events) == 1)
+        async with RelayPool(configs(relay_url), keys=me, store=Intake(db),
+                             backoff=FAST_BACKOFF) as second:
+            again = Collector()
+            await second.subscribe(filters, again)
+            assert await wait_until(lambda: second.status()[0].events_in >= 1)
+        assert again.events == []
+    finally:
+        await db.close()
