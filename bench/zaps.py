@@ -32,13 +32,13 @@ from pathlib import Path
 
 import httpx
 
+from bot.agent.zaps import ZapIntake, ZapOutcome
 from bot.nostr import nip57
 from bot.nostr.event import Event
 from bot.nostr.keys import Keys
 from bot.wallets.bolt11 import encode_invoice
 from bot.wallets.lightning_address import AgentAddress
 from bot.wallets.lnurl import LnurlClient
-from bot.wallets.zaps import ZapIntake, ZapOutcome
 from storage import Database, Intake, Ledger, Limits
 
 if __package__ in (None, ""):  # run as a script: make the project importable

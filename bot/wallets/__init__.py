@@ -5,8 +5,11 @@
 - ``lnbits``      LNbits over REST (httpx) with its websocket for settlements
 - ``dev``         an in-process wallet for local runs and tests: not real money
 - ``lnurl``       LNURL-pay / lightning-address client (LUD-06/16)
-- ``payouts``     refunds out: record, send, confirm; reconcile after a restart
-- ``settlement``  wallet settlements → ledger payment confirmations (late/double/over payments)
+- ``nwc``         Nostr Wallet Connect (NIP-47) over the relay pool
+- ``lightning_address``  the agent's own lightning address as a receive-only backend
+
+Adapters only: what the agent does with payments (settlements, zaps, payouts) is in
+``bot.agent``.
 """
 
 from bot.wallets.base import (

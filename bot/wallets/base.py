@@ -21,7 +21,7 @@ A backend (LNbits, NWC, Lightning address, the dev wallet) is any object satisfy
 A backend that can push settlements also satisfies :class:`SettlementSource`:
 ``settlements()`` is an async iterator of :class:`Settlement` values. It may deliver the same
 payment hash more than once (webhook/websocket repeats, several relays); consumers deduplicate
-by payment hash (``bot.wallets.settlement`` does, through the ledger).
+by payment hash (``bot.agent.settlements`` does, through the ledger).
 
 Money is integers in millisatoshis. Timestamps are Unix seconds (int).
 

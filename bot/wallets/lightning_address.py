@@ -10,7 +10,7 @@ service supports zaps. To invoice ``amount_msat`` it:
 3. calls the callback with it; the bolt11 it gets back is checked by ``LnurlClient``: amount
    equal, description hash equal to ``sha256(zap request JSON)``, right network;
 4. learns of payment from whichever comes first: the zap receipt (validated by
-   ``bot.wallets.zaps.ZapIntake`` and handed over with :meth:`receipt_seen`) or the LUD-21
+   ``bot.agent.zaps.ZapIntake`` and handed over with :meth:`receipt_seen`) or the LUD-21
    ``verify`` URL, polled every ``poll_interval_s`` (and asked directly by
    :meth:`lookup_invoice`). Each payment hash is reported once by this wallet; consumers still
    deduplicate.

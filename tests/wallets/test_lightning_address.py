@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.agent.settlements import SettlementProcessor
+from bot.agent.zaps import ZapIntake, ZapOutcome
 from bot.nostr.keys import Keys
 from bot.relays.config import RelayConfig
 from bot.relays.pool import RelayPool
@@ -29,8 +31,6 @@ from bot.wallets.base import (
 from bot.wallets.bolt11 import decode_invoice
 from bot.wallets.lightning_address import AgentAddress, LightningAddressWallet
 from bot.wallets.lnurl import LnurlClient
-from bot.wallets.settlement import SettlementProcessor
-from bot.wallets.zaps import ZapIntake, ZapOutcome
 from storage import Database, Intake, Ledger, Limits, PaymentResult, check
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 from tests.fixtures.lnurl_provider import LnurlProvider
@@ -156,7 +156,7 @@ async def test_invoice_settled_by_the_verify_url_pays_the_job_once(
         await env.payer.pay(invoice.bolt11)
         settlement = await first_settlement(wallet)
         assert settlement.payment_hash == invoice.payment_hash
-        processor = SettlementProcessor(ledger)
+        processor = SettlementProcessor(ledger, Intake(ledger.db))
         applied = await processor.apply(settlement)
         again = await processor.apply(settlement)  # a repeat changes nothing
         assert applied is not None and applied.outcome is not None

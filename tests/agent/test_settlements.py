@@ -6,12 +6,11 @@ from pathlib import Path
 
 import httpx
 
+from bot.agent.settlements import Applied, SettlementProcessor, payer_message, payment_key
 from bot.wallets.base import Settlement
 from bot.wallets.dev import DevNetwork, DevWallet
-from bot.wallets.settlement import Applied, SettlementProcessor, payer_message, payment_key
-from storage import Database, Ledger, Limits, PaymentResult, Serve, TopupPayment
-from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
-from tests.wallets.money import (
+from storage import Database, Intake, Ledger, Limits, PaymentResult, Serve, TopupPayment
+from tests.agent.money import (
     ASKER,
     FEE_CAP_MSAT,
     assert_books_balance,
@@ -19,6 +18,7 @@ from tests.wallets.money import (
     lnbits,
     open_ledger,
 )
+from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 
 
 async def test_lnbits_websocket_settlement_pays_the_job_once(
@@ -35,7 +35,7 @@ async def test_lnbits_websocket_settlement_pays_the_job_once(
         told.append(applied)
 
     async with open_ledger(tmp_path / "ledger.db") as ledger:
-        processor = SettlementProcessor(ledger, on_credit=on_credit)
+        processor = SettlementProcessor(ledger, Intake(ledger.db), on_credit=on_credit)
         payment_hash, bolt11 = await invoiced_job(ledger, agent, "job-ws", 21_000)
         runner = asyncio.create_task(processor.run(agent))
         try:
@@ -69,7 +69,7 @@ async def test_late_payment_becomes_balance_and_says_so(
     agent = lnbits(http, lnbits_server, lnbits_new_wallet("agent"))
     payer = lnbits(http, lnbits_server, lnbits_new_wallet("payer", balance_sat=100))
     async with open_ledger(tmp_path / "ledger.db") as ledger:
-        processor = SettlementProcessor(ledger)
+        processor = SettlementProcessor(ledger, Intake(ledger.db))
         payment_hash, bolt11 = await invoiced_job(ledger, agent, "job-late", 8_000)
         await ledger.expire_job("job-late")
         assert (await payer.pay_invoice(bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
@@ -87,7 +87,7 @@ async def test_late_payment_becomes_balance_and_says_so(
 async def test_overpaid_and_repeated_settlements_with_the_dev_wallet(tmp_path: Path) -> None:
     agent = DevWallet(dev_network=DevNetwork())
     async with open_ledger(tmp_path / "ledger.db") as ledger:
-        processor = SettlementProcessor(ledger)
+        processor = SettlementProcessor(ledger, Intake(ledger.db))
         payment_hash, _ = await invoiced_job(ledger, agent, "job-over", 5_000)
         settlement = agent.settle(payment_hash, amount_msat=7_500)
         first = await processor.apply(settlement)
@@ -105,7 +105,7 @@ async def test_overpaid_and_repeated_settlements_with_the_dev_wallet(tmp_path: P
 async def test_topups_and_unknown_payments(tmp_path: Path) -> None:
     wallet = DevWallet()
     async with open_ledger(tmp_path / "ledger.db") as ledger:
-        processor = SettlementProcessor(ledger)
+        processor = SettlementProcessor(ledger, Intake(ledger.db))
         topup = await wallet.make_invoice(10_000, description="topup")
         await ledger.record_topup(ASKER, topup.payment_hash, 10_000, topup.expires_at)
         stray = await wallet.make_invoice(3_000, description="nobody's")
@@ -150,9 +150,10 @@ async def test_exactly_once_across_a_restart(tmp_path: Path) -> None:
     async with open_ledger(path) as ledger:
         payment_hash, _ = await invoiced_job(ledger, agent, "job-restart", 4_000)
         settlement = agent.settle(payment_hash)
-        await SettlementProcessor(ledger, on_credit=on_credit).apply(settlement)
+        await SettlementProcessor(ledger, Intake(ledger.db), on_credit=on_credit).apply(settlement)
     async with open_ledger(path) as ledger:
-        again = await SettlementProcessor(ledger, on_credit=on_credit).apply(settlement)
+        processor = SettlementProcessor(ledger, Intake(ledger.db), on_credit=on_credit)
+        again = await processor.apply(settlement)
         assert again is not None and not again.first_time
         assert told == [payment_hash]
         job = await ledger.job("job-restart")
@@ -179,7 +180,7 @@ async def test_killed_after_the_ledger_write_the_payer_is_told_once_after_restar
         # what apply() writes before it claims the notification, then nothing more
         await ledger.confirm_payment(payment_hash, 6_000, payment_key(payment_hash))
     async with open_ledger(path) as ledger:
-        processor = SettlementProcessor(ledger, on_credit=on_credit)
+        processor = SettlementProcessor(ledger, Intake(ledger.db), on_credit=on_credit)
         first = await processor.apply(settlement)
         repeat = await processor.apply(settlement)
         assert first is not None and first.first_time

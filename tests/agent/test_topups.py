@@ -6,11 +6,12 @@ from pathlib import Path
 
 import httpx
 
+from bot.agent.settlements import Applied, SettlementProcessor, payer_message
 from bot.wallets.base import Settlement
 from bot.wallets.dev import DevWallet
-from bot.wallets.settlement import Applied, SettlementProcessor, payer_message
 from storage import (
     Database,
+    Intake,
     InvoiceKind,
     Ledger,
     PaymentOutcome,
@@ -19,8 +20,7 @@ from storage import (
     TopupResult,
     TopupState,
 )
-from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
-from tests.wallets.money import (
+from tests.agent.money import (
     ASKER,
     FEE_CAP_MSAT,
     NO_SUBSIDY,
@@ -30,6 +30,7 @@ from tests.wallets.money import (
     lnbits,
     open_ledger,
 )
+from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 
 
 async def test_paid_while_down_is_credited_after_restart_once(
@@ -57,7 +58,7 @@ async def test_paid_while_down_is_credited_after_restart_once(
         told.append(applied)
 
     async with open_ledger(path) as ledger:  # the restart: nobody passes payment hashes
-        processor = SettlementProcessor(ledger, on_credit=on_credit)
+        processor = SettlementProcessor(ledger, Intake(ledger.db), on_credit=on_credit)
         applied = await processor.poll(agent)
         assert sorted(a.payment_hash for a in applied) == sorted([topup.payment_hash, job_hash])
         assert all(a.first_time for a in applied)
@@ -79,7 +80,7 @@ async def test_paid_while_down_is_credited_after_restart_once(
         assert await processor.poll(agent) == []
         again = await processor.poll(agent, [topup.payment_hash, job_hash])
         assert [a.first_time for a in again] == [False, False]
-        replay = await SettlementProcessor(ledger).apply(
+        replay = await SettlementProcessor(ledger, Intake(ledger.db)).apply(
             Settlement(topup.payment_hash, 30_000, None, 0)
         )
         assert replay is not None and replay.outcome == credited.outcome
@@ -107,7 +108,7 @@ async def test_poll_expires_what_can_no_longer_be_paid_and_late_money_is_balance
     db = await Database.open(tmp_path / "ledger.db")
     try:
         ledger = Ledger(db, NO_SUBSIDY, clock=clock)
-        processor = SettlementProcessor(ledger, expiry_grace_s=60)
+        processor = SettlementProcessor(ledger, Intake(ledger.db), expiry_grace_s=60)
         short = await wallet.make_invoice(4_000, expiry_s=100)
         await ledger.record_topup(ASKER, short.payment_hash, 4_000, short.expires_at)
         job_hash, _ = await invoiced_job(ledger, wallet, "job-x", 7_000, expiry_s=100)

@@ -1,6 +1,7 @@
 """Settlements from a wallet → payments in the ledger, exactly once per payment hash.
 
-``SettlementProcessor(ledger, on_credit=None, expiry_grace_s=60)``:
+``SettlementProcessor(ledger, intake, on_credit=None, expiry_grace_s=60)`` (``intake``: the
+agent's one ``storage.Intake`` on the ledger's database):
 
 - ``apply(settlement)`` → :class:`Applied` or ``None``. A settlement for a job invoice becomes
   ``ledger.confirm_payment(payment_hash, amount_msat, key=payment_key(hash))``; the ledger decides
@@ -133,14 +134,15 @@ class SettlementProcessor:
     def __init__(
         self,
         ledger: Ledger,
+        intake: Intake,
         *,
         on_credit: Callable[[Applied], Awaitable[None]] | None = None,
         expiry_grace_s: int = DEFAULT_EXPIRY_GRACE_S,
     ) -> None:
         self._ledger = ledger
+        self._intake = intake
         self._on_credit = on_credit
         self._grace = expiry_grace_s
-        self._intake = Intake(ledger.db)
 
     async def apply(self, settlement: Settlement) -> Applied | None:
         payment_hash = settlement.payment_hash

@@ -11,15 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.agent.payouts import Payouts, PayoutStatus
+from bot.agent.settlements import SettlementProcessor
 from bot.wallets.base import LnurlError
 from bot.wallets.dev import DevWallet
 from bot.wallets.lnbits import LnbitsWallet
 from bot.wallets.lnurl import LnurlClient
-from bot.wallets.payouts import Payouts, PayoutStatus
-from bot.wallets.settlement import SettlementProcessor
-from storage import Ledger, PayoutState, RefundState
-from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
-from tests.wallets.money import (
+from storage import Intake, Ledger, PayoutState, RefundState
+from tests.agent.money import (
     ASKER,
     FEE_CAP_MSAT,
     OTHER,
@@ -28,6 +27,7 @@ from tests.wallets.money import (
     lnbits,
     open_ledger,
 )
+from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 
 ROOT = Path(__file__).resolve().parents[2]
 async def refund_owed(
@@ -36,7 +36,7 @@ async def refund_owed(
     """The asker pays the job's invoice for real, then the work fails: a pending refund."""
     payment_hash, bolt11 = await invoiced_job(ledger, agent, job_id, amount_msat)
     assert (await asker.pay_invoice(bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
-    assert await SettlementProcessor(ledger).poll(agent, [payment_hash])
+    assert await SettlementProcessor(ledger, Intake(ledger.db)).poll(agent, [payment_hash])
     failure = await ledger.fail_job(job_id)
     assert failure.refund_msat == amount_msat
 
@@ -145,7 +145,7 @@ async def test_a_refund_that_is_not_whole_sats_to_a_lightning_address(
         for job_id, actual_msat in (("job-msat", 7_500), ("job-crumb", 20_500)):
             payment_hash, bolt11 = await invoiced_job(ledger, agent, job_id, 21_000)
             assert (await asker.pay_invoice(bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
-            assert await SettlementProcessor(ledger).poll(agent, [payment_hash])
+            assert await SettlementProcessor(ledger, Intake(ledger.db)).poll(agent, [payment_hash])
             await ledger.settle(job_id, actual_msat)
         assert await asker.balance_msat() == 100_000 - 42_000
         payouts = Payouts(ledger, agent, lnurl=lnurl)
@@ -255,7 +255,7 @@ async def test_killed_mid_payout_pays_exactly_once_after_restart(
         "CRASH_BOLT11": target.bolt11,
     }
     child = subprocess.run(
-        [sys.executable, "-m", "tests.wallets.payout_crash_child", stage],
+        [sys.executable, "-m", "tests.agent.payout_crash_child", stage],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
     )
     assert child.returncode == -9, child.stdout + child.stderr

@@ -1,6 +1,6 @@
 """A process that dies (SIGKILL, no cleanup) in the middle of a refund payout.
 
-Run as ``python -m tests.wallets.payout_crash_child STAGE`` with the environment variables
+Run as ``python -m tests.agent.payout_crash_child STAGE`` with the environment variables
 ``CRASH_DB``, ``CRASH_URL``, ``CRASH_INKEY``, ``CRASH_ADMINKEY``, ``CRASH_JOB``, ``CRASH_PUBKEY``,
 ``CRASH_BOLT11``. STAGE ``recorded``: killed right after the payout is recorded, before sending.
 STAGE ``sent``: killed right after the wallet paid, before the ledger confirms.
@@ -15,10 +15,10 @@ import sys
 
 import httpx
 
+from bot.agent.payouts import PayoutPolicy, Payouts
 from bot.wallets.lnbits import LnbitsWallet
-from bot.wallets.payouts import PayoutPolicy, Payouts
 from storage import Database, Ledger, Payout
-from tests.wallets.money import NO_SUBSIDY
+from tests.agent.money import NO_SUBSIDY
 
 
 def die(stage: str) -> None:

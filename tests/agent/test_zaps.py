@@ -16,6 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.agent.zaps import (
+    VerifyUrlCheck,
+    WalletLookupCheck,
+    ZapIntake,
+    ZapOutcome,
+    ZapResult,
+    zap_key,
+)
 from bot.nostr import nip57
 from bot.nostr.event import Event, sign_event
 from bot.nostr.keys import Keys
@@ -25,14 +33,6 @@ from bot.wallets.bolt11 import encode_invoice
 from bot.wallets.lightning_address import AgentAddress
 from bot.wallets.lnbits import LnbitsWallet
 from bot.wallets.lnurl import LnurlClient
-from bot.wallets.zaps import (
-    VerifyUrlCheck,
-    WalletLookupCheck,
-    ZapIntake,
-    ZapOutcome,
-    ZapResult,
-    zap_key,
-)
 from storage import Database, Intake, Ledger, Limits, PaymentResult, check
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 from tests.fixtures.lnurl_provider import LnurlProvider, publish_sync
@@ -176,7 +176,7 @@ def fake_invoice(amount_msat: int, description: str) -> str:
 async def test_pool_credited_exactly_for_real_zaps_once_across_two_relays(
     zap_env: ZapEnv, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.wallets.zaps")
+    caplog.set_level(logging.INFO, logger="bot.agent.zaps")
     env = zap_env
     zapper = Keys.generate()
     _, hash_a = await env.zap(21_000, zapper=zapper)
@@ -275,7 +275,7 @@ async def test_pool_credited_exactly_for_real_zaps_once_across_two_relays(
         else:
             assert result.outcome is ZapOutcome.POOL and not result.first_time
     # every rejection is logged with its reason
-    logged = [r.getMessage() for r in caplog.records if r.name == "bot.wallets.zaps"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "bot.agent.zaps"]
     for receipt_id, reason in forged.items():
         assert any(f"{receipt_id} rejected: {reason}" in m for m in logged), reason
     # the identical re-published receipt was dropped by the pool's dedupe: handled once only
