@@ -24,6 +24,7 @@ from storage.errors import (
 from storage.intake import Intake
 from storage.ledger import Ledger
 from storage.limits import Clock, Limits, system_clock, utc_day
+from storage.outbox import Outbox, OutboxItem, OutgoingEvent
 from storage.outcomes import (
     Allowance,
     BalanceView,
@@ -52,6 +53,7 @@ from storage.outcomes import (
     TopupResult,
     TopupState,
 )
+from storage.requests import NewRequest, RequestRecord, RequestState
 
 __all__ = [
     "Allowance",
@@ -75,8 +77,12 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "Limits",
+    "NewRequest",
     "NotFound",
     "OpenInvoice",
+    "Outbox",
+    "OutboxItem",
+    "OutgoingEvent",
     "PartialGrant",
     "PaymentOutcome",
     "PaymentResult",
@@ -86,6 +92,8 @@ __all__ = [
     "Reason",
     "Refund",
     "RefundState",
+    "RequestRecord",
+    "RequestState",
     "SchemaTooNew",
     "Serve",
     "SessionHold",

@@ -1,13 +1,17 @@
-"""Exactly-once intake: processed event ids (and gift-wrap rumor ids) and per-relay cursors."""
+"""Exactly-once intake: processed event ids (and gift-wrap rumor ids), per-relay cursors, the
+recorded requests (``storage.requests``) and the agent's small persistent state."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
+from storage import requests
 from storage.amounts import text_id
 from storage.database import Database
 from storage.errors import InvalidInput
 from storage.limits import Clock, system_clock
+from storage.requests import NewRequest, RequestRecord, RequestState
 
 
 class Intake:
@@ -67,3 +71,82 @@ class Intake:
             )
 
         await self.db.write(run)
+
+    # ------------------------------------------------------------------ requests
+
+    async def record(
+        self, request: NewRequest, claims: Sequence[str] = (), *, dropped: bool = False
+    ) -> RequestRecord | None:
+        """Claim ``claims`` and record ``request`` in one transaction; ``None`` when it was
+        recorded before. ``dropped``: recorded so it is never handled again, and never answered."""
+        requests.check_new_request(request)
+        ids = [text_id(c, "claim", 128) for c in claims]
+        now = self.clock()
+        return await self.db.write(lambda conn: requests.record(conn, request, ids, dropped, now))
+
+    async def request(self, request_id: str) -> RequestRecord:
+        text_id(request_id, "request_id")
+        return await self.db.read(lambda conn: requests.get(conn, request_id))
+
+    async def unfinished_requests(self) -> list[RequestRecord]:
+        """Requests ``new`` or ``open``, oldest first (the start-up sweep resumes each)."""
+        return await self.db.read(requests.unfinished)
+
+    async def set_request_state(self, request_id: str, state: RequestState) -> None:
+        text_id(request_id, "request_id")
+        now = self.clock()
+        await self.db.write(lambda conn: requests.set_state(conn, request_id, state, now))
+
+    async def save_invoice(self, request_id: str, bolt11: str) -> None:
+        """Keep the invoice quoted for a request (so a restart re-sends the same one)."""
+        text_id(request_id, "request_id")
+        text_id(bolt11, "bolt11", 8192)
+        now = self.clock()
+        await self.db.write(
+            lambda conn: requests.save(conn, request_id, "invoice", bolt11, None, now))
+
+    async def save_answer(self, request_id: str, answer: str, cost_msat: int) -> None:
+        """Keep the work's answer and its actual cost before settling (a restart settles it
+        and sends it without running the work again)."""
+        text_id(request_id, "request_id")
+        if not isinstance(answer, str) or len(answer) > requests.MAX_BODY_CHARS:
+            raise InvalidInput("answer must be text")
+        if type(cost_msat) is not int or cost_msat < 0:
+            raise InvalidInput("cost_msat must be a non-negative int")
+        now = self.clock()
+        await self.db.write(
+            lambda conn: requests.save(conn, request_id, "answer", answer, cost_msat, now))
+
+    async def history(self, sender: str, before: str, limit: int) -> list[tuple[str, str]]:
+        """``sender``'s last ``limit`` (question, answer) pairs, oldest first."""
+        text_id(sender, "sender")
+        if type(limit) is not int or not 0 <= limit <= 100:
+            raise InvalidInput("limit must be an int in 0..100")
+        if limit == 0:
+            return []
+        return await self.db.read(lambda conn: requests.history(conn, sender, before, limit))
+
+    async def erase_before(self, cutoff: int) -> int:
+        """Erase questions and answers of finished requests older than ``cutoff``."""
+        if type(cutoff) is not int:
+            raise InvalidInput("cutoff must be an int of epoch seconds")
+        return await self.db.write(lambda conn: requests.erase_before(conn, cutoff))
+
+    # ------------------------------------------------------------------ agent state
+
+    async def state(self, key: str) -> str | None:
+        text_id(key, "key", 128)
+
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM agent_state WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.db.read(run)
+
+    async def set_state(self, key: str, value: str) -> None:
+        text_id(key, "key", 128)
+        if not isinstance(value, str) or len(value) > 4096:
+            raise InvalidInput("value must be text of at most 4096 characters")
+        await self.db.write(lambda conn: conn.execute(
+            "INSERT INTO agent_state (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value)) and None)

@@ -152,7 +152,55 @@ CREATE INDEX topups_pubkey ON topups(pubkey, created_at);
 CREATE INDEX jobs_open_invoices ON jobs(invoice_expires_at) WHERE state = 'invoiced';
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# The agent's intake and outbox. requests: every incoming request, recorded in the same
+# transaction as the claim of its event ids (exactly once in); its text and answer are opaque to
+# storage and erased after the retention period (money records stay). state: new (recorded,
+# nothing sent yet) -> open (a reply sent, its job goes on) -> closed | dropped (never answered).
+# outbox: signed events stored before they are published, republished as the same events until
+# a relay accepts them; one message (several events, e.g. a NIP-17 wrap and its self copy) per key.
+# agent_state: small operator settings that survive restarts (pause, limit overrides).
+_V3 = """
+CREATE TABLE requests (
+    id          TEXT PRIMARY KEY,
+    sender      TEXT NOT NULL,
+    protocol    TEXT NOT NULL,
+    body        TEXT,
+    reply_to    TEXT NOT NULL,
+    relays      TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('new', 'open', 'closed', 'dropped')),
+    invoice     TEXT,
+    answer      TEXT,
+    answer_msat INTEGER CHECK (answer_msat >= 0),
+    erased      INTEGER NOT NULL DEFAULT 0 CHECK (erased IN (0, 1)),
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX requests_unfinished ON requests(created_at) WHERE state IN ('new', 'open');
+CREATE INDEX requests_sender ON requests(sender, created_at);
+CREATE INDEX requests_retained ON requests(created_at) WHERE erased = 0;
+
+CREATE TABLE outbox (
+    event_id    TEXT PRIMARY KEY,
+    key         TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    recipient   TEXT,
+    event       TEXT NOT NULL,
+    relays      TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('pending', 'sent')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL,
+    sent_at     INTEGER,
+    UNIQUE (key, seq)
+) STRICT;
+CREATE INDEX outbox_pending ON outbox(created_at) WHERE state = 'pending';
+
+CREATE TABLE agent_state (
+    key     TEXT PRIMARY KEY,
+    value   TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 LATEST = len(MIGRATIONS)
 
 

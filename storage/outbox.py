@@ -1,0 +1,143 @@
+"""The outbox: messages stored (signed, as opaque text) before they are published.
+
+A message is one or more events under one ``key`` (e.g. a NIP-17 wrap and its self copy under
+``reply:<request id>``); ``add`` stores a key once, so a message built twice (a restart, a retry)
+is stored once and the second copy is never published. Each event stays ``pending`` until a
+relay accepts it, and is republished as the very same event after a restart. ``add`` can move a
+request's state in the same transaction, so "answered" and "answer stored" never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from storage import requests
+from storage.amounts import text_id
+from storage.database import Database
+from storage.errors import InvalidInput
+from storage.limits import Clock, system_clock
+from storage.requests import RequestState
+
+MAX_EVENT_CHARS = 262_144
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEvent:
+    event_id: str
+    event: str  # the signed event, serialized
+    recipient: str | None = None
+    relays: tuple[str, ...] = ()  # where to publish beyond the agent's own write relays
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    event_id: str
+    key: str
+    seq: int
+    recipient: str | None
+    event: str
+    relays: tuple[str, ...]
+    sent: bool
+    attempts: int
+    created_at: int
+
+
+_COLUMNS = "event_id, key, seq, recipient, event, relays, state, attempts, created_at"
+
+
+def _item(row: tuple[object, ...]) -> OutboxItem:
+    return OutboxItem(
+        str(row[0]), str(row[1]), int(str(row[2])), None if row[3] is None else str(row[3]),
+        str(row[4]), tuple(json.loads(str(row[5]))), row[6] == "sent", int(str(row[7])),
+        int(str(row[8])),
+    )
+
+
+def _check(key: str, events: Sequence[OutgoingEvent]) -> None:
+    text_id(key, "key")
+    if not events:
+        raise InvalidInput("a message needs at least one event")
+    for ev in events:
+        text_id(ev.event_id, "event_id", 128)
+        if not isinstance(ev.event, str) or not 0 < len(ev.event) <= MAX_EVENT_CHARS:
+            raise InvalidInput(f"an event must be text of at most {MAX_EVENT_CHARS} characters")
+        if ev.recipient is not None:
+            text_id(ev.recipient, "recipient", 128)
+        if not isinstance(ev.relays, tuple) or len(ev.relays) > 64:
+            raise InvalidInput("relays must be a tuple of at most 64 urls")
+
+
+class Outbox:
+    """``Outbox(db)``: store messages before publishing them; see the module docstring."""
+
+    def __init__(self, db: Database, clock: Clock = system_clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def add(
+        self,
+        key: str,
+        events: Sequence[OutgoingEvent],
+        *,
+        request_id: str | None = None,
+        request_state: RequestState | None = None,
+    ) -> bool:
+        """Store the message ``key`` (False, and nothing stored, if it exists); in the same
+        transaction move ``request_id`` to ``request_state``."""
+        _check(key, events)
+        now = self.clock()
+
+        def run(conn: sqlite3.Connection) -> bool:
+            if request_id is not None and request_state is not None:
+                requests.set_state(conn, request_id, request_state, now)
+            if conn.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone():
+                return False
+            for seq, ev in enumerate(events):
+                conn.execute(
+                    f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",  # noqa: S608
+                    (ev.event_id, key, seq, ev.recipient, ev.event, json.dumps(list(ev.relays)),
+                     now),
+                )
+            return True
+
+        return await self.db.write(run)
+
+    async def has(self, key: str) -> bool:
+        text_id(key, "key")
+        return await self.db.read(lambda conn: conn.execute(
+            "SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone() is not None)
+
+    async def message(self, key: str) -> list[OutboxItem]:
+        text_id(key, "key")
+        rows = await self.db.read(lambda conn: conn.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE key = ? ORDER BY seq", (key,)).fetchall())  # noqa: S608
+        return [_item(r) for r in rows]
+
+    async def key_of(self, event_id: str) -> str | None:
+        """The message an event belongs to (e.g. which quote a zap's ``e`` tag names)."""
+        text_id(event_id, "event_id", 128)
+        row = await self.db.read(lambda conn: conn.execute(
+            "SELECT key FROM outbox WHERE event_id = ?", (event_id,)).fetchone())
+        return None if row is None else str(row[0])
+
+    async def pending(self, limit: int = 1000) -> list[OutboxItem]:
+        """Events no relay has accepted yet, oldest first."""
+        rows = await self.db.read(lambda conn: conn.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending'"  # noqa: S608
+            " ORDER BY created_at, rowid LIMIT ?", (limit,)).fetchall())
+        return [_item(r) for r in rows]
+
+    async def mark_sent(self, event_id: str) -> None:
+        text_id(event_id, "event_id", 128)
+        now = self.clock()
+        await self.db.write(lambda conn: conn.execute(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1"
+            " WHERE event_id = ?", (now, event_id)) and None)
+
+    async def mark_attempt(self, event_id: str) -> None:
+        text_id(event_id, "event_id", 128)
+        await self.db.write(lambda conn: conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1 WHERE event_id = ?", (event_id,)) and None)

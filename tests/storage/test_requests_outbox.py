@@ -1,0 +1,132 @@
+"""Recorded requests (claimed with their event ids in one transaction) and the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from storage import (
+    Database,
+    IllegalTransition,
+    Intake,
+    InvalidInput,
+    NewRequest,
+    Outbox,
+    OutgoingEvent,
+    RequestState,
+)
+from tests.storage.support import ManualClock
+
+
+def _req(rid: str = "r1", sender: str = "alice", relay: str = "ws://a") -> NewRequest:
+    return NewRequest(rid, sender, "nip17", "what is lightning?", "wrap1", (relay,))
+
+
+async def test_a_request_is_recorded_once_with_its_claims(db_path: Path) -> None:
+    db = await Database.open(db_path)
+    intake = Intake(db)
+    results = await asyncio.gather(
+        *(intake.record(_req(relay=f"ws://r{i}"), [f"wrap{i}", "rumor:r1"]) for i in range(5))
+    )
+    assert sum(r is not None for r in results) == 1
+    for i in range(5):
+        assert await intake.seen(f"wrap{i}")
+    rec = await intake.request("r1")
+    assert rec.state is RequestState.NEW
+    assert sorted(rec.relays) == sorted(f"ws://r{i}" for i in range(5))  # arrival relays merged
+    await db.close()
+    db = await Database.open(db_path)  # durable
+    intake = Intake(db)
+    assert await intake.record(_req(), ["wrap0"]) is None
+    assert [r.id for r in await intake.unfinished_requests()] == ["r1"]
+    await db.close()
+
+
+async def test_a_failed_record_claims_nothing(db: Database) -> None:
+    intake = Intake(db)
+    bad = NewRequest("r2", "alice", "nip04", "x" * 70_000, "ev", ("ws://a",))
+    with pytest.raises(InvalidInput):
+        await intake.record(bad, ["ev"])
+    assert not await intake.seen("ev")
+
+
+async def test_dropped_requests_keep_no_text_and_are_never_resumed(db: Database) -> None:
+    intake = Intake(db)
+    rec = await intake.record(_req("r3"), ["ev3"], dropped=True)
+    assert rec is not None and rec.state is RequestState.DROPPED and rec.body is None
+    assert await intake.unfinished_requests() == []
+    with pytest.raises(IllegalTransition):
+        await intake.set_request_state("r3", RequestState.OPEN)
+
+
+async def test_request_states_move_forward_only(db: Database) -> None:
+    intake = Intake(db)
+    await intake.record(_req("r4"), ["ev4"])
+    await intake.set_request_state("r4", RequestState.OPEN)
+    await intake.set_request_state("r4", RequestState.OPEN)  # a repeat is a no-op
+    await intake.set_request_state("r4", RequestState.CLOSED)
+    with pytest.raises(IllegalTransition):
+        await intake.set_request_state("r4", RequestState.NEW)
+
+
+async def test_history_and_erasure(db: Database, clock: ManualClock) -> None:
+    intake = Intake(db, clock=clock)
+    for i in range(4):
+        await intake.record(NewRequest(f"q{i}", "bob", "nip04", f"question {i}", f"e{i}",
+                                       ("ws://a",)), [f"e{i}"])
+        await intake.save_answer(f"q{i}", f"answer {i}", 1000)
+        await intake.set_request_state(f"q{i}", RequestState.CLOSED)
+        clock.advance(10)
+    assert await intake.history("bob", "q3", 2) == [("question 1", "answer 1"),
+                                                    ("question 2", "answer 2")]
+    assert await intake.history("carol", "x", 5) == []
+    assert await intake.erase_before(clock.now - 15) == 3
+    assert await intake.history("bob", "none", 5) == [("question 3", "answer 3")]
+    rec = await intake.request("q0")
+    assert rec.body is None and rec.answer is None and rec.answer_msat == 1000
+
+
+async def test_outbox_stores_a_message_once_and_moves_the_request(db: Database) -> None:
+    intake, outbox = Intake(db), Outbox(db)
+    await intake.record(_req("r5"), ["ev5"])
+    events = [OutgoingEvent("id-a", '{"id":"id-a"}', "alice", ("ws://x",)),
+              OutgoingEvent("id-b", '{"id":"id-b"}', None)]
+    added = await asyncio.gather(
+        outbox.add("reply:r5", events, request_id="r5", request_state=RequestState.CLOSED),
+        outbox.add("reply:r5", [OutgoingEvent("id-c", "{}")], request_id="r5",
+                   request_state=RequestState.CLOSED),
+    )
+    assert sorted(added) == [False, True]
+    assert (await intake.request("r5")).state is RequestState.CLOSED
+    assert [i.event_id for i in await outbox.pending()] in (["id-a", "id-b"], ["id-c"])
+    assert await outbox.key_of(events[0].event_id) in ("reply:r5", None)
+    for item in await outbox.pending():
+        await outbox.mark_sent(item.event_id)
+    assert await outbox.pending() == []
+    assert await outbox.has("reply:r5")
+
+
+async def test_outbox_add_is_atomic_with_the_state_move(db: Database) -> None:
+    intake, outbox = Intake(db), Outbox(db)
+    await intake.record(_req("r6"), ["ev6"], dropped=True)
+    with pytest.raises(IllegalTransition):
+        await outbox.add("reply:r6", [OutgoingEvent("id-z", "{}")], request_id="r6",
+                         request_state=RequestState.CLOSED)
+    assert not await outbox.has("reply:r6")
+
+
+async def test_agent_state_survives(db_path: Path) -> None:
+    db = await Database.open(db_path)
+    await Intake(db).set_state("paused", "1")
+    await Intake(db).set_state("paused", "0")
+    await db.close()
+    db = await Database.open(db_path)
+    assert await Intake(db).state("paused") == "0"
+    assert await Intake(db).state("other") is None
+    await db.close()
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT COUNT(*) FROM agent_state").fetchone() == (1,)
+    conn.close()
