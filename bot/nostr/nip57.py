@@ -10,8 +10,8 @@ A receipt is accepted (:class:`ValidZap`) only when all of these hold:
 - the description is a valid, correctly signed kind-9734 zap request with exactly one ``p`` tag,
   equal to the recipient, and at most one ``e`` tag;
 - the receipt's own ``p`` tag is that same recipient (and its ``P``, if any, the zapper);
-- the invoice amount equals the zap request's ``amount`` tag (a request without one is refused:
-  the agent only credits zaps whose amount the zapper signed);
+- the invoice amount equals the zap request's ``amount`` tag, if it has one (appendix F checks
+  it "if present"; without one the invoice amount is the zap's amount);
 - the request's ``lnurl`` tag, when present and when the recipient's lnurl is known, matches it;
 - a ``preimage`` tag, when present, hashes to the invoice's payment hash.
 
@@ -57,7 +57,6 @@ class ZapRejection(StrEnum):
     SENDER_MISMATCH = "sender_mismatch"
     TOO_MANY_E = "too_many_e"
     AMOUNT_MISMATCH = "amount_mismatch"
-    MISSING_AMOUNT_TAG = "missing_amount_tag"
     LNURL_MISMATCH = "lnurl_mismatch"
     PREIMAGE_MISMATCH = "preimage_mismatch"
     MISSING_RELAYS = "missing_relays"
@@ -264,9 +263,7 @@ def validate_zap_receipt(
     receipt_sender = receipt.tag_values("P")
     if receipt_sender and receipt_sender != [request.pubkey]:
         return ZapInvalid(ZapRejection.SENDER_MISMATCH, "receipt P tag is not the zapper")
-    if checked.amount_msat is None:
-        return ZapInvalid(ZapRejection.MISSING_AMOUNT_TAG, "zap request has no amount tag")
-    if checked.amount_msat != amount_msat:
+    if checked.amount_msat is not None and checked.amount_msat != amount_msat:
         return ZapInvalid(ZapRejection.AMOUNT_MISMATCH, "invoice amount != zap request amount")
     if (
         recipient_lnurl is not None

@@ -324,6 +324,42 @@ async def test_zap_referencing_a_job_pays_the_job(zap_env: ZapEnv) -> None:
     assert (await check(env.ledger.db)).ok
 
 
+async def test_zap_request_without_amount_tag_credits_the_paid_invoice_amount(
+    zap_env: ZapEnv,
+) -> None:
+    """NIP-57 appendix F checks the request's amount only if present (SPEC §3): a zap whose
+    request has no ``amount`` tag is credited with the amount of the paid bolt11, once."""
+    env = zap_env
+    zapper = Keys.generate()
+    request = sign_event(
+        zapper,
+        nip57.ZAP_REQUEST_KIND,
+        "no amount tag",
+        [["relays", *env.relays], ["p", env.agent.public_hex], ["lnurl", env.address.lnurl]],
+    )
+    assert request.tag_values("amount") == []
+    bolt11, payment_hash = await env.invoice_for(request, 13_000)
+    status, _ = await env.payer.pay(bolt11)
+    assert status in (200, 201)
+
+    async def credited() -> bool:
+        return (await env.ledger.pool_status()).total_in_msat == 13_000
+
+    await wait_for(credited)
+    await env.intake.drain()
+    (receipt,) = env.provider.receipts
+    (result,) = await env.results_for({receipt.id})
+    assert result.outcome is ZapOutcome.POOL and result.first_time
+    assert result.zap is not None
+    assert (result.zap.payment_hash, result.zap.amount_msat) == (payment_hash, 13_000)
+    assert result.zap.zapper_pubkey == zapper.public_hex
+    again = await env.intake.handle(receipt)  # a replay moves nothing a second time
+    assert (again.outcome, again.first_time) == (ZapOutcome.POOL, False)
+    pool = await env.ledger.pool_status()
+    assert (pool.total_in_msat, pool.zap_count) == (13_000, 1)
+    assert (await check(env.ledger.db)).ok
+
+
 async def test_unreachable_lnurl_endpoint_credits_nothing_and_retries(
     zap_env: ZapEnv, lnurl_provider_factory: Callable[..., LnurlProvider]
 ) -> None:

@@ -155,11 +155,14 @@ def test_two_p_tags() -> None:
     assert rejected(make_receipt(request=request)) is ZapRejection.NOT_EXACTLY_ONE_P
 
 
-def test_request_without_amount_tag() -> None:
+def test_request_without_amount_tag_is_valid_for_the_invoice_amount() -> None:
+    """Appendix F checks the amount tag only if present: the bolt11 amount is the zap's."""
     request = sign_event(
         ZAPPER, nip57.ZAP_REQUEST_KIND, "", [["relays", *RELAYS], ["p", AGENT.public_hex]]
     )
-    assert rejected(make_receipt(request=request)) is ZapRejection.MISSING_AMOUNT_TAG
+    zap = validate(make_receipt(request=request, amount_msat=34_000))
+    assert isinstance(zap, ValidZap)
+    assert zap.amount_msat == 34_000
 
 
 def test_tampered_zap_request_signature() -> None:
