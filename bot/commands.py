@@ -167,10 +167,13 @@ def _estimate(args: argparse.Namespace) -> int:
             decision = await Ledger(db, s.limits).decide_dry_run(pubkey, quote.amount_msat)
         finally:
             await db.close()
+        held = (
+            f" (held from the balance: {_sats(decision.hold_msat)})" if decision.hold_msat else ""
+        )
         print(
             f"decision: {decision.serve.value} ({decision.reason.value}): the pool would "
             f"cover {_sats(decision.absorb_msat)}, the asker pays "
-            f"{_sats(decision.work_amount_msat)}"
+            f"{_sats(decision.work_amount_msat)}{held}"
         )
         return 0
 

@@ -1,10 +1,22 @@
-"""The decision per request: free (pool reserved now), partial (advisory), or gate."""
+"""The decision per request, in SPEC §1's order, as one atomic step.
+
+- ``free``: the pool and the asker's allowance cover the whole estimate; the pool is reserved now.
+- ``session``: the asker's available prepaid balance covers the whole estimate; the estimate is
+  held from the balance now (the subsidy the pool could give is advisory, taken at settlement).
+- ``partial``: the pool covers part (advisory, nothing moved); the asker is invoiced the rest.
+- ``gate``: no subsidy; the asker is invoiced the whole estimate.
+
+``quote`` computes the decision and reads only (``decide_dry_run`` is exactly ``quote``);
+``decide`` computes the same decision and makes its moves inside one transaction, so no other
+decision can take the pool or the balance between the choice and the reservation.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 
 from storage import subsidy
+from storage.accounts import REVENUE, Meta, available, balance_account, transfer
 from storage.errors import IdempotencyConflict
 from storage.limits import Limits, utc_day
 from storage.operations import job_key, once
@@ -14,46 +26,60 @@ from storage.outcomes import Decision, Reason, Serve
 def quote(
     conn: sqlite3.Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, day: str
 ) -> Decision:
-    """The decision for now; reads only (``decide_dry_run`` is exactly this)."""
+    """The decision for now; reads only."""
     room, reason = subsidy.room(conn, limits, pubkey, day)
     if room >= estimate:
-        return Decision(job_id, pubkey, Serve.FREE, Reason.COVERED, estimate, estimate, 0)
+        return Decision(job_id, pubkey, Serve.FREE, Reason.COVERED, estimate, estimate, 0, 0)
+    if available(conn, balance_account(pubkey)) >= estimate:
+        return Decision(job_id, pubkey, Serve.SESSION, reason, estimate, room, estimate - room,
+                        estimate)
     if room > 0:
-        return Decision(job_id, pubkey, Serve.PARTIAL, reason, estimate, room, estimate - room)
-    return Decision(job_id, pubkey, Serve.GATE, reason, estimate, 0, estimate)
+        return Decision(job_id, pubkey, Serve.PARTIAL, reason, estimate, room, estimate - room, 0)
+    return Decision(job_id, pubkey, Serve.GATE, reason, estimate, 0, estimate, 0)
 
 
 def decide(
     conn: sqlite3.Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, now: int
 ) -> Decision:
-    """Decide and record the job; a free decision reserves the pool in this same transaction."""
+    """Decide and record the job, making the decision's moves in this same transaction."""
     day = utc_day(now)
 
     def compute() -> Decision:
         if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
             raise IdempotencyConflict(f"job {job_id} already exists")
         d = quote(conn, limits, job_id, pubkey, estimate, day)
-        free = d.serve is Serve.FREE
-        tid = None
-        if free:
-            tid = subsidy.reserve(
+        reserve_tid = hold_tid = None
+        if d.serve is Serve.FREE:
+            reserve_tid = subsidy.reserve(
                 conn, job_key(job_id, "reserve"), job_id, pubkey, day, estimate, now
             )
+        elif d.serve is Serve.SESSION:
+            hold_tid = transfer(
+                conn,
+                job_key(job_id, "hold"),
+                balance_account(pubkey),
+                REVENUE,
+                estimate,
+                Meta("session", now, job_id, pubkey),
+                pending=True,
+            )
+        running = d.serve in (Serve.FREE, Serve.SESSION)
         conn.execute(
             "INSERT INTO jobs (id, pubkey, serve, state, estimate_msat, absorb_msat,"
-            " work_amount_msat, reserved_msat, reserve_transfer, reserve_day,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " work_amount_msat, reserved_msat, reserve_transfer, reserve_day, hold_transfer,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job_id,
                 pubkey,
                 d.serve.value,
-                "running" if free else "quoted",
+                "running" if running else "quoted",
                 estimate,
                 d.absorb_msat,
                 d.work_amount_msat,
-                estimate if free else 0,
-                tid,
-                day if free else None,
+                estimate if reserve_tid is not None else 0,
+                reserve_tid,
+                day if reserve_tid is not None else None,
+                hold_tid,
                 now,
                 now,
             ),

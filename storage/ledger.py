@@ -35,7 +35,6 @@ from storage.outcomes import (
     Payout,
     PoolStatus,
     Refund,
-    SessionHold,
     SessionSettlement,
     Settlement,
     TopupPayment,
@@ -88,10 +87,12 @@ class Ledger:
     # ------------------------------------------------------------------ decisions
 
     async def decide(self, job_id: str, pubkey: str, estimate_msat: int) -> Decision:
-        """Decide free / partial / gate for a new job and record the job.
+        """Decide free / session / partial / gate for a new job and record the job, atomically.
 
-        free: the pool is reserved in this same transaction (job ``running``); partial and gate:
-        nothing is debited (job ``quoted``: attach an invoice next).
+        free: the pool is reserved in this same transaction (job ``running``); session: the
+        estimate is held from the asker's balance in this same transaction (job ``running``);
+        partial and gate: nothing is moved (job ``quoted``: attach an invoice next). A repeat
+        with the same arguments returns the original decision.
         """
         text_id(job_id, "job_id")
         text_id(pubkey, "pubkey")
@@ -102,7 +103,8 @@ class Ledger:
         )
 
     async def decide_dry_run(self, pubkey: str, estimate_msat: int) -> Decision:
-        """The decision ``decide`` would take now (``job_id=""``); writes nothing at all."""
+        """The decision ``decide`` would take now (``job_id=""``, session included); writes
+        nothing at all."""
         text_id(pubkey, "pubkey")
         estimate = positive_msat(estimate_msat, "estimate_msat")
         day, limits = utc_day(self.clock()), self.limits
@@ -246,16 +248,6 @@ class Ledger:
         return await self.db.write(lambda conn: settlement.fail_job(conn, job_id, reason, now))
 
     # ------------------------------------------------------------------ sessions
-
-    async def session_start(self, job_id: str, pubkey: str, estimate_msat: int) -> SessionHold:
-        """Hold the estimate from the prepaid balance (if short: ``held=False``, no write)."""
-        text_id(job_id, "job_id")
-        text_id(pubkey, "pubkey")
-        estimate = positive_msat(estimate_msat, "estimate_msat")
-        now, limits = self.clock(), self.limits
-        return await self.db.write(
-            lambda conn: sessions.session_start(conn, limits, job_id, pubkey, estimate, now)
-        )
 
     async def session_settle(self, job_id: str, actual_msat: int) -> SessionSettlement:
         """Charge ``actual - subsidy``; release the rest of the hold."""

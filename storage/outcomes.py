@@ -10,6 +10,7 @@ from typing import Any, Self, get_type_hints
 
 class Serve(StrEnum):
     FREE = "free"  # pool reserved now, nothing to pay
+    SESSION = "session"  # the estimate held from the prepaid balance now; pool share advisory
     PARTIAL = "partial"  # pool advisory share, asker pays work_amount_msat
     GATE = "gate"  # asker pays the whole estimate
 
@@ -108,13 +109,16 @@ class _Value:
 
 @dataclass(frozen=True, slots=True)
 class Decision(_Value):
+    """What ``decide`` chose (``reason``: the limit that kept it from being free)."""
+
     job_id: str
     pubkey: str
     serve: Serve
     reason: Reason
     estimate_msat: int
-    absorb_msat: int  # subsidy: reserved now (free) or advisory (partial); 0 for gate
-    work_amount_msat: int  # what the asker pays: estimate - absorb
+    absorb_msat: int  # subsidy: reserved now (free) or advisory (session, partial); 0 for gate
+    work_amount_msat: int  # what the asker pays if the subsidy holds: estimate - absorb
+    hold_msat: int  # session: held from the balance now (the estimate); 0 otherwise
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,15 +160,6 @@ class Failure(_Value):
     job_id: str
     released_msat: int  # pool reservation or balance hold given back
     refund_msat: int  # pending refund created
-
-
-@dataclass(frozen=True, slots=True)
-class SessionHold(_Value):
-    job_id: str
-    held: bool  # False: the balance does not cover the estimate; nothing written
-    hold_msat: int
-    advisory_absorb_msat: int
-    balance_msat: int  # available balance after the hold
 
 
 @dataclass(frozen=True, slots=True)

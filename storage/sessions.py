@@ -1,6 +1,6 @@
 """Sessions: served at once from a prepaid balance, no invoice per request.
 
-The estimate is held from the balance (a pending transfer); after the work the subsidy is
+``decide`` holds the estimate from the balance (a pending transfer); after the work the subsidy is
 ``min(actual, advisory)`` if the pool and limits still cover it, else 0, and the balance is
 charged ``actual - subsidy``; the rest of the hold is released.
 """
@@ -10,46 +10,12 @@ from __future__ import annotations
 import sqlite3
 
 from storage import subsidy
-from storage.accounts import REVENUE, Meta, available, balance_account, resolve, transfer
-from storage.errors import IdempotencyConflict, IllegalTransition, InvalidAmount
+from storage.accounts import Meta, resolve
+from storage.errors import IllegalTransition, InvalidAmount
 from storage.jobs import get_job, set_job
 from storage.limits import Limits, utc_day
-from storage.operations import job_key, once, seen
-from storage.outcomes import SessionHold, SessionSettlement
-
-
-def session_start(
-    conn: sqlite3.Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, now: int
-) -> SessionHold:
-    account = balance_account(pubkey)
-    key = job_key(job_id, "session")
-    have = available(conn, account)
-    if have < estimate and not seen(conn, key):
-        return SessionHold(job_id, False, 0, 0, have)  # not stored: a retry after a top-up works
-
-    def compute() -> SessionHold:
-        if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
-            raise IdempotencyConflict(f"job {job_id} already exists")
-        room, _ = subsidy.room(conn, limits, pubkey, utc_day(now))
-        advisory = min(room, estimate)
-        tid = transfer(
-            conn,
-            job_key(job_id, "hold"),
-            account,
-            REVENUE,
-            estimate,
-            Meta("session", now, job_id, pubkey),
-            pending=True,
-        )
-        conn.execute(
-            "INSERT INTO jobs (id, pubkey, serve, state, estimate_msat, absorb_msat,"
-            " work_amount_msat, hold_transfer, created_at, updated_at)"
-            " VALUES (?, ?, 'session', 'running', ?, ?, ?, ?, ?, ?)",
-            (job_id, pubkey, estimate, advisory, estimate - advisory, tid, now, now),
-        )
-        return SessionHold(job_id, True, estimate, advisory, have - estimate)
-
-    return once(conn, key, "session_start", [pubkey, estimate], SessionHold, compute)
+from storage.operations import job_key, once
+from storage.outcomes import SessionSettlement
 
 
 def session_settle(

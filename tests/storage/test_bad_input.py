@@ -35,7 +35,6 @@ def _amount_ops(amount: Any) -> list[Op]:
         lambda lg: lg.decide("new-job", "alice", amount),
         lambda lg: lg.decide_dry_run("alice", amount),
         lambda lg: lg.confirm_payment("hash-g1", amount, "k-pay"),
-        lambda lg: lg.session_start("new-session", "alice", amount),
         lambda lg: lg.attach_invoice("g2", "hash-g2", amount, 2_000_000_000),
         lambda lg: lg.record_grant("alice", "f1", 1, amount),
     ]
@@ -109,7 +108,6 @@ async def test_wrong_state_unknown_ids_and_conflicts(
         (IdempotencyConflict, lambda lg: lg.decide("g1", "bob", 50_000)),
         (IdempotencyConflict, lambda lg: lg.credit_pool(30_000, "zap:1")),
         (IdempotencyConflict, lambda lg: lg.credit_balance("alice", 5_000, "zap:1", "topup")),
-        (IdempotencyConflict, lambda lg: lg.session_start("f1", "alice", 1_000)),
     ]
     for error, op in cases:
         with pytest.raises(error):

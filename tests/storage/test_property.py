@@ -27,6 +27,7 @@ from storage import (
     LedgerError,
     Limits,
     PaymentResult,
+    Serve,
     check,
 )
 from tests.storage.support import ManualClock
@@ -129,6 +130,8 @@ class LedgerMachine(RuleBasedStateMachine):
         job = self._new_job()
         d = self.run(self.ledger.decide(job, pubkey, estimate))
         assert d.absorb_msat + d.work_amount_msat == estimate
+        assert d.hold_msat == (estimate if d.serve is Serve.SESSION else 0)
+        event(f"decide: {d.serve.value}")
         self.jobs.append(job)
         assert self.run(self.ledger.decide(job, pubkey, estimate)) == d  # duplicate: same answer
 
@@ -204,7 +207,7 @@ class LedgerMachine(RuleBasedStateMachine):
         d = self.run(self.ledger.decide(job, pubkey, estimate))
         self.jobs.append(job)
         event(f"whole_job: {d.serve.value}")
-        if d.work_amount_msat:
+        if d.serve in (Serve.PARTIAL, Serve.GATE):
             self.run(self.ledger.attach_invoice(job, f"hash-{job}", d.work_amount_msat,
                                                 self.clock.now + 600))
             if pay == "none":
@@ -222,6 +225,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 return
         if fraction < 0:
             self.run(self.ledger.fail_job(job, "backend down"))
+        elif d.serve is Serve.SESSION:
+            self.run(self.ledger.session_settle(job, estimate * fraction // 100))
         else:
             self.run(self.ledger.settle(job, estimate * fraction // 100))
         rec = self.run(self.ledger.job(job))
@@ -239,13 +244,6 @@ class LedgerMachine(RuleBasedStateMachine):
         event(f"whole_job refund: {refund}")
 
     # ---------------------------------------------------------------- sessions
-
-    @rule(pubkey=PUBKEYS, estimate=AMOUNTS)
-    def session_start(self, pubkey: str, estimate: int) -> None:
-        job = self._new_job()
-        hold = self.run(self.ledger.session_start(job, pubkey, estimate))
-        if hold.held:
-            self.jobs.append(job)
 
     @precondition(lambda self: self.jobs)
     @rule(i=PICK, fraction=st.integers(min_value=0, max_value=100))

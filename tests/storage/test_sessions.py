@@ -1,22 +1,28 @@
-"""Sessions: prepaid balance holds the estimate, charges actual minus subsidy."""
+"""Sessions: decide holds the estimate from a prepaid balance that covers it, charges actual
+minus subsidy after the work."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
-from storage import Database, IllegalTransition, InvalidAmount, Ledger
+from storage import Database, IllegalTransition, InvalidAmount, Ledger, Reason, Serve
 from tests.storage.conftest import LIMITS
-from tests.storage.support import assert_invariants
+from tests.storage.support import ManualClock, assert_invariants, file_digest
 
 
 async def test_session_with_subsidy(ledger: Ledger, db: Database) -> None:
     await ledger.credit_balance("alice", 50_000, "pay:topup", "topup")
     await ledger.credit_pool(10_000, "zap:1")
-    hold = await ledger.session_start("s1", "alice", 40_000)
-    assert (hold.held, hold.hold_msat, hold.advisory_absorb_msat, hold.balance_msat) == (
-        True, 40_000, 10_000, 10_000)
+    d = await ledger.decide("s1", "alice", 40_000)
+    assert (d.serve, d.reason, d.hold_msat, d.absorb_msat, d.work_amount_msat) == (
+        Serve.SESSION, Reason.POOL_SHORT, 40_000, 10_000, 30_000)
+    assert (await ledger.job("s1")).state == "running"
     view = await ledger.balance("alice")
     assert (view.available_msat, view.held_msat) == (10_000, 40_000)
+    assert (await ledger.pool_status()).reserved_msat == 0  # the subsidy is advisory
     s = await ledger.session_settle("s1", 25_000)
     assert (s.absorbed_msat, s.charged_msat, s.released_msat) == (10_000, 15_000, 25_000)
     assert (await ledger.balance("alice")).available_msat == 35_000
@@ -25,12 +31,22 @@ async def test_session_with_subsidy(ledger: Ledger, db: Database) -> None:
     assert (balances["revenue"], balances["subsidy"], balances["pool"]) == (15_000, 10_000, 0)
 
 
+async def test_free_comes_before_session(ledger: Ledger, db: Database) -> None:
+    """A prepaid balance never costs its holder a free answer."""
+    await ledger.credit_balance("alice", 50_000, "pay:topup", "topup")
+    await ledger.credit_pool(50_000, "zap:1")
+    d = await ledger.decide("f1", "alice", 40_000)
+    assert (d.serve, d.hold_msat) == (Serve.FREE, 0)
+    assert (await ledger.balance("alice")).available_msat == 50_000
+    await assert_invariants(db, LIMITS)
+
+
 async def test_session_pool_empty_at_grant_time_charges_full_cost(
         ledger: Ledger, db: Database) -> None:
     await ledger.credit_balance("alice", 50_000, "pay:topup", "topup")
     await ledger.credit_pool(10_000, "zap:1")
-    hold = await ledger.session_start("s1", "alice", 40_000)
-    assert hold.advisory_absorb_msat == 10_000
+    d = await ledger.decide("s1", "alice", 40_000)
+    assert (d.serve, d.absorb_msat) == (Serve.SESSION, 10_000)
     await ledger.decide("drain", "bob", 10_000)  # the pool is gone by the time the work ends
     s = await ledger.session_settle("s1", 25_000)
     assert (s.absorbed_msat, s.charged_msat, s.released_msat) == (0, 25_000, 15_000)
@@ -41,8 +57,8 @@ async def test_session_pool_empty_at_grant_time_charges_full_cost(
 
 async def test_session_subsidy_is_capped_by_actual(ledger: Ledger, db: Database) -> None:
     await ledger.credit_balance("alice", 50_000, "pay:topup", "topup")
-    await ledger.credit_pool(40_000, "zap:1")
-    await ledger.session_start("s1", "alice", 40_000)
+    await ledger.credit_pool(30_000, "zap:1")
+    assert (await ledger.decide("s1", "alice", 40_000)).serve is Serve.SESSION
     s = await ledger.session_settle("s1", 5_000)
     assert (s.absorbed_msat, s.charged_msat, s.released_msat) == (5_000, 0, 40_000)
     assert (await ledger.balance("alice")).available_msat == 50_000
@@ -50,18 +66,36 @@ async def test_session_subsidy_is_capped_by_actual(ledger: Ledger, db: Database)
 
 
 async def test_session_needs_the_whole_estimate(ledger: Ledger, db: Database) -> None:
-    await ledger.credit_balance("alice", 5_000, "pay:topup", "topup")
+    """A balance that covers only what the subsidy leaves is not a session: the subsidy is
+    advisory, and the hold must cover the actual cost if the pool is empty at settlement."""
+    await ledger.credit_balance("alice", 35_000, "pay:topup", "topup")
+    await ledger.credit_pool(10_000, "zap:1")
     before = await assert_invariants(db, LIMITS)
-    hold = await ledger.session_start("s1", "alice", 40_000)
-    assert (hold.held, hold.balance_msat) == (False, 5_000)
-    assert await assert_invariants(db, LIMITS) == before
-    await ledger.credit_balance("alice", 35_000, "pay:topup2", "topup")
-    assert (await ledger.session_start("s1", "alice", 40_000)).held  # retry after a top-up
+    d = await ledger.decide("p1", "alice", 40_000)
+    assert (d.serve, d.hold_msat, d.absorb_msat, d.work_amount_msat) == (
+        Serve.PARTIAL, 0, 10_000, 30_000)
+    assert (await ledger.job("p1")).state == "quoted"
+    assert await assert_invariants(db, LIMITS) == before  # nothing moved
+    await ledger.credit_balance("alice", 5_000, "pay:topup2", "topup")
+    again = await ledger.decide("s2", "alice", 40_000)  # a new request after a top-up
+    assert (again.serve, again.hold_msat) == (Serve.SESSION, 40_000)
+    await assert_invariants(db, LIMITS)
+
+
+async def test_session_without_subsidy(ledger: Ledger, db: Database) -> None:
+    await ledger.credit_balance("alice", 50_000, "pay:topup", "topup")
+    d = await ledger.decide("s1", "alice", 40_000)
+    assert (d.serve, d.reason, d.absorb_msat, d.work_amount_msat, d.hold_msat) == (
+        Serve.SESSION, Reason.POOL_SHORT, 0, 40_000, 40_000)
+    s = await ledger.session_settle("s1", 40_000)
+    assert (s.absorbed_msat, s.charged_msat, s.released_msat) == (0, 40_000, 0)
+    balances = await assert_invariants(db, LIMITS)
+    assert (balances["revenue"], balances["balance:alice"]) == (40_000, 10_000)
 
 
 async def test_session_failure_releases_the_hold(ledger: Ledger, db: Database) -> None:
     await ledger.credit_balance("alice", 50_000, "pay:topup", "topup")
-    await ledger.session_start("s1", "alice", 40_000)
+    await ledger.decide("s1", "alice", 40_000)
     f = await ledger.session_fail("s1")
     assert f.released_msat == 40_000
     assert (await ledger.balance("alice")).available_msat == 50_000
@@ -72,8 +106,43 @@ async def test_session_failure_releases_the_hold(ledger: Ledger, db: Database) -
 
 async def test_two_sessions_cannot_overdraw(ledger: Ledger, db: Database) -> None:
     await ledger.credit_balance("alice", 50_000, "pay:topup", "topup")
-    assert (await ledger.session_start("s1", "alice", 30_000)).held
-    assert not (await ledger.session_start("s2", "alice", 30_000)).held
+    assert (await ledger.decide("s1", "alice", 30_000)).serve is Serve.SESSION
+    assert (await ledger.decide("s2", "alice", 30_000)).serve is Serve.GATE
     with pytest.raises(InvalidAmount):
         await ledger.session_settle("s1", 30_001)
     await assert_invariants(db, LIMITS)
+
+
+async def test_racing_decides_never_hold_one_balance_twice(
+        db_path: Path, clock: ManualClock) -> None:
+    """Two ledgers on one file (two writers) and many tasks decide for one balance at once:
+    it is held at most as many times as it covers the estimate."""
+    a, b = await Database.open(db_path), await Database.open(db_path)
+    la, lb = Ledger(a, LIMITS, clock=clock), Ledger(b, LIMITS, clock=clock)
+    await la.credit_balance("alice", 100_000, "pay:topup", "topup")
+    decisions = await asyncio.gather(*(lg.decide(f"s{i}", "alice", 30_000)
+                                       for i, lg in enumerate([la, lb] * 20)))
+    sessions = [d for d in decisions if d.serve is Serve.SESSION]
+    assert len(sessions) == 3
+    assert all(d.serve is Serve.GATE for d in decisions if d not in sessions)
+    view = await la.balance("alice")
+    assert (view.available_msat, view.held_msat) == (10_000, 90_000)
+    await assert_invariants(a, LIMITS)
+    await a.close()
+    await b.close()
+
+
+async def test_dry_run_answers_session_and_writes_nothing(
+        db_path: Path, clock: ManualClock) -> None:
+    db = await Database.open(db_path)
+    ledger = Ledger(db, LIMITS, clock=clock)
+    await ledger.credit_balance("alice", 50_000, "pay:topup", "topup")
+    await db.checkpoint()
+    before = file_digest(db_path)
+    dry = await ledger.decide_dry_run("alice", 40_000)
+    assert (dry.serve, dry.hold_msat, dry.job_id) == (Serve.SESSION, 40_000, "")
+    await db.checkpoint()
+    assert file_digest(db_path) == before
+    real = await ledger.decide("s1", "alice", 40_000)
+    assert (real.serve, real.hold_msat) == (dry.serve, dry.hold_msat)
+    await db.close()
