@@ -1,7 +1,7 @@
 """Ledger benchmark: durable settlements per second, beside this machine's raw fsync rate.
 
 Run: ``.venv/bin/python bench/ledger.py [--seconds S] [--dir DIR]``. Prints, for the free path
-(decide + record_grant) and the paid partial path (decide + attach_invoice + confirm_payment +
+(decide + settle) and the paid partial path (decide + attach_invoice + confirm_payment +
 settle), settlements per second with 1 and with 64 concurrent callers, each settlement durably
 committed (``synchronous=FULL``) before its caller continues; and, measured in the same run, the
 raw rate of single-row ``synchronous=FULL`` commits (one fsync each) on the same disk. The last
@@ -75,7 +75,7 @@ async def measure(path: Path, callers: int, seconds: float,
 async def free_settlement(ledger: Ledger, job: str) -> None:
     d = await ledger.decide(job, f"pk-{job}", 400)
     assert d.serve is Serve.FREE
-    await ledger.record_grant(d.pubkey, job, 300, 400)
+    await ledger.settle(job, 300)
 
 
 async def partial_settlement(ledger: Ledger, job: str) -> None:
@@ -84,6 +84,7 @@ async def partial_settlement(ledger: Ledger, job: str) -> None:
     await ledger.attach_invoice(job, f"hash-{job}", d.work_amount_msat, NOW + 600)
     paid = await ledger.confirm_payment(f"hash-{job}", d.work_amount_msat, f"pay:{job}")
     assert paid.job_paid
+    await ledger.start(job)
     await ledger.settle(job, 800)
 
 

@@ -104,7 +104,7 @@ async def payout_rate(directory: Path, seconds: float) -> float:
             invoice = await agent.make_invoice(3_000)
             await ledger.attach_invoice(job, invoice.payment_hash, 3_000, invoice.expires_at)
             await processor.apply(agent.settle(invoice.payment_hash))
-            await ledger.fail_job(job)
+            await ledger.fail(job, "work failed")
             target = await asker.make_invoice(3_000)
             return job, target.bolt11
 

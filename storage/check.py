@@ -154,10 +154,12 @@ def _check_daily(conn: sqlite3.Connection, limits: Limits | None, violations: li
 
 def _check_jobs(conn: sqlite3.Connection, balances: dict[str, int], violations: list[str]) -> None:
     escrow = conn.execute(
-        "SELECT COALESCE(SUM(paid_msat), 0) FROM jobs WHERE state = 'paid'"
+        "SELECT COALESCE(SUM(paid_msat), 0) FROM jobs WHERE state IN ('paid', 'running')"
     ).fetchone()[0]
     if escrow != balances.get("escrow", 0):
-        violations.append(f"escrow holds {balances.get('escrow', 0)}, paid jobs say {escrow}")
+        violations.append(
+            f"escrow holds {balances.get('escrow', 0)}, paid and running jobs say {escrow}"
+        )
     owed = conn.execute(
         "SELECT COALESCE(SUM(refund_msat), 0) FROM jobs WHERE refund_state IN ('pending', 'paying')"
     ).fetchone()[0]

@@ -2,11 +2,11 @@
 
 ``serve`` is fixed at decision time. States::
 
-    quoted ──attach_invoice──▶ invoiced ──confirm_payment──▶ paid ──settle──▶ done
-      │                          │  └──(partial, terms changed)──▶ failed       └──fail──▶ failed
-      └───────expire─────────────┴──expire──▶ expired
-    running ──record_grant / settle──▶ done          (free jobs and sessions)
-    running ──release_reservation / fail──▶ failed
+    quoted ──attach_invoice──▶ invoiced ──confirm_payment──▶ paid ──start──▶ running
+      │                          │          (partial, terms changed / fail)──▶ failed
+      └──expire / cancel─────────┴──expire / cancel──▶ expired / cancelled
+    running ──settle──▶ done      (free jobs and sessions are running from the decision)
+    running ──fail──▶ failed
 
 Refund states: ``none → pending → paying → paid``, ``paying → pending`` (payout failed),
 ``pending → credited``. An illegal move raises ``IllegalTransition`` and, since every move happens
@@ -21,13 +21,14 @@ from storage.errors import IllegalTransition, UnknownJob
 from storage.outcomes import JobRecord, RefundState
 
 JOB_MOVES: dict[str, frozenset[str]] = {
-    "quoted": frozenset({"invoiced", "paid", "failed", "expired"}),
-    "invoiced": frozenset({"paid", "failed", "expired"}),
+    "quoted": frozenset({"invoiced", "paid", "expired", "cancelled"}),
+    "invoiced": frozenset({"paid", "expired", "cancelled"}),
+    "paid": frozenset({"running", "failed"}),
     "running": frozenset({"done", "failed"}),
-    "paid": frozenset({"done", "failed"}),
     "done": frozenset(),
     "failed": frozenset(),
     "expired": frozenset(),
+    "cancelled": frozenset(),
 }
 
 REFUND_MOVES: dict[str, frozenset[str]] = {

@@ -2,7 +2,7 @@
 
 Each method validates its arguments (raising ``InvalidInput`` before anything is queued), then
 runs one synchronous function from ``funding``, ``decisions``, ``payments``, ``topups``,
-``settlement``, ``sessions`` or ``refunds`` inside the writer's transaction (see
+``settlement`` or ``refunds`` inside the writer's transaction (see
 ``storage.database``): it fully happens or not at all, and returns once durably committed. Every
 operation has an idempotency key — the caller's (``credit_pool``, ``credit_balance``,
 ``confirm_payment``, ``confirm_topup``, ``begin_payout``) or ``job:<id>:<step>``; a repeat returns
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import sqlite3
 
-from storage import decisions, funding, payments, refunds, sessions, settlement, subsidy, topups
+from storage import decisions, funding, payments, refunds, settlement, subsidy, topups
 from storage.accounts import POOL, SUBSIDY, balance_account, get_account
 from storage.amounts import nonneg_msat, positive_msat, text_id
 from storage.database import Database
-from storage.errors import InvalidAmount, InvalidInput
+from storage.errors import InvalidInput
 from storage.jobs import JOB_MOVES, get_job, jobs_in_state, overdue_invoices, recent_jobs
 from storage.limits import Clock, Limits, system_clock, utc_day
 from storage.outcomes import (
@@ -27,7 +27,6 @@ from storage.outcomes import (
     Credit,
     Decision,
     Failure,
-    GrantOutcome,
     JobRecord,
     OpenInvoice,
     PartialGrant,
@@ -35,7 +34,6 @@ from storage.outcomes import (
     Payout,
     PoolStatus,
     Refund,
-    SessionSettlement,
     Settlement,
     TopupPayment,
     TopupRecord,
@@ -155,7 +153,8 @@ class Ledger:
         )
 
     async def expire_job(self, job_id: str) -> JobRecord:
-        """An unpaid job's invoice expired: it moves no money. Repeats are no-ops."""
+        """An unpaid job's invoice expired: it moves no money. Repeats, and a cancelled job:
+        no-op."""
         text_id(job_id, "job_id")
         now = self.clock()
         return await self.db.write(lambda conn: payments.expire_job(conn, job_id, now))
@@ -212,55 +211,41 @@ class Ledger:
         ``expire_job`` / ``expire_topup`` the ones that can no longer be paid)."""
         return await self.db.read(topups.open_invoices)
 
-    # ------------------------------------------------------------------ after the work
+    # ------------------------------------------------------------------ the work
 
-    async def record_grant(
-        self, pubkey: str, job_id: str, actual_absorbed_msat: int, reserved_absorbed_msat: int
-    ) -> GrantOutcome:
-        """A free job's work is done: the pool keeps ``actual``, the rest returns to it."""
-        text_id(pubkey, "pubkey")
+    async def start(self, job_id: str) -> JobRecord:
+        """A worker picks a paid partial or gate job: ``paid → running`` (a running job: no-op).
+
+        Work starts only on a ``running`` job; ``settle`` takes only a ``running`` job."""
         text_id(job_id, "job_id")
-        actual = nonneg_msat(actual_absorbed_msat, "actual_absorbed_msat")
-        reserved = positive_msat(reserved_absorbed_msat, "reserved_absorbed_msat")
-        if actual > reserved:
-            raise InvalidAmount(f"actual absorbed {actual} exceeds the reservation {reserved}")
         now = self.clock()
-        return await self.db.write(
-            lambda conn: settlement.record_grant(conn, pubkey, job_id, actual, reserved, now)
-        )
+        return await self.db.write(lambda conn: settlement.start(conn, job_id, now))
 
     async def settle(self, job_id: str, actual_msat: int) -> Settlement:
-        """The work is done with real cost ``actual_msat`` (free, partial or gate job)."""
-        text_id(job_id, "job_id")
-        actual = nonneg_msat(actual_msat, "actual_msat")
-        now = self.clock()
-        return await self.db.write(lambda conn: settlement.settle(conn, job_id, actual, now))
-
-    async def release_reservation(self, job_id: str) -> Failure:
-        """A free job's work failed: the reservation returns to the pool, counters restored."""
-        return await self.fail_job(job_id, "work failed")
-
-    async def fail_job(self, job_id: str, reason: str = "work failed") -> Failure:
-        """The work failed or will not run: release everything; whatever was paid is refunded."""
-        text_id(job_id, "job_id")
-        text_id(reason, "reason", 200)
-        now = self.clock()
-        return await self.db.write(lambda conn: settlement.fail_job(conn, job_id, reason, now))
-
-    # ------------------------------------------------------------------ sessions
-
-    async def session_settle(self, job_id: str, actual_msat: int) -> SessionSettlement:
-        """Charge ``actual - subsidy``; release the rest of the hold."""
+        """The work of a ``running`` job is done with real cost ``actual_msat`` (every serve;
+        never above the estimate). Free: the pool keeps the actual; session: the balance pays
+        actual minus the subsidy; partial and gate: the seed's refund math. Once per job."""
         text_id(job_id, "job_id")
         actual = nonneg_msat(actual_msat, "actual_msat")
         now, limits = self.clock(), self.limits
         return await self.db.write(
-            lambda conn: sessions.session_settle(conn, limits, job_id, actual, now)
+            lambda conn: settlement.settle(conn, limits, job_id, actual, now)
         )
 
-    async def session_fail(self, job_id: str, reason: str = "work failed") -> Failure:
-        """The session's work failed: the whole hold is released."""
-        return await self.fail_job(job_id, reason)
+    async def fail(self, job_id: str, reason: str) -> Failure:
+        """The work of a ``running`` or ``paid`` job failed or will not run: every reservation
+        and hold is released; whatever was paid becomes a pending refund. Once per job."""
+        text_id(job_id, "job_id")
+        text_id(reason, "reason", 200)
+        now = self.clock()
+        return await self.db.write(lambda conn: settlement.fail(conn, job_id, reason, now))
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Withdraw an unpaid job (``quoted | invoiced → cancelled``): nothing moves; a later
+        payment of its invoice becomes balance (``LATE``). Repeats, and an expired job: no-op."""
+        text_id(job_id, "job_id")
+        now = self.clock()
+        return await self.db.write(lambda conn: settlement.cancel(conn, job_id, now))
 
     # ------------------------------------------------------------------ refunds and payouts
 
@@ -320,8 +305,8 @@ class Ledger:
         return await self.db.read(lambda conn: get_job(conn, job_id))
 
     async def jobs_in_state(self, *states: str) -> list[JobRecord]:
-        """Every job in one of ``states`` (after a restart, ``running`` and ``paid`` jobs had
-        their work interrupted: run or fail them)."""
+        """Every job in one of ``states`` (after a restart: ``paid`` jobs await a worker, and
+        ``running`` jobs had their work interrupted: run or fail them)."""
         if not states or any(s not in JOB_MOVES for s in states):
             raise InvalidInput(f"states must be among {sorted(JOB_MOVES)}")
         return await self.db.read(lambda conn: jobs_in_state(conn, states))

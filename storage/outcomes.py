@@ -122,13 +122,6 @@ class Decision(_Value):
 
 
 @dataclass(frozen=True, slots=True)
-class GrantOutcome(_Value):
-    job_id: str
-    absorbed_msat: int  # what the pool actually paid (journal and daily counter)
-    returned_msat: int  # over-reservation given back to the pool
-
-
-@dataclass(frozen=True, slots=True)
 class PartialGrant(_Value):
     job_id: str
     granted: bool  # False: the job failed, refund_msat is a pending refund
@@ -148,11 +141,15 @@ class PaymentOutcome(_Value):
 
 @dataclass(frozen=True, slots=True)
 class Settlement(_Value):
+    """What ``settle`` did with a job's actual cost (every serve)."""
+
     job_id: str
+    serve: Serve
     actual_msat: int
-    user_charge_msat: int  # revenue
-    absorbed_msat: int  # pool's share
-    refund_msat: int  # pending refund created (0 for none)
+    charged_msat: int  # revenue: paid from escrow (partial, gate) or the balance (session)
+    absorbed_msat: int  # the pool's share (journal and daily counter show this, not the estimate)
+    refund_msat: int  # pending refund created (partial, gate; 0 for none)
+    released_msat: int  # reservation returned to the pool (free, partial) or hold to the balance
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,15 +157,6 @@ class Failure(_Value):
     job_id: str
     released_msat: int  # pool reservation or balance hold given back
     refund_msat: int  # pending refund created
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSettlement(_Value):
-    job_id: str
-    actual_msat: int
-    absorbed_msat: int
-    charged_msat: int
-    released_msat: int
 
 
 @dataclass(frozen=True, slots=True)

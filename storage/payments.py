@@ -75,7 +75,7 @@ def confirm_payment(
             return all_to_balance(PaymentResult.NOT_DUE)
         if job.paid_msat > 0:
             return all_to_balance(PaymentResult.DUPLICATE)
-        if job.state in ("expired", "failed", "done") or (
+        if job.state in ("expired", "cancelled", "failed", "done") or (
             job.invoice_expires_at is not None and now > job.invoice_expires_at
         ):
             if job.state in ("quoted", "invoiced"):
@@ -163,6 +163,6 @@ def reserve_partial_grant(
 
 def expire_job(conn: sqlite3.Connection, job_id: str, now: int) -> JobRecord:
     job = get_job(conn, job_id)
-    if job.state != "expired":
+    if job.state not in ("expired", "cancelled"):
         set_job(conn, job, now, state="expired")
     return get_job(conn, job_id)

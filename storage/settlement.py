@@ -1,10 +1,18 @@
-"""After the work: grants of free jobs, settlement of partial and gate jobs, failures.
+"""The end of a job: ``settle`` after the work, ``fail`` when it failed or will not run, plus
+``start`` (a paid job's work begins) and ``cancel`` (an unpaid job is withdrawn).
 
-The seed's math, with ``actual`` the real cost (never above the estimate):
-partial: the user pays ``max(0, actual - absorb)``, the pool keeps ``min(actual, absorb)``, the
-rest of the paid work amount is a pending refund; gate: refund ``work_amount - actual``; free:
-the pool keeps ``actual`` and the over-reservation returns (``record_grant``). A failure releases
-every reservation or hold and makes whatever was paid a pending refund.
+``settle`` and ``fail`` take every serve; each keeps the seed's math, with ``actual`` the real
+cost (never above the estimate):
+
+- free: the pool keeps ``actual``, the over-reservation returns to it (the seed's
+  ``record_grant``);
+- session: the subsidy is ``min(actual, advisory)`` if the pool and limits still cover it, else 0;
+  the balance is charged ``actual - subsidy``; the rest of the hold is released;
+- partial: the user pays ``max(0, actual - absorb)``, the pool keeps ``min(actual, absorb)``, the
+  rest of what was paid is a pending refund;
+- gate: the user pays ``actual``, the rest of what was paid is a pending refund.
+
+A failure releases every reservation or hold and makes whatever was paid a pending refund.
 """
 
 from __future__ import annotations
@@ -13,10 +21,11 @@ import sqlite3
 
 from storage import subsidy
 from storage.accounts import ESCROW, REFUNDS, REVENUE, Meta, resolve, transfer
-from storage.errors import IllegalTransition, InvalidAmount, InvalidInput
+from storage.errors import IllegalTransition, InvalidAmount
 from storage.jobs import get_job, set_job
+from storage.limits import Limits, utc_day
 from storage.operations import job_key, once
-from storage.outcomes import Failure, GrantOutcome, JobRecord, Settlement
+from storage.outcomes import Failure, JobRecord, Serve, Settlement
 
 
 def _settle_reservation(conn: sqlite3.Connection, job: JobRecord, keep: int, now: int) -> int:
@@ -35,96 +44,91 @@ def _settle_reservation(conn: sqlite3.Connection, job: JobRecord, keep: int, now
     )
 
 
-def _grant(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> GrantOutcome:
+def _resolve_hold(conn: sqlite3.Connection, job: JobRecord, charge: int, now: int) -> int:
+    """Post ``charge`` of the session's balance hold (void it when 0); return what was released."""
+    assert job.hold_transfer is not None
+    meta = Meta("session", now, job.id, job.pubkey)
+    resolve(conn, job_key(job.id, "hold:settle"), job.hold_transfer, charge, meta)
+    return job.estimate_msat - charge
+
+
+def record_grant(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> Settlement:
+    """A free job: the pool keeps ``actual``; the rest of the reservation returns to it."""
     returned = _settle_reservation(conn, job, actual, now)
     set_job(conn, job, now, state="done", actual_msat=actual, absorbed_msat=actual, charged_msat=0)
-    return GrantOutcome(job.id, actual, returned)
+    return Settlement(job.id, Serve.FREE, actual, 0, actual, 0, returned)
 
 
-def record_grant(
-    conn: sqlite3.Connection, pubkey: str, job_id: str, actual: int, reserved: int, now: int
-) -> GrantOutcome:
-    def compute() -> GrantOutcome:
-        job = get_job(conn, job_id)
-        if job.pubkey != pubkey:
-            raise InvalidInput(f"job {job_id} belongs to another pubkey")
-        if job.serve != "free":
-            raise IllegalTransition(f"job {job_id} is {job.serve}: use settle")
-        if job.state != "running":
-            raise IllegalTransition(f"job {job_id} is {job.state}")
-        if reserved != job.reserved_msat:
-            raise InvalidAmount(
-                f"reserved_absorbed {reserved} differs from the job's"
-                f" reservation {job.reserved_msat}"
-            )
-        return _grant(conn, job, actual, now)
-
-    return once(
-        conn,
-        job_key(job_id, "grant"),
-        "record_grant",
-        [pubkey, actual, reserved],
-        GrantOutcome,
-        compute,
+def session_settle(
+    conn: sqlite3.Connection, limits: Limits, job: JobRecord, actual: int, now: int
+) -> Settlement:
+    """A session: charge the balance ``actual - subsidy``; release the rest of the hold."""
+    day = utc_day(now)
+    target = min(actual, job.absorb_msat)
+    absorbed = 0
+    if target > 0 and subsidy.room(conn, limits, job.pubkey, day)[0] >= target:
+        subsidy.spend(conn, job_key(job.id, "subsidy"), job.id, job.pubkey, day, target, now)
+        absorbed = target
+    charged = actual - absorbed
+    released = _resolve_hold(conn, job, charged, now)
+    set_job(
+        conn, job, now, state="done", actual_msat=actual, absorbed_msat=absorbed,
+        charged_msat=charged,
     )
+    return Settlement(job.id, Serve.SESSION, actual, charged, absorbed, 0, released)
 
 
-def settle(conn: sqlite3.Connection, job_id: str, actual: int, now: int) -> Settlement:
+def settle_paid(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> Settlement:
+    """A partial or gate job: the seed's refund math on what was paid (held in escrow)."""
+    partial = job.serve == Serve.PARTIAL
+    keep = min(actual, job.absorb_msat) if partial else 0
+    released = _settle_reservation(conn, job, keep, now) if partial else 0
+    charge = max(0, actual - job.absorb_msat) if partial else actual
+    refund = job.paid_msat - charge
+    meta = Meta("settle", now, job.id, job.pubkey)
+    if charge:
+        transfer(conn, job_key(job.id, "revenue"), ESCROW, REVENUE, charge, meta)
+    changes: dict[str, object] = {}
+    if refund:
+        transfer(conn, job_key(job.id, "refund"), ESCROW, REFUNDS, refund, meta)
+        changes = {"refund_state": "pending", "refund_msat": refund}
+    set_job(
+        conn, job, now, state="done", actual_msat=actual, absorbed_msat=keep,
+        charged_msat=charge, **changes,
+    )
+    return Settlement(job.id, Serve(job.serve), actual, charge, keep, refund, released)
+
+
+def settle(
+    conn: sqlite3.Connection, limits: Limits, job_id: str, actual: int, now: int
+) -> Settlement:
     def compute() -> Settlement:
         job = get_job(conn, job_id)
+        if job.state != "running":
+            raise IllegalTransition(f"job {job_id} ({job.serve}) is {job.state}: nothing to settle")
         if actual > job.estimate_msat:
             raise InvalidAmount(f"actual cost {actual} exceeds the estimate {job.estimate_msat}")
-        if job.serve == "free" and job.state == "running":
-            return Settlement(job_id, actual, 0, _grant(conn, job, actual, now).absorbed_msat, 0)
-        if job.serve not in ("partial", "gate") or job.state != "paid":
-            raise IllegalTransition(f"job {job_id} ({job.serve}) is {job.state}: nothing to settle")
-        partial = job.serve == "partial"
-        keep = min(actual, job.absorb_msat) if partial else 0
-        if partial:
-            _settle_reservation(conn, job, keep, now)
-        charge = max(0, actual - job.absorb_msat) if partial else actual
-        refund = job.paid_msat - charge
-        meta = Meta("settle", now, job_id, job.pubkey)
-        if charge:
-            transfer(conn, job_key(job_id, "revenue"), ESCROW, REVENUE, charge, meta)
-        changes: dict[str, object] = {}
-        if refund:
-            transfer(conn, job_key(job_id, "refund"), ESCROW, REFUNDS, refund, meta)
-            changes = {"refund_state": "pending", "refund_msat": refund}
-        set_job(
-            conn,
-            job,
-            now,
-            state="done",
-            actual_msat=actual,
-            absorbed_msat=keep,
-            charged_msat=charge,
-            **changes,
-        )
-        return Settlement(job_id, actual, charge, keep, refund)
+        if job.serve == Serve.FREE:
+            return record_grant(conn, job, actual, now)
+        if job.serve == Serve.SESSION:
+            return session_settle(conn, limits, job, actual, now)
+        return settle_paid(conn, job, actual, now)
 
     return once(conn, job_key(job_id, "settle"), "settle", [actual], Settlement, compute)
 
 
-def fail_job(conn: sqlite3.Connection, job_id: str, reason: str, now: int) -> Failure:
+def fail(conn: sqlite3.Connection, job_id: str, reason: str, now: int) -> Failure:
     def compute() -> Failure:
         job = get_job(conn, job_id)
-        if job.state not in ("running", "paid", "quoted", "invoiced"):
+        if job.state not in ("running", "paid"):
             raise IllegalTransition(f"job {job_id} is {job.state}: it cannot fail now")
         released = 0
         if job.reserve_transfer is not None:
             released += _settle_reservation(conn, job, 0, now)
         if job.hold_transfer is not None:
-            resolve(
-                conn,
-                job_key(job_id, "hold:settle"),
-                job.hold_transfer,
-                0,
-                Meta("session", now, job_id, job.pubkey),
-            )
-            released += job.estimate_msat
+            released += _resolve_hold(conn, job, 0, now)
         changes: dict[str, object] = {}
-        refund = job.paid_msat if job.state == "paid" else 0
+        refund = job.paid_msat
         if refund:
             transfer(
                 conn,
@@ -138,4 +142,21 @@ def fail_job(conn: sqlite3.Connection, job_id: str, reason: str, now: int) -> Fa
         set_job(conn, job, now, state="failed", error=reason, **changes)
         return Failure(job_id, released, refund)
 
-    return once(conn, job_key(job_id, "fail"), "fail_job", [], Failure, compute)
+    return once(conn, job_key(job_id, "fail"), "fail", [], Failure, compute)
+
+
+def start(conn: sqlite3.Connection, job_id: str, now: int) -> JobRecord:
+    """A paid job's work begins (``paid → running``); a running job is left as it is."""
+    job = get_job(conn, job_id)
+    if job.state != "running":
+        set_job(conn, job, now, state="running")
+    return get_job(conn, job_id)
+
+
+def cancel(conn: sqlite3.Connection, job_id: str, now: int) -> JobRecord:
+    """An unpaid job is withdrawn (``quoted | invoiced → cancelled``); nothing moves. A job
+    already closed unpaid (cancelled, expired) is left as it is."""
+    job = get_job(conn, job_id)
+    if job.state not in ("cancelled", "expired"):
+        set_job(conn, job, now, state="cancelled")
+    return get_job(conn, job_id)

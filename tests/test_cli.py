@@ -20,7 +20,7 @@ def _make_ledger(path: Path) -> None:
         ledger = Ledger(db, Limits(daily_free_msat=50_000, daily_free_jobs=3))
         await ledger.credit_pool(80_000, "zap:1", zapper_pubkey="z")
         await ledger.decide("j1", "alice", 30_000)
-        await ledger.record_grant("alice", "j1", 20_000, 30_000)
+        await ledger.settle("j1", 20_000)
         await db.close()
 
     asyncio.run(run())

@@ -37,7 +37,7 @@ async def refund_owed(
     payment_hash, bolt11 = await invoiced_job(ledger, agent, job_id, amount_msat)
     assert (await asker.pay_invoice(bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
     assert await SettlementProcessor(ledger, Intake(ledger.db)).poll(agent, [payment_hash])
-    failure = await ledger.fail_job(job_id)
+    failure = await ledger.fail(job_id, "work failed")
     assert failure.refund_msat == amount_msat
 
 
@@ -146,6 +146,7 @@ async def test_a_refund_that_is_not_whole_sats_to_a_lightning_address(
             payment_hash, bolt11 = await invoiced_job(ledger, agent, job_id, 21_000)
             assert (await asker.pay_invoice(bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
             assert await SettlementProcessor(ledger, Intake(ledger.db)).poll(agent, [payment_hash])
+            await ledger.start(job_id)
             await ledger.settle(job_id, actual_msat)
         assert await asker.balance_msat() == 100_000 - 42_000
         payouts = Payouts(ledger, agent, lnurl=lnurl)

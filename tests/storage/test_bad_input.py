@@ -36,7 +36,6 @@ def _amount_ops(amount: Any) -> list[Op]:
         lambda lg: lg.decide_dry_run("alice", amount),
         lambda lg: lg.confirm_payment("hash-g1", amount, "k-pay"),
         lambda lg: lg.attach_invoice("g2", "hash-g2", amount, 2_000_000_000),
-        lambda lg: lg.record_grant("alice", "f1", 1, amount),
     ]
 
 
@@ -76,7 +75,9 @@ async def test_wrong_state_unknown_ids_and_conflicts(
     cases: list[tuple[type[LedgerError], Op]] = [
         (UnknownJob, lambda lg: lg.settle("nope", 1)),
         (UnknownJob, lambda lg: lg.confirm_payment("nope", 1, "k1")),
-        (UnknownJob, lambda lg: lg.fail_job("nope")),
+        (UnknownJob, lambda lg: lg.fail("nope", "x")),
+        (UnknownJob, lambda lg: lg.start("nope")),
+        (UnknownJob, lambda lg: lg.cancel("nope")),
         (UnknownJob, lambda lg: lg.expire_job("nope")),
         (UnknownJob, lambda lg: lg.job("nope")),
         (UnknownJob, lambda lg: lg.attach_invoice("nope", "h", 1, 2_000_000_000)),
@@ -84,19 +85,17 @@ async def test_wrong_state_unknown_ids_and_conflicts(
         (UnknownPayout, lambda lg: lg.fail_payout(99, "x")),
         (IllegalTransition, lambda lg: lg.settle("g1", 1)),          # not paid yet
         (IllegalTransition, lambda lg: lg.settle("g2", 1)),          # no invoice, not paid
-        (IllegalTransition, lambda lg: lg.record_grant("alice", "g1", 1, 1)),
+        (IllegalTransition, lambda lg: lg.fail("g1", "x")),          # not paid: cancel it
         (IllegalTransition, lambda lg: lg.reserve_partial_grant("g1")),
-        (IllegalTransition, lambda lg: lg.session_settle("f1", 1)),
+        (IllegalTransition, lambda lg: lg.cancel("f1")),
         (IllegalTransition, lambda lg: lg.attach_invoice("f1", "h", 1, 2_000_000_000)),
         (IllegalTransition, lambda lg: lg.attach_invoice("g1", "h9", 40_000, 2_000_000_000)),
         (IllegalTransition, lambda lg: lg.credit_refund_to_balance("g1")),
         (IllegalTransition, lambda lg: lg.begin_payout("f1", "lnbc", "k-po")),
         (InvalidAmount, lambda lg: lg.attach_invoice("g2", "h2", 1, 2_000_000_000)),
-        (InvalidAmount, lambda lg: lg.record_grant("alice", "f1", 10_001, 10_000)),
-        (InvalidAmount, lambda lg: lg.record_grant("alice", "f1", 5, 9_999)),
         (InvalidAmount, lambda lg: lg.settle("f1", 10_001)),
         (InvalidAmount, lambda lg: lg.confirm_payout(1, "pre", -1)),
-        (InvalidInput, lambda lg: lg.record_grant("bob", "f1", 1, 10_000)),
+        (InvalidInput, lambda lg: lg.fail("f1", "")),
         (InvalidInput, lambda lg: lg.decide("", "alice", 1)),
         (InvalidInput, lambda lg: lg.decide("x" * 600, "alice", 1)),
         (InvalidInput, lambda lg: lg.decide("j\n", "alice", 1)),

@@ -24,6 +24,7 @@ async def _populated(db_path: Path, clock: ManualClock) -> None:
         await ledger.decide(job, "carol", 10_000)
         await ledger.attach_invoice(job, f"h-{job}", 10_000, clock.now + 60)
         await ledger.confirm_payment(job, 10_000, f"pay:{job}")
+        await ledger.start(job)
         await ledger.settle(job, 4_000)
     p1 = await ledger.begin_payout("r1", "lnbc-1", "po:r1")
     await ledger.confirm_payout(p1.payout_id, "pre-1", 3)

@@ -28,9 +28,9 @@ async def test_200_tasks_race_for_the_pool(db_path: Path, clock: ManualClock) ->
         d = await ledger.decide(job, f"user{i % 25}", 1_000)
         if d.serve is Serve.FREE:
             if i % 4 == 0:
-                await ledger.release_reservation(job)
+                await ledger.fail(job, "work failed")
             else:
-                await ledger.record_grant(d.pubkey, job, 600, 1_000)
+                await ledger.settle(job, 600)
 
     async def pay(i: int) -> None:
         job = f"gate{i % 10}"

@@ -46,7 +46,7 @@ async def test_release_returns_everything_and_restores_counters(
         ledger: Ledger, db: Database) -> None:
     await ledger.credit_pool(50_000, "zap:a")
     await ledger.decide("j1", "alice", 30_000)
-    failure = await ledger.release_reservation("j1")
+    failure = await ledger.fail("j1", "work failed")
     assert (failure.released_msat, failure.refund_msat) == (30_000, 0)
     pool = await ledger.pool_status()
     assert (pool.available_msat, pool.reserved_msat, pool.spent_today_msat) == (50_000, 0, 0)
@@ -56,11 +56,12 @@ async def test_release_returns_everything_and_restores_counters(
     await assert_invariants(db, LIMITS)
 
 
-async def test_record_grant_returns_over_reservation(ledger: Ledger, db: Database) -> None:
+async def test_settle_returns_over_reservation(ledger: Ledger, db: Database) -> None:
     await ledger.credit_pool(50_000, "zap:a")
     await ledger.decide("j1", "alice", 30_000)
-    grant = await ledger.record_grant("alice", "j1", 12_000, 30_000)
-    assert (grant.absorbed_msat, grant.returned_msat) == (12_000, 18_000)
+    grant = await ledger.settle("j1", 12_000)
+    assert (grant.serve, grant.absorbed_msat, grant.released_msat) == (Serve.FREE, 12_000, 18_000)
+    assert (grant.charged_msat, grant.refund_msat) == (0, 0)
     pool = await ledger.pool_status()
     assert (pool.available_msat, pool.spent_today_msat, pool.total_spent_msat) == (
         38_000, 12_000, 12_000)
@@ -69,26 +70,26 @@ async def test_record_grant_returns_over_reservation(ledger: Ledger, db: Databas
     balances = await assert_invariants(db, LIMITS)
     assert balances["subsidy"] == 12_000
     # the grant is recorded once: a repeat returns the same outcome and moves nothing
-    assert await ledger.record_grant("alice", "j1", 12_000, 30_000) == grant
+    assert await ledger.settle("j1", 12_000) == grant
     assert (await ledger.pool_status()).available_msat == 38_000
 
 
 async def test_grant_of_zero_uncounts_the_job(ledger: Ledger, db: Database) -> None:
     await ledger.credit_pool(50_000, "zap:a")
     await ledger.decide("j1", "alice", 30_000)
-    await ledger.record_grant("alice", "j1", 0, 30_000)
+    await ledger.settle("j1", 0)
     allowance = await ledger.allowance("alice")
     assert (allowance.free_msat_left, allowance.free_jobs_left) == (100_000, 5)
     await assert_invariants(db, LIMITS)
 
 
-async def test_grant_after_release_is_refused(ledger: Ledger, db: Database) -> None:
+async def test_settle_after_failure_is_refused(ledger: Ledger, db: Database) -> None:
     await ledger.credit_pool(50_000, "zap:a")
     await ledger.decide("j1", "alice", 30_000)
-    await ledger.release_reservation("j1")
+    await ledger.fail("j1", "work failed")
     before = await assert_invariants(db, LIMITS)
     try:
-        await ledger.record_grant("alice", "j1", 10_000, 30_000)
+        await ledger.settle("j1", 10_000)
     except IllegalTransition:
         pass
     else:
@@ -118,7 +119,7 @@ async def test_limits_reset_at_the_utc_day_boundary(
     clock.advance(3600)  # midnight UTC
     assert (await ledger.decide("j3", "alice", 100_000)).serve is Serve.FREE
     # a release on the new day corrects the counters of the day the reservation was made
-    await ledger.release_reservation("j1")
+    await ledger.fail("j1", "work failed")
     clock.advance(-3600)
     assert (await ledger.allowance("alice")).free_msat_left == 100_000
     clock.advance(3600)
@@ -133,7 +134,7 @@ async def test_global_daily_pool_cap(db: Database, clock: ManualClock) -> None:
     assert (await ledger.decide("j1", "alice", 40_000)).serve is Serve.FREE
     d = await ledger.decide("j2", "bob", 40_000)
     assert (d.serve, d.reason, d.absorb_msat) == (Serve.PARTIAL, Reason.POOL_CAP, 10_000)
-    await ledger.record_grant("alice", "j1", 20_000, 40_000)
+    await ledger.settle("j1", 20_000)
     assert (await ledger.pool_status()).spent_today_msat == 20_000
     assert (await ledger.decide("j3", "carol", 30_000)).serve is Serve.FREE
     clock.advance(3600)

@@ -71,5 +71,6 @@ async def test_refund_moves(db: Database, refund: str) -> None:
 
 
 def test_terminal_states() -> None:
-    assert {s for s, moves in JOB_MOVES.items() if not moves} == {"done", "failed", "expired"}
+    terminal = {s for s, moves in JOB_MOVES.items() if not moves}
+    assert terminal == {"done", "failed", "expired", "cancelled"}
     assert {s for s, moves in REFUND_MOVES.items() if not moves} == {"paid", "credited"}

@@ -91,8 +91,10 @@ async def test_partial_settlement_math(ledger: Ledger, db: Database, clock: Manu
                                        refund: int) -> None:
     await _partial(ledger, clock)
     await ledger.confirm_payment("hash-j1", 20_000, "pay:hash-j1")
+    await ledger.start("j1")
     s = await ledger.settle("j1", actual)
-    assert (s.user_charge_msat, s.absorbed_msat, s.refund_msat) == (charge, absorbed, refund)
+    assert (s.charged_msat, s.absorbed_msat, s.refund_msat) == (charge, absorbed, refund)
+    assert s.released_msat == 30_000 - absorbed
     assert charge + refund == 20_000
     balances = await assert_invariants(db, LIMITS)
     assert balances["revenue"] == charge
@@ -108,7 +110,8 @@ async def test_partial_work_failure_refunds_all_and_releases(
         ledger: Ledger, db: Database, clock: ManualClock) -> None:
     await _partial(ledger, clock)
     await ledger.confirm_payment("hash-j1", 20_000, "pay:hash-j1")
-    f = await ledger.fail_job("j1", "backend timeout")
+    await ledger.start("j1")
+    f = await ledger.fail("j1", "backend timeout")
     assert (f.released_msat, f.refund_msat) == (30_000, 20_000)
     assert (await ledger.pool_status()).available_msat == 30_000
     assert (await ledger.allowance("alice")).free_jobs_left == 5
@@ -122,13 +125,18 @@ async def test_gate_settlement_refunds_the_difference(ledger: Ledger, db: Databa
     assert d.serve is Serve.GATE
     await ledger.attach_invoice("g1", "hash-g1", 10_000, clock.now + 600)
     assert (await ledger.confirm_payment("g1", 10_000, "pay:hash-g1")).job_paid
+    with pytest.raises(IllegalTransition):  # not started
+        await ledger.settle("g1", 7_500)
+    assert (await ledger.start("g1")).state == "running"
+    assert (await ledger.start("g1")).state == "running"  # a repeat: no-op
     s = await ledger.settle("g1", 7_500)
-    assert (s.user_charge_msat, s.refund_msat, s.absorbed_msat) == (7_500, 2_500, 0)
+    assert (s.charged_msat, s.refund_msat, s.absorbed_msat) == (7_500, 2_500, 0)
     balances = await assert_invariants(db, LIMITS)
     assert (balances["revenue"], balances["refunds"], balances["escrow"]) == (7_500, 2_500, 0)
     exact = await ledger.decide("g2", "alice", 10_000)
     await ledger.attach_invoice("g2", "hash-g2", exact.work_amount_msat, clock.now + 600)
     await ledger.confirm_payment("hash-g2", 10_000, "pay:hash-g2")
+    await ledger.start("g2")
     assert (await ledger.settle("g2", 10_000)).refund_msat == 0
     assert (await ledger.job("g2")).refund_state is RefundState.NONE
     await assert_invariants(db, LIMITS)
@@ -228,14 +236,59 @@ async def test_overdue_invoices_and_restart_queries(ledger: Ledger, db: Database
     await assert_invariants(db, LIMITS)
 
 
-async def test_payment_for_a_job_that_failed_unpaid_is_late(ledger: Ledger, db: Database,
-                                                            clock: ManualClock) -> None:
+async def test_payment_for_a_cancelled_job_is_late(ledger: Ledger, db: Database,
+                                                   clock: ManualClock) -> None:
     await ledger.decide("g1", "alice", 10_000)
     await ledger.attach_invoice("g1", "hash-g1", 10_000, clock.now + 600)
-    f = await ledger.fail_job("g1", "asker cancelled")
-    assert (f.released_msat, f.refund_msat) == (0, 0)
+    before = await assert_invariants(db, LIMITS)
+    job = await ledger.cancel("g1")
+    assert job.state == "cancelled"
+    assert await ledger.cancel("g1") == job  # a repeat: no-op
+    assert await ledger.expire_job("g1") == job  # the expiry watcher comes later: no-op
+    assert await assert_invariants(db, LIMITS) == before  # nothing moved
+    assert [i.payment_hash for i in await ledger.open_invoices()] == []
     out = await ledger.confirm_payment("hash-g1", 10_000, "pay:g1")
     assert (out.result, out.job_paid, out.credited_balance_msat) == (
         PaymentResult.LATE, False, 10_000)
-    assert (await ledger.job("g1")).state == "failed"
+    assert (await ledger.job("g1")).state == "cancelled"
+    assert (await ledger.balance("alice")).available_msat == 10_000
+    await assert_invariants(db, LIMITS)
+
+
+async def test_cancel_a_quote_and_what_cannot_be_cancelled(
+        ledger: Ledger, db: Database, clock: ManualClock) -> None:
+    await ledger.credit_pool(10_000, "zap:1")
+    await ledger.decide("q1", "alice", 50_000)  # partial, quoted, no invoice yet
+    assert (await ledger.cancel("q1")).state == "cancelled"
+    with pytest.raises(IllegalTransition):
+        await ledger.attach_invoice("q1", "hash-q1", 40_000, clock.now + 600)
+    await ledger.decide("f1", "bob", 5_000)  # free: running
+    await ledger.decide("g1", "carol", 50_000)
+    await ledger.attach_invoice("g1", "hash-g1", 45_000, clock.now + 600)
+    await ledger.confirm_payment("g1", 45_000, "pay:g1")  # partial: paid
+    before = await assert_invariants(db, LIMITS)
+    for job in ("f1", "g1"):
+        with pytest.raises(IllegalTransition):
+            await ledger.cancel(job)
+    assert await assert_invariants(db, LIMITS) == before
+    # a paid job that will not run is failed instead: the whole payment is refunded
+    f = await ledger.fail("g1", "asker withdrew")
+    assert (f.refund_msat, f.released_msat) == (45_000, 5_000)
+    await assert_invariants(db, LIMITS)
+
+
+async def test_start_only_takes_a_paid_job(ledger: Ledger, db: Database,
+                                           clock: ManualClock) -> None:
+    await ledger.decide("g1", "alice", 10_000)
+    with pytest.raises(IllegalTransition):  # quoted: not paid
+        await ledger.start("g1")
+    await ledger.attach_invoice("g1", "hash-g1", 10_000, clock.now + 600)
+    with pytest.raises(IllegalTransition):  # invoiced: not paid
+        await ledger.start("g1")
+    await ledger.confirm_payment("g1", 10_000, "pay:g1")
+    assert (await ledger.start("g1")).state == "running"
+    assert [j.id for j in await ledger.jobs_in_state("running")] == ["g1"]
+    await ledger.settle("g1", 10_000)
+    with pytest.raises(IllegalTransition):  # done
+        await ledger.start("g1")
     await assert_invariants(db, LIMITS)

@@ -174,23 +174,39 @@ class LedgerMachine(RuleBasedStateMachine):
         rec = self.run(self.ledger.job(job))
         actual = rec.estimate_msat * fraction // 100
         s = self.attempt(self.ledger.settle(job, actual))
-        if s is not None:
-            assert s.refund_msat >= 0 and s.user_charge_msat >= 0
-            assert s.user_charge_msat + s.refund_msat == rec.paid_msat
-            assert self.run(self.ledger.settle(job, actual)) == s  # duplicate
-
-    @precondition(lambda self: self.jobs)
-    @rule(i=PICK, fraction=st.integers(min_value=0, max_value=100))
-    def record_grant(self, i: int, fraction: int) -> None:
-        job = self._pick(self.jobs, i)
-        rec = self.run(self.ledger.job(job))
-        actual = rec.reserved_msat * fraction // 100
-        self.attempt(self.ledger.record_grant(rec.pubkey, job, actual, max(rec.reserved_msat, 1)))
+        if s is None:
+            return
+        event(f"settled: {s.serve.value}")
+        assert s.serve == rec.serve
+        assert min(s.charged_msat, s.absorbed_msat, s.refund_msat, s.released_msat) >= 0
+        if s.serve is Serve.FREE:
+            assert (s.absorbed_msat, s.charged_msat, s.refund_msat) == (actual, 0, 0)
+            assert s.released_msat == rec.reserved_msat - actual
+        elif s.serve is Serve.SESSION:
+            assert s.absorbed_msat + s.charged_msat == actual and s.refund_msat == 0
+            assert s.released_msat == rec.estimate_msat - s.charged_msat
+        else:
+            assert s.charged_msat + s.refund_msat == rec.paid_msat
+        assert self.run(self.ledger.settle(job, actual)) == s  # duplicate
 
     @precondition(lambda self: self.jobs)
     @rule(i=PICK)
-    def fail_job(self, i: int) -> None:
-        self.attempt(self.ledger.fail_job(self._pick(self.jobs, i), "boom"))
+    def start(self, i: int) -> None:
+        self.attempt(self.ledger.start(self._pick(self.jobs, i)))
+
+    @precondition(lambda self: self.jobs)
+    @rule(i=PICK)
+    def fail(self, i: int) -> None:
+        job = self._pick(self.jobs, i)
+        rec = self.run(self.ledger.job(job))
+        f = self.attempt(self.ledger.fail(job, "boom"))
+        if f is not None:
+            assert f.refund_msat == rec.paid_msat
+
+    @precondition(lambda self: self.jobs)
+    @rule(i=PICK)
+    def cancel(self, i: int) -> None:
+        self.attempt(self.ledger.cancel(self._pick(self.jobs, i)))
 
     @precondition(lambda self: self.jobs)
     @rule(i=PICK)
@@ -223,10 +239,9 @@ class LedgerMachine(RuleBasedStateMachine):
                 self.received += amount
             if not out.job_paid:
                 return
+            self.run(self.ledger.start(job))
         if fraction < 0:
-            self.run(self.ledger.fail_job(job, "backend down"))
-        elif d.serve is Serve.SESSION:
-            self.run(self.ledger.session_settle(job, estimate * fraction // 100))
+            self.run(self.ledger.fail(job, "backend down"))
         else:
             self.run(self.ledger.settle(job, estimate * fraction // 100))
         rec = self.run(self.ledger.job(job))
@@ -242,17 +257,6 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             self.run(self.ledger.fail_payout(p.payout_id, "no route"))
         event(f"whole_job refund: {refund}")
-
-    # ---------------------------------------------------------------- sessions
-
-    @precondition(lambda self: self.jobs)
-    @rule(i=PICK, fraction=st.integers(min_value=0, max_value=100))
-    def session_settle(self, i: int, fraction: int) -> None:
-        job = self._pick(self.jobs, i)
-        rec = self.run(self.ledger.job(job))
-        s = self.attempt(self.ledger.session_settle(job, rec.estimate_msat * fraction // 100))
-        if s is not None:
-            assert s.absorbed_msat + s.charged_msat == s.actual_msat
 
     # ---------------------------------------------------------------- refunds
 

@@ -22,6 +22,7 @@ async def _refund(ledger: Ledger, clock: ManualClock, job: str = "g1") -> None:
     await ledger.decide(job, "alice", 10_000)
     await ledger.attach_invoice(job, f"hash-{job}", 10_000, clock.now + 600)
     await ledger.confirm_payment(job, 10_000, f"pay:{job}")
+    await ledger.start(job)
     assert (await ledger.settle(job, 4_000)).refund_msat == 6_000
 
 
@@ -105,6 +106,7 @@ async def test_a_partial_payout_leaves_the_remainder_as_balance(
     await ledger.decide("g1", "alice", 10_500)
     await ledger.attach_invoice("g1", "hash-g1", 10_500, clock.now + 600)
     await ledger.confirm_payment("g1", 10_500, "pay:g1")
+    await ledger.start("g1")
     assert (await ledger.settle("g1", 4_000)).refund_msat == 6_500
     with pytest.raises(InvalidInput):  # more than the refund
         await ledger.begin_payout("g1", "lnbc-a", "payout:g1:1", amount_msat=6_501)

@@ -23,7 +23,7 @@ async def test_session_with_subsidy(ledger: Ledger, db: Database) -> None:
     view = await ledger.balance("alice")
     assert (view.available_msat, view.held_msat) == (10_000, 40_000)
     assert (await ledger.pool_status()).reserved_msat == 0  # the subsidy is advisory
-    s = await ledger.session_settle("s1", 25_000)
+    s = await ledger.settle("s1", 25_000)
     assert (s.absorbed_msat, s.charged_msat, s.released_msat) == (10_000, 15_000, 25_000)
     assert (await ledger.balance("alice")).available_msat == 35_000
     assert (await ledger.allowance("alice")).free_msat_left == 90_000
@@ -48,7 +48,7 @@ async def test_session_pool_empty_at_grant_time_charges_full_cost(
     d = await ledger.decide("s1", "alice", 40_000)
     assert (d.serve, d.absorb_msat) == (Serve.SESSION, 10_000)
     await ledger.decide("drain", "bob", 10_000)  # the pool is gone by the time the work ends
-    s = await ledger.session_settle("s1", 25_000)
+    s = await ledger.settle("s1", 25_000)
     assert (s.absorbed_msat, s.charged_msat, s.released_msat) == (0, 25_000, 15_000)
     assert (await ledger.balance("alice")).available_msat == 25_000
     assert (await ledger.allowance("alice")).free_msat_left == 100_000
@@ -59,7 +59,7 @@ async def test_session_subsidy_is_capped_by_actual(ledger: Ledger, db: Database)
     await ledger.credit_balance("alice", 50_000, "pay:topup", "topup")
     await ledger.credit_pool(30_000, "zap:1")
     assert (await ledger.decide("s1", "alice", 40_000)).serve is Serve.SESSION
-    s = await ledger.session_settle("s1", 5_000)
+    s = await ledger.settle("s1", 5_000)
     assert (s.absorbed_msat, s.charged_msat, s.released_msat) == (5_000, 0, 40_000)
     assert (await ledger.balance("alice")).available_msat == 50_000
     await assert_invariants(db, LIMITS)
@@ -87,7 +87,7 @@ async def test_session_without_subsidy(ledger: Ledger, db: Database) -> None:
     d = await ledger.decide("s1", "alice", 40_000)
     assert (d.serve, d.reason, d.absorb_msat, d.work_amount_msat, d.hold_msat) == (
         Serve.SESSION, Reason.POOL_SHORT, 0, 40_000, 40_000)
-    s = await ledger.session_settle("s1", 40_000)
+    s = await ledger.settle("s1", 40_000)
     assert (s.absorbed_msat, s.charged_msat, s.released_msat) == (0, 40_000, 0)
     balances = await assert_invariants(db, LIMITS)
     assert (balances["revenue"], balances["balance:alice"]) == (40_000, 10_000)
@@ -96,11 +96,11 @@ async def test_session_without_subsidy(ledger: Ledger, db: Database) -> None:
 async def test_session_failure_releases_the_hold(ledger: Ledger, db: Database) -> None:
     await ledger.credit_balance("alice", 50_000, "pay:topup", "topup")
     await ledger.decide("s1", "alice", 40_000)
-    f = await ledger.session_fail("s1")
+    f = await ledger.fail("s1", "work failed")
     assert f.released_msat == 40_000
     assert (await ledger.balance("alice")).available_msat == 50_000
     with pytest.raises(IllegalTransition):
-        await ledger.session_settle("s1", 1)
+        await ledger.settle("s1", 1)
     await assert_invariants(db, LIMITS)
 
 
@@ -109,7 +109,7 @@ async def test_two_sessions_cannot_overdraw(ledger: Ledger, db: Database) -> Non
     assert (await ledger.decide("s1", "alice", 30_000)).serve is Serve.SESSION
     assert (await ledger.decide("s2", "alice", 30_000)).serve is Serve.GATE
     with pytest.raises(InvalidAmount):
-        await ledger.session_settle("s1", 30_001)
+        await ledger.settle("s1", 30_001)
     await assert_invariants(db, LIMITS)
 
 

@@ -34,9 +34,9 @@ async def hammer(path: str, proc: int, n: int) -> None:
         d = await ledger.decide(job, f"user{j % 10}", 700)
         if d.serve is Serve.FREE:
             if j % 3 == 0:
-                await ledger.release_reservation(job)
+                await ledger.fail(job, "work failed")
             else:
-                await ledger.record_grant(d.pubkey, job, 500, 700)
+                await ledger.settle(job, 500)
 
     async def shared_job(k: int) -> None:
         job = f"shared-{k}"
@@ -64,6 +64,7 @@ async def crash(path: str, run: int) -> None:
         await gate.attach_invoice(key, f"hash-{key}", d.work_amount_msat, 4_000_000_000)
         await gate.confirm_payment(f"hash-{key}", d.work_amount_msat, f"pay:hash-{key}")
         print(f"ACK pay:hash-{key}", flush=True)
+        await gate.start(key)
         await gate.settle(key, 2_000)
         print(f"ACK job:{key}:settle", flush=True)
         p = await gate.begin_payout(key, "lnbc-refund", f"payout:{key}")
@@ -82,7 +83,7 @@ async def crash(path: str, run: int) -> None:
             else:
                 d = await ledger.decide(key, f"user{i % 5}", 900)
                 if d.serve is Serve.FREE:
-                    await ledger.record_grant(d.pubkey, key, 400, 900)
+                    await ledger.settle(key, 400)
                 print(f"ACK job:{key}:decide", flush=True)
 
     await asyncio.gather(*(loop() for _ in range(16)))
