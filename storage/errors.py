@@ -1,6 +1,6 @@
 """The one exception hierarchy of ``storage``.
 
-Expected outcomes are *values* (``Decision``, ``Settlement``, ``PaymentOutcome``...), never
+Expected outcomes are *values* (``Decision``, ``Completion``, ``PaymentOutcome``...), never
 exceptions: "pool empty", "limit reached", "invoice expired", "paid twice" are results the caller
 handles. An exception from ``storage`` means the caller asked for something that cannot be done,
 and in every case **nothing was written**:

@@ -2,7 +2,7 @@
 
 Each method validates its arguments (raising ``InvalidInput`` before anything is queued), then
 runs one synchronous function from ``funding``, ``decisions``, ``payments``, ``topups``,
-``settlement`` or ``refunds`` inside the writer's transaction (see
+``completion`` or ``refunds`` inside the writer's transaction (see
 ``storage.database``): it fully happens or not at all, and returns once durably committed. Every
 operation has an idempotency key — the caller's (``credit_pool``, ``credit_balance``,
 ``confirm_payment``, ``confirm_topup``, ``begin_payout``) or ``job:<id>:<step>``; a repeat returns
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from storage import decisions, funding, payments, refunds, settlement, subsidy, topups
+from storage import completion, decisions, funding, payments, refunds, subsidy, topups
 from storage.accounts import POOL, SUBSIDY, balance_account, get_account
 from storage.amounts import nonneg_msat, positive_msat, text_id
 from storage.database import Database
@@ -24,6 +24,7 @@ from storage.limits import Clock, Limits, system_clock, utc_day
 from storage.outcomes import (
     Allowance,
     BalanceView,
+    Completion,
     Credit,
     Decision,
     Failure,
@@ -34,7 +35,6 @@ from storage.outcomes import (
     Payout,
     PoolStatus,
     Refund,
-    Settlement,
     TopupPayment,
     TopupRecord,
 )
@@ -130,7 +130,7 @@ class Ledger:
     async def confirm_payment(self, ref: str, amount_msat: int, key: str) -> PaymentOutcome:
         """A payment for the job whose id or invoice payment hash is ``ref``; once per ``key``.
 
-        See ``PaymentResult``: only PAID and OVERPAID let the work start; every other payment
+        See ``PaymentVerdict``: only PAID and OVERPAID let the work start; every other payment
         becomes the payer's balance (or, TERMS_CHANGED, a pending refund).
         """
         text_id(ref, "ref")
@@ -219,9 +219,9 @@ class Ledger:
         Work starts only on a ``running`` job; ``settle`` takes only a ``running`` job."""
         text_id(job_id, "job_id")
         now = self.clock()
-        return await self.db.write(lambda conn: settlement.start(conn, job_id, now))
+        return await self.db.write(lambda conn: completion.start(conn, job_id, now))
 
-    async def settle(self, job_id: str, actual_msat: int) -> Settlement:
+    async def settle(self, job_id: str, actual_msat: int) -> Completion:
         """The work of a ``running`` job is done with real cost ``actual_msat`` (every serve;
         never above the estimate). Free: the pool keeps the actual; session: the balance pays
         actual minus the subsidy; partial and gate: the seed's refund math. Once per job."""
@@ -229,7 +229,7 @@ class Ledger:
         actual = nonneg_msat(actual_msat, "actual_msat")
         now, limits = self.clock(), self.limits
         return await self.db.write(
-            lambda conn: settlement.settle(conn, limits, job_id, actual, now)
+            lambda conn: completion.settle(conn, limits, job_id, actual, now)
         )
 
     async def fail(self, job_id: str, reason: str) -> Failure:
@@ -238,14 +238,14 @@ class Ledger:
         text_id(job_id, "job_id")
         text_id(reason, "reason", 200)
         now = self.clock()
-        return await self.db.write(lambda conn: settlement.fail(conn, job_id, reason, now))
+        return await self.db.write(lambda conn: completion.fail(conn, job_id, reason, now))
 
     async def cancel(self, job_id: str) -> JobRecord:
         """Withdraw an unpaid job (``quoted | invoiced → cancelled``): nothing moves; a later
         payment of its invoice becomes balance (``LATE``). Repeats, and an expired job: no-op."""
         text_id(job_id, "job_id")
         now = self.clock()
-        return await self.db.write(lambda conn: settlement.cancel(conn, job_id, now))
+        return await self.db.write(lambda conn: completion.cancel(conn, job_id, now))
 
     # ------------------------------------------------------------------ refunds and payouts
 

@@ -25,7 +25,7 @@ class Reason(StrEnum):
     POOL_CAP = "pool_cap"  # the pool's global daily cap is (partly) used
 
 
-class PaymentResult(StrEnum):
+class PaymentVerdict(StrEnum):
     """What a payment did. Only PAID and OVERPAID let the job's work start.
 
     - PAID: paid in time and exact.
@@ -132,7 +132,7 @@ class PartialGrant(_Value):
 @dataclass(frozen=True, slots=True)
 class PaymentOutcome(_Value):
     job_id: str
-    result: PaymentResult
+    result: PaymentVerdict
     amount_msat: int
     job_paid: bool  # the job proceeds (work may start)
     credited_balance_msat: int  # what became the payer's balance
@@ -140,7 +140,7 @@ class PaymentOutcome(_Value):
 
 
 @dataclass(frozen=True, slots=True)
-class Settlement(_Value):
+class Completion(_Value):
     """What ``settle`` did with a job's actual cost (every serve)."""
 
     job_id: str

@@ -16,7 +16,7 @@ from storage.errors import IdempotencyConflict, IllegalTransition, InvalidAmount
 from storage.jobs import find_job, get_job, set_job
 from storage.limits import Limits, utc_day
 from storage.operations import job_key, once
-from storage.outcomes import JobRecord, PartialGrant, PaymentOutcome, PaymentResult, RefundState
+from storage.outcomes import JobRecord, PartialGrant, PaymentOutcome, PaymentVerdict, RefundState
 
 
 def attach_invoice(
@@ -60,7 +60,7 @@ def confirm_payment(
         job = find_job(conn, ref)
         to_balance = balance_account(job.pubkey)
 
-        def all_to_balance(result: PaymentResult) -> PaymentOutcome:
+        def all_to_balance(result: PaymentVerdict) -> PaymentOutcome:
             transfer(
                 conn,
                 f"{key}:balance",
@@ -72,18 +72,18 @@ def confirm_payment(
             return PaymentOutcome(job.id, result, amount, False, amount, 0)
 
         if job.serve not in ("partial", "gate"):
-            return all_to_balance(PaymentResult.NOT_DUE)
+            return all_to_balance(PaymentVerdict.NOT_DUE)
         if job.paid_msat > 0:
-            return all_to_balance(PaymentResult.DUPLICATE)
+            return all_to_balance(PaymentVerdict.DUPLICATE)
         if job.state in ("expired", "cancelled", "failed", "done") or (
             job.invoice_expires_at is not None and now > job.invoice_expires_at
         ):
             if job.state in ("quoted", "invoiced"):
                 set_job(conn, job, now, state="expired")
-            return all_to_balance(PaymentResult.LATE)
+            return all_to_balance(PaymentVerdict.LATE)
         due = job.work_amount_msat
         if amount < due:
-            return all_to_balance(PaymentResult.UNDERPAID)
+            return all_to_balance(PaymentVerdict.UNDERPAID)
         transfer(
             conn,
             f"{key}:escrow",
@@ -107,9 +107,9 @@ def confirm_payment(
             grant = reserve_partial_grant(conn, limits, job.id, now)
             if not grant.granted:
                 return PaymentOutcome(
-                    job.id, PaymentResult.TERMS_CHANGED, amount, False, excess, grant.refund_msat
+                    job.id, PaymentVerdict.TERMS_CHANGED, amount, False, excess, grant.refund_msat
                 )
-        result = PaymentResult.OVERPAID if excess else PaymentResult.PAID
+        result = PaymentVerdict.OVERPAID if excess else PaymentVerdict.PAID
         return PaymentOutcome(job.id, result, amount, True, excess, 0)
 
     return once(conn, key, "confirm_payment", [ref, amount], PaymentOutcome, compute)

@@ -53,7 +53,7 @@ from storage import (
     LedgerError,
     OpenInvoice,
     PaymentOutcome,
-    PaymentResult,
+    PaymentVerdict,
     TopupPayment,
     TopupResult,
     UnknownJob,
@@ -106,23 +106,23 @@ def payer_message(applied: Applied) -> str | None:
     if isinstance(outcome, TopupPayment):
         return _topup_message(outcome, credited)
     result = outcome.result
-    if result is PaymentResult.PAID:
+    if result is PaymentVerdict.PAID:
         return None
-    if result is PaymentResult.OVERPAID:
+    if result is PaymentVerdict.OVERPAID:
         return f"Payment received. You paid more than the invoice: {credited} went to your balance."
-    if result is PaymentResult.LATE:
+    if result is PaymentVerdict.LATE:
         return (f"Your payment arrived after the quote expired, so the job did not run. "
                 f"It is not lost: {credited} are now your balance.")
-    if result is PaymentResult.DUPLICATE:
+    if result is PaymentVerdict.DUPLICATE:
         return (f"This job was already paid. Your extra payment is not lost: {credited} are "
                 f"now your balance.")
-    if result is PaymentResult.UNDERPAID:
+    if result is PaymentVerdict.UNDERPAID:
         return (f"Your payment was less than the invoice, so the job did not run. "
                 f"{credited} are now your balance.")
-    if result is PaymentResult.NOT_DUE:
+    if result is PaymentVerdict.NOT_DUE:
         return (f"This job needed no payment (it was free or paid from your balance). "
                 f"Your payment is not lost: {credited} are now your balance.")
-    if result is PaymentResult.TERMS_CHANGED:
+    if result is PaymentVerdict.TERMS_CHANGED:
         return (f"The free share promised for this job is no longer available, so it did not "
                 f"run. {_sats(outcome.refund_msat)} are waiting for you as a refund.")
     return None

@@ -9,7 +9,7 @@ import httpx
 from bot.agent.settlements import Applied, SettlementProcessor, payer_message, payment_key
 from bot.wallets.base import Settlement
 from bot.wallets.dev import DevNetwork, DevWallet
-from storage import Database, Intake, Ledger, Limits, PaymentResult, Serve, TopupPayment
+from storage import Database, Intake, Ledger, Limits, PaymentVerdict, Serve, TopupPayment
 from tests.agent.money import (
     ASKER,
     FEE_CAP_MSAT,
@@ -51,7 +51,7 @@ async def test_lnbits_websocket_settlement_pays_the_job_once(
         job = await ledger.job("job-ws")
         assert job.state == "paid" and job.paid_msat == 21_000
         assert [a.payment_hash for a in told] == [payment_hash]
-        assert told[0].outcome is not None and told[0].outcome.result is PaymentResult.PAID
+        assert told[0].outcome is not None and told[0].outcome.result is PaymentVerdict.PAID
         assert payer_message(told[0]) is None
         # polling (the fallback) and a replay after the fact change nothing
         again = await processor.poll(agent, [payment_hash])
@@ -75,7 +75,7 @@ async def test_late_payment_becomes_balance_and_says_so(
         assert (await payer.pay_invoice(bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
         [applied] = await processor.poll(agent, [payment_hash])
         assert applied.outcome is not None
-        assert applied.outcome.result is PaymentResult.LATE
+        assert applied.outcome.result is PaymentVerdict.LATE
         assert applied.credited_balance_msat == 8_000
         message = payer_message(applied)
         assert message is not None and "not lost" in message and "8 sats" in message
@@ -94,7 +94,7 @@ async def test_overpaid_and_repeated_settlements_with_the_dev_wallet(tmp_path: P
         repeat = await processor.apply(settlement)
         assert first is not None and repeat is not None
         assert first.first_time and not repeat.first_time
-        assert first.outcome is not None and first.outcome.result is PaymentResult.OVERPAID
+        assert first.outcome is not None and first.outcome.result is PaymentVerdict.OVERPAID
         assert repeat.outcome == first.outcome
         assert (await ledger.balance(ASKER)).available_msat == 2_500
         message = payer_message(first)
@@ -129,7 +129,7 @@ async def test_a_payment_for_a_job_that_takes_none_is_balance_and_says_so(
         decision = await ledger.decide("job-free", ASKER, 9_000)
         assert decision.serve is Serve.FREE
         outcome = await ledger.confirm_payment("job-free", 4_500, "zap:paid-anyway")
-        assert outcome.result is PaymentResult.NOT_DUE
+        assert outcome.result is PaymentVerdict.NOT_DUE
         applied = Applied("ef" * 32, ASKER, 4_500, outcome, outcome.credited_balance_msat, True)
         message = payer_message(applied)
         assert message is not None and "not lost" in message and "4.500 sats" in message
@@ -186,7 +186,7 @@ async def test_killed_after_the_ledger_write_the_payer_is_told_once_after_restar
         assert first is not None and first.first_time
         assert repeat is not None and not repeat.first_time
         assert told == [payment_hash]
-        assert first.outcome.result is PaymentResult.OVERPAID
+        assert first.outcome.result is PaymentVerdict.OVERPAID
         job = await ledger.job("job-killed")
         assert job.state == "paid" and job.paid_msat == 4_000
         assert (await ledger.balance(ASKER)).available_msat == 2_000

@@ -15,7 +15,7 @@ from storage import (
     InvoiceKind,
     Ledger,
     PaymentOutcome,
-    PaymentResult,
+    PaymentVerdict,
     TopupPayment,
     TopupResult,
     TopupState,
@@ -68,7 +68,7 @@ async def test_paid_while_down_is_credited_after_restart_once(
         assert credited.outcome.result is TopupResult.CREDITED
         assert payer_message(credited) == "Top-up received: 30 sats added to your balance."
         paid_job = by_hash[job_hash].outcome
-        assert isinstance(paid_job, PaymentOutcome) and paid_job.result is PaymentResult.PAID
+        assert isinstance(paid_job, PaymentOutcome) and paid_job.result is PaymentVerdict.PAID
         assert (await ledger.job("job-down")).state == "paid"
         # the unpaid top-up is still open (not expired yet); the paid ones are not
         [still_open] = await ledger.open_invoices()
@@ -141,7 +141,7 @@ async def test_poll_expires_what_can_no_longer_be_paid_and_late_money_is_balance
         assert message is not None and "not lost" in message and "4 sats" in message
         late_job = await processor.apply(wallet.settle(job_hash))
         assert late_job is not None and isinstance(late_job.outcome, PaymentOutcome)
-        assert late_job.outcome.result is PaymentResult.LATE
+        assert late_job.outcome.result is PaymentVerdict.LATE
         assert (await ledger.balance(ASKER)).available_msat == 11_000
         late_skewed = await processor.poll(wallet, [skewed.payment_hash])
         assert late_skewed == []  # not settled: nothing

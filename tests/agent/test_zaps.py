@@ -33,7 +33,7 @@ from bot.wallets.bolt11 import encode_invoice
 from bot.wallets.lightning_address import AgentAddress
 from bot.wallets.lnbits import LnbitsWallet
 from bot.wallets.lnurl import LnurlClient
-from storage import Database, Intake, Ledger, Limits, PaymentResult, check
+from storage import Database, Intake, Ledger, Limits, PaymentVerdict, check
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 from tests.fixtures.lnurl_provider import LnurlProvider, publish_sync
 from tests.fixtures.nwc_service import LnbitsRest
@@ -305,13 +305,13 @@ async def test_zap_referencing_a_job_pays_the_job(zap_env: ZapEnv) -> None:
     assert len(job_results) == 1
     assert job_results[0].job_id == job_event
     assert job_results[0].payment is not None
-    assert job_results[0].payment.result is PaymentResult.PAID
+    assert job_results[0].payment.result is PaymentVerdict.PAID
     assert (await env.ledger.pool_status()).total_in_msat == 0
     # the same receipt delivered again (a replay, a restart) moves no money a second time
     (receipt,) = env.provider.receipts
     again = await env.intake.handle(receipt)
     assert (again.outcome, again.job_id, again.first_time) == (ZapOutcome.JOB, job_event, False)
-    assert again.payment is not None and again.payment.result is PaymentResult.PAID
+    assert again.payment is not None and again.payment.result is PaymentVerdict.PAID
     assert (await env.ledger.balance(asker)).available_msat == 0
     assert (await env.ledger.pool_status()).total_in_msat == 0
     # a zap naming an event that is no job of ours funds the pool

@@ -9,7 +9,7 @@ from storage import (
     IllegalTransition,
     InvalidInput,
     Ledger,
-    PaymentResult,
+    PaymentVerdict,
     RefundState,
     Serve,
 )
@@ -41,7 +41,7 @@ async def test_partial_payment_reserves_the_grant(ledger: Ledger, db: Database,
                                                   clock: ManualClock) -> None:
     await _partial(ledger, clock)
     out = await ledger.confirm_payment("hash-j1", 20_000, "pay:hash-j1")
-    assert (out.result, out.job_paid, out.credited_balance_msat) == (PaymentResult.PAID, True, 0)
+    assert (out.result, out.job_paid, out.credited_balance_msat) == (PaymentVerdict.PAID, True, 0)
     pool = await ledger.pool_status()
     assert (pool.available_msat, pool.reserved_msat) == (0, 30_000)
     assert (await ledger.allowance("alice")).free_msat_left == 70_000
@@ -57,7 +57,7 @@ async def test_pool_drained_before_payment_refunds_the_whole_payment(
     assert (await ledger.decide("thief", "mallory", 30_000)).serve is Serve.FREE
     out = await ledger.confirm_payment("hash-j1", 20_000, "pay:hash-j1")
     assert (out.result, out.job_paid, out.refund_msat) == (
-        PaymentResult.TERMS_CHANGED, False, 20_000)
+        PaymentVerdict.TERMS_CHANGED, False, 20_000)
     job = await ledger.job("j1")
     assert (job.state, job.refund_state, job.refund_msat) == ("failed", RefundState.PENDING, 20_000)
     assert (await ledger.allowance("alice")).free_msat_left == 100_000
@@ -72,7 +72,7 @@ async def test_allowance_used_before_payment_refunds(ledger: Ledger, db: Databas
     await ledger.credit_pool(1_000_000, "op:more", source="operator")
     await ledger.decide("other", "alice", 90_000)  # alice's own allowance: 10 000 left < 30 000
     out = await ledger.confirm_payment("hash-j1", 20_000, "pay:hash-j1")
-    assert out.result is PaymentResult.TERMS_CHANGED
+    assert out.result is PaymentVerdict.TERMS_CHANGED
     await assert_invariants(db, LIMITS)
 
 
@@ -149,7 +149,7 @@ async def test_late_payment_becomes_balance(ledger: Ledger, db: Database,
     clock.advance(601)
     out = await ledger.confirm_payment("hash-g1", 10_000, "pay:hash-g1")
     assert (out.result, out.job_paid, out.credited_balance_msat) == (
-        PaymentResult.LATE, False, 10_000)
+        PaymentVerdict.LATE, False, 10_000)
     assert (await ledger.job("g1")).state == "expired"
     assert (await ledger.balance("alice")).available_msat == 10_000
     balances = await assert_invariants(db, LIMITS)
@@ -162,7 +162,7 @@ async def test_payment_for_an_expired_job_becomes_balance(ledger: Ledger, db: Da
     await ledger.attach_invoice("g1", "hash-g1", 10_000, clock.now + 600)
     await ledger.expire_job("g1")
     out = await ledger.confirm_payment("g1", 10_000, "zap:abc")
-    assert out.result is PaymentResult.LATE
+    assert out.result is PaymentVerdict.LATE
     await assert_invariants(db, LIMITS)
 
 
@@ -172,13 +172,13 @@ async def test_paid_twice_and_overpaid_and_underpaid(ledger: Ledger, db: Databas
     await ledger.attach_invoice("g1", "hash-g1", 10_000, clock.now + 600)
     under = await ledger.confirm_payment("g1", 4_000, "zap:under")
     assert (under.result, under.job_paid, under.credited_balance_msat) == (
-        PaymentResult.UNDERPAID, False, 4_000)
+        PaymentVerdict.UNDERPAID, False, 4_000)
     over = await ledger.confirm_payment("hash-g1", 12_000, "pay:hash-g1")
     assert (over.result, over.job_paid, over.credited_balance_msat) == (
-        PaymentResult.OVERPAID, True, 2_000)
+        PaymentVerdict.OVERPAID, True, 2_000)
     again = await ledger.confirm_payment("g1", 10_000, "zap:second")
     assert (again.result, again.job_paid, again.credited_balance_msat) == (
-        PaymentResult.DUPLICATE, False, 10_000)
+        PaymentVerdict.DUPLICATE, False, 10_000)
     # the same payment delivered again (another relay, a restart): counted once
     assert await ledger.confirm_payment("hash-g1", 12_000, "pay:hash-g1") == over
     assert (await ledger.balance("alice")).available_msat == 16_000
@@ -212,7 +212,7 @@ async def test_payment_for_a_free_job_becomes_balance(ledger: Ledger, db: Databa
     await ledger.credit_pool(30_000, "zap:1")
     await ledger.decide("f1", "alice", 10_000)
     out = await ledger.confirm_payment("f1", 5_000, "zap:x")
-    assert (out.result, out.credited_balance_msat) == (PaymentResult.NOT_DUE, 5_000)
+    assert (out.result, out.credited_balance_msat) == (PaymentVerdict.NOT_DUE, 5_000)
     await assert_invariants(db, LIMITS)
 
 
@@ -249,7 +249,7 @@ async def test_payment_for_a_cancelled_job_is_late(ledger: Ledger, db: Database,
     assert [i.payment_hash for i in await ledger.open_invoices()] == []
     out = await ledger.confirm_payment("hash-g1", 10_000, "pay:g1")
     assert (out.result, out.job_paid, out.credited_balance_msat) == (
-        PaymentResult.LATE, False, 10_000)
+        PaymentVerdict.LATE, False, 10_000)
     assert (await ledger.job("g1")).state == "cancelled"
     assert (await ledger.balance("alice")).available_msat == 10_000
     await assert_invariants(db, LIMITS)

@@ -26,7 +26,7 @@ from storage import (
     Ledger,
     LedgerError,
     Limits,
-    PaymentResult,
+    PaymentVerdict,
     Serve,
     check,
 )
@@ -164,7 +164,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if out is not None and not before_first:
             self.counted.add(key)
             self.received += out.amount_msat
-            if out.result is PaymentResult.PAID:
+            if out.result is PaymentVerdict.PAID:
                 assert out.amount_msat == rec.work_amount_msat
 
     @precondition(lambda self: self.jobs)

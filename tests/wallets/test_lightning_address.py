@@ -31,7 +31,7 @@ from bot.wallets.base import (
 from bot.wallets.bolt11 import decode_invoice
 from bot.wallets.lightning_address import AgentAddress, LightningAddressWallet
 from bot.wallets.lnurl import LnurlClient
-from storage import Database, Intake, Ledger, Limits, PaymentResult, check
+from storage import Database, Intake, Ledger, Limits, PaymentVerdict, check
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 from tests.fixtures.lnurl_provider import LnurlProvider
 from tests.fixtures.nwc_service import LnbitsRest
@@ -160,7 +160,7 @@ async def test_invoice_settled_by_the_verify_url_pays_the_job_once(
         applied = await processor.apply(settlement)
         again = await processor.apply(settlement)  # a repeat changes nothing
         assert applied is not None and applied.outcome is not None
-        assert applied.outcome.result is PaymentResult.PAID and applied.first_time
+        assert applied.outcome.result is PaymentVerdict.PAID and applied.first_time
         assert again is not None and not again.first_time
         assert (await ledger.job(job_id)).state == "paid"
         assert (await check(env.db)).ok

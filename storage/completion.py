@@ -25,7 +25,7 @@ from storage.errors import IllegalTransition, InvalidAmount
 from storage.jobs import get_job, set_job
 from storage.limits import Limits, utc_day
 from storage.operations import job_key, once
-from storage.outcomes import Failure, JobRecord, Serve, Settlement
+from storage.outcomes import Completion, Failure, JobRecord, Serve
 
 
 def _settle_reservation(conn: sqlite3.Connection, job: JobRecord, keep: int, now: int) -> int:
@@ -52,16 +52,16 @@ def _resolve_hold(conn: sqlite3.Connection, job: JobRecord, charge: int, now: in
     return job.estimate_msat - charge
 
 
-def record_grant(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> Settlement:
+def record_grant(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> Completion:
     """A free job: the pool keeps ``actual``; the rest of the reservation returns to it."""
     returned = _settle_reservation(conn, job, actual, now)
     set_job(conn, job, now, state="done", actual_msat=actual, absorbed_msat=actual, charged_msat=0)
-    return Settlement(job.id, Serve.FREE, actual, 0, actual, 0, returned)
+    return Completion(job.id, Serve.FREE, actual, 0, actual, 0, returned)
 
 
 def session_settle(
     conn: sqlite3.Connection, limits: Limits, job: JobRecord, actual: int, now: int
-) -> Settlement:
+) -> Completion:
     """A session: charge the balance ``actual - subsidy``; release the rest of the hold."""
     day = utc_day(now)
     target = min(actual, job.absorb_msat)
@@ -75,10 +75,10 @@ def session_settle(
         conn, job, now, state="done", actual_msat=actual, absorbed_msat=absorbed,
         charged_msat=charged,
     )
-    return Settlement(job.id, Serve.SESSION, actual, charged, absorbed, 0, released)
+    return Completion(job.id, Serve.SESSION, actual, charged, absorbed, 0, released)
 
 
-def settle_paid(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> Settlement:
+def settle_paid(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> Completion:
     """A partial or gate job: the seed's refund math on what was paid (held in escrow)."""
     partial = job.serve == Serve.PARTIAL
     keep = min(actual, job.absorb_msat) if partial else 0
@@ -96,13 +96,13 @@ def settle_paid(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int)
         conn, job, now, state="done", actual_msat=actual, absorbed_msat=keep,
         charged_msat=charge, **changes,
     )
-    return Settlement(job.id, Serve(job.serve), actual, charge, keep, refund, released)
+    return Completion(job.id, Serve(job.serve), actual, charge, keep, refund, released)
 
 
 def settle(
     conn: sqlite3.Connection, limits: Limits, job_id: str, actual: int, now: int
-) -> Settlement:
-    def compute() -> Settlement:
+) -> Completion:
+    def compute() -> Completion:
         job = get_job(conn, job_id)
         if job.state != "running":
             raise IllegalTransition(f"job {job_id} ({job.serve}) is {job.state}: nothing to settle")
@@ -114,7 +114,7 @@ def settle(
             return session_settle(conn, limits, job, actual, now)
         return settle_paid(conn, job, actual, now)
 
-    return once(conn, job_key(job_id, "settle"), "settle", [actual], Settlement, compute)
+    return once(conn, job_key(job_id, "settle"), "settle", [actual], Completion, compute)
 
 
 def fail(conn: sqlite3.Connection, job_id: str, reason: str, now: int) -> Failure:
