@@ -88,6 +88,11 @@ class Intake:
         text_id(request_id, "request_id")
         return await self.db.read(lambda conn: requests.get(conn, request_id))
 
+    async def latest_request(self, sender: str) -> RequestRecord | None:
+        """``sender``'s newest request (how to reach them: protocol and relays)."""
+        text_id(sender, "sender")
+        return await self.db.read(lambda conn: requests.latest(conn, sender))
+
     async def unfinished_requests(self) -> list[RequestRecord]:
         """Requests ``new`` or ``open``, oldest first (the start-up sweep resumes each)."""
         return await self.db.read(requests.unfinished)

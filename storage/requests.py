@@ -185,3 +185,10 @@ def erase_before(conn: sqlite3.Connection, cutoff: int) -> int:
         (cutoff,),
     )
     return cur.rowcount
+
+
+def latest(conn: sqlite3.Connection, sender: str) -> RequestRecord | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM requests WHERE sender = ?"  # noqa: S608
+        " ORDER BY created_at DESC, rowid DESC LIMIT 1", (sender,)).fetchone()
+    return None if row is None else _record(row)

@@ -1,7 +1,8 @@
 """Interop with nostr-sdk (rust-nostr), code nobody here wrote, through a real relay.
 
-nostr-sdk sends NIP-04 and NIP-17 DMs; our pool + inbox decrypt them; our replies, published
-by our pool, are fetched and decrypted by nostr-sdk. Both directions, both protocols.
+nostr-sdk sends NIP-04 and NIP-17 DMs; our pool + inbox decrypt and record them; our replies,
+built by ``build_reply`` and published by our pool, are fetched and decrypted by nostr-sdk. Both
+directions, both protocols.
 """
 
 from collections.abc import AsyncIterator
@@ -10,9 +11,12 @@ from datetime import timedelta
 import nostr_sdk as sdk
 import pytest
 
+from bot.agent.guard import Guard
+from bot.agent.inbox import Inbox, build_reply
+from bot.agent.settings import ServiceConfig
 from bot.nostr.keys import Keys
 from bot.relays import RelayPool
-from bot.relays.inbox import DirectMessage, Inbox
+from storage import Intake, RequestRecord
 from tests.relays.conftest import FAST_BACKOFF
 from tests.relays.helpers import configs, wait_until
 
@@ -36,18 +40,16 @@ async def _sdk_fetch(client: sdk.Client, me: sdk.Keys, kind: int) -> list[sdk.Ev
     return events
 
 
-async def test_nip04_both_directions(relay_url: str,
+async def test_nip04_both_directions(relay_url: str, intake: Intake,
                                      sdk_client: tuple[sdk.Client, sdk.Keys]) -> None:
     client, their_keys = sdk_client
     agent = Keys.generate()
     agent_pk = sdk.PublicKey.parse(agent.public_hex)
-    received: list[DirectMessage] = []
+    received: list[RequestRecord] = []
 
-    async def handle(dm: DirectMessage) -> None:
-        received.append(dm)
-
-    async with RelayPool(configs(relay_url), keys=agent, backoff=FAST_BACKOFF) as pool:
-        inbox = Inbox(pool, agent, handle)
+    async with RelayPool(configs(relay_url), keys=agent, store=intake,
+                         backoff=FAST_BACKOFF) as pool:
+        inbox = Inbox(pool, agent, intake, Guard(ServiceConfig()), received.append)
         await inbox.start()
         assert await pool.wait_connected(10)
         question = "what is a zap? ⚡ (nip04)"
@@ -57,10 +59,11 @@ async def test_nip04_both_directions(relay_url: str,
         await client.send_event(event)
         assert await wait_until(lambda: len(received) == 1)
         dm = received[0]
-        assert dm.protocol == "nip04" and dm.text == question
+        assert dm.protocol == "nip04" and dm.body == question
         assert dm.sender == their_keys.public_key().to_hex()
 
-        results = await inbox.reply(dm, "a tip in sats, sent over Lightning 🙂")
+        results = [await pool.publish(e) for e in build_reply(
+            agent, dm.protocol, dm.sender, dm.reply_to, "a tip in sats, sent over Lightning 🙂")]
         assert all(r.ok for r in results)
 
     replies = await _sdk_fetch(client, their_keys, 4)
@@ -71,18 +74,16 @@ async def test_nip04_both_directions(relay_url: str,
     assert text == "a tip in sats, sent over Lightning 🙂"
 
 
-async def test_nip17_both_directions(relay_url: str,
+async def test_nip17_both_directions(relay_url: str, intake: Intake,
                                      sdk_client: tuple[sdk.Client, sdk.Keys]) -> None:
     client, their_keys = sdk_client
     agent = Keys.generate()
     agent_pk = sdk.PublicKey.parse(agent.public_hex)
-    received: list[DirectMessage] = []
+    received: list[RequestRecord] = []
 
-    async def handle(dm: DirectMessage) -> None:
-        received.append(dm)
-
-    async with RelayPool(configs(relay_url), keys=agent, backoff=FAST_BACKOFF) as pool:
-        inbox = Inbox(pool, agent, handle)
+    async with RelayPool(configs(relay_url), keys=agent, store=intake,
+                         backoff=FAST_BACKOFF) as pool:
+        inbox = Inbox(pool, agent, intake, Guard(ServiceConfig()), received.append)
         await inbox.start()
         assert await pool.wait_connected(10)
         question = "explain NIP-17 in one line, s'il vous plaît"
@@ -90,10 +91,12 @@ async def test_nip17_both_directions(relay_url: str,
         await client.send_event(wrap)
         assert await wait_until(lambda: len(received) == 1)
         dm = received[0]
-        assert dm.protocol == "nip17" and dm.text == question
+        assert dm.protocol == "nip17" and dm.body == question
         assert dm.sender == their_keys.public_key().to_hex()
 
-        results = await inbox.reply(dm, "gift-wrapped DMs: sealed, wrapped, and private")
+        results = [await pool.publish(e) for e in build_reply(
+            agent, dm.protocol, dm.sender, dm.reply_to,
+            "gift-wrapped DMs: sealed, wrapped, and private")]
         assert len(results) == 2 and all(r.ok for r in results)
         # our self copy comes back through our own subscription and is not a new message
         assert await wait_until(lambda: inbox.own_skipped >= 1)

@@ -1,0 +1,240 @@
+"""The running agent: every service wired to one ledger, one relay pool and one wallet.
+
+``Agent.start()`` opens the services, runs the start-up sweep (every request recorded but not
+finished, every paid or running job, every pending outbox event, every unfinished payout) and
+subscribes; ``Agent.stop()`` stops taking requests, lets running work finish within
+``stop_grace_s`` (what is left stays recorded for the next start), flushes the outbox and
+closes the relays. Background loops: the outbox's retries, wallet settlements (pushed, and
+polled over the open invoices, which also expires them), a reconcile of open requests whose job
+moved (paid by a zap or a poll, expired), and the erasure of old questions and answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from bot.agent.controls import Controls
+from bot.agent.flow import FlowDeps, JobFlow
+from bot.agent.guard import Guard
+from bot.agent.inbox import Inbox
+from bot.agent.outbox import Publisher
+from bot.agent.payouts import PayoutPolicy, Payouts
+from bot.agent.profiles import Profiles, own_profile
+from bot.agent.queue import FairQueue
+from bot.agent.routing import RelayLists
+from bot.agent.settings import ProfileConfig, ServiceConfig
+from bot.agent.settlements import Applied, SettlementProcessor, payer_message
+from bot.agent.zaps import ZapIntake
+from bot.nostr.keys import Keys
+from bot.relays.config import RelayConfig
+from bot.relays.pool import RelayPool
+from bot.relays.tasks import cancel_all
+from bot.wallets.base import SettlementSource, Wallet
+from bot.wallets.lightning_address import AgentAddress
+from bot.wallets.lnurl import LnurlClient
+from bot.work import Backend, Pricing
+from storage import (
+    Database,
+    Intake,
+    Ledger,
+    Limits,
+    Outbox,
+    PaymentOutcome,
+    RequestRecord,
+    RequestState,
+    UnknownJob,
+)
+
+log = logging.getLogger(__name__)
+
+RECONCILE_S = 10.0
+SETTLEMENT_POLL_S = 30.0
+ERASE_EVERY_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentParts:
+    """What the agent is made of (built from the settings by ``bot.agent.run``)."""
+
+    keys: Keys
+    relays: Sequence[RelayConfig]
+    db: Database
+    wallet: Wallet
+    backend: Backend
+    http: httpx.AsyncClient
+    pricing: Pricing
+    limits: Limits
+    service: ServiceConfig
+    profile: ProfileConfig
+    admins: frozenset[str]
+    max_tokens: int
+    payout_policy: PayoutPolicy
+    lnurl_insecure_hosts: frozenset[str] = frozenset()
+
+
+class Agent:
+    def __init__(self, parts: AgentParts, clock: Callable[[], float] = time.time) -> None:
+        self.parts = p = parts
+        self._clock = clock
+        self.intake = Intake(p.db)
+        self.ledger = Ledger(p.db, p.limits)
+        self.outbox = Outbox(p.db)
+        self.controls = Controls(self.ledger, self.intake, p.limits)
+        self.pool = RelayPool(p.relays, keys=p.keys, store=self.intake, http_client=p.http)
+        self.lists = RelayLists(self.pool)
+        self.profiles = Profiles(self.pool)
+        self.publisher = Publisher(self.outbox, self.pool, self.lists)
+        self.lnurl = LnurlClient(p.http, insecure_hosts=p.lnurl_insecure_hosts)
+        self.payouts = Payouts(self.ledger, p.wallet, lnurl=self.lnurl, policy=p.payout_policy)
+        self.flow = JobFlow(FlowDeps(
+            keys=p.keys, ledger=self.ledger, intake=self.intake, publisher=self.publisher,
+            wallet=p.wallet, backend=p.backend, pricing=p.pricing, service=p.service,
+            payouts=self.payouts, profiles=self.profiles, controls=self.controls,
+            admins=p.admins, max_tokens=p.max_tokens))
+        self.queue: FairQueue[str] = FairQueue(self.flow.advance,
+                                               workers=max(8, 2 * p.service.concurrency))
+        self.guard = Guard(p.service)
+        self.inbox = Inbox(self.pool, p.keys, self.intake, self.guard, self._on_request)
+        self.settlements = SettlementProcessor(self.ledger, self.intake,
+                                               on_credit=self._on_credit)
+        self.zaps: ZapIntake | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = asyncio.Event()
+
+    # ------------------------------------------------------------------ intake
+
+    def _on_request(self, record: RequestRecord) -> None:
+        self.queue.submit(record.sender, record.id)
+
+    async def _on_credit(self, applied: Applied) -> None:
+        outcome = applied.outcome
+        if isinstance(outcome, PaymentOutcome):
+            terms_changed = outcome.result.value == "terms_changed"
+            if outcome.job_paid or terms_changed:  # the job flow says what happens next
+                log.info("job %s %s paid (%s)", outcome.job_id[:8], applied.pubkey[:8],
+                         outcome.result.value)
+                self.queue.submit(applied.pubkey, outcome.job_id)
+            if terms_changed:
+                return
+        text = payer_message(applied)
+        if text:
+            await self.flow.notify(applied.pubkey, f"settled:{applied.payment_hash}", text)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        p = self.parts
+        await self.controls.load()
+        await self.pool.start()
+        self.queue.start()
+        for request in await self.intake.unfinished_requests():  # the start-up sweep
+            self.queue.submit(request.sender, request.id)
+        self._loop(self.publisher.run(), "outbox")
+        self._loop(self._reconcile_payouts(), "payouts")
+        if isinstance(p.wallet, SettlementSource):
+            self._loop(self.settlements.run(p.wallet), "settlements")
+        self._loop(self._every(SETTLEMENT_POLL_S, self._poll_settlements), "settlement poll")
+        self._loop(self._every(RECONCILE_S, self._reconcile_requests), "reconcile")
+        self._loop(self._every(ERASE_EVERY_S, self._erase), "erase")
+        await self.inbox.start()
+        if p.profile.lud16:
+            address = AgentAddress(p.profile.lud16, self.lnurl)
+            self.zaps = ZapIntake(agent_pubkey=p.keys.public_hex, address=address,
+                                  ledger=self.ledger, intake=self.intake,
+                                  job_for_event=self._job_for_event)
+            await self.zaps.start(self.pool)
+        self._loop(self._publish_profile(), "profile")
+        await self.pool.wait_connected(10.0)
+        self.started.set()
+
+    def _loop(self, coro: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("agent: %s loop failed", name)
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def _every(self, period_s: float, step: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                await step()
+            except Exception:
+                log.exception("agent: periodic step failed")
+
+    async def _reconcile_payouts(self) -> None:
+        for outcome in await self.payouts.reconcile():
+            log.info("payout of job %s reconciled: %s", outcome.job_id[:8], outcome.status.value)
+
+    async def _poll_settlements(self) -> None:
+        await self.settlements.poll(self.parts.wallet)
+
+    async def _reconcile_requests(self) -> None:
+        """Requests whose job moved without us (paid by a zap or a poll, expired)."""
+        for request in await self.intake.unfinished_requests():
+            if request.state is RequestState.NEW:
+                self.queue.submit(request.sender, request.id)
+                continue
+            try:
+                job = await self.ledger.job(request.id)
+            except UnknownJob:
+                continue
+            if str(job.state) != "invoiced":
+                self.queue.submit(request.sender, request.id)
+
+    async def _erase(self) -> None:
+        cutoff = int(self._clock()) - self.parts.service.retention_days * 86_400
+        erased = await self.intake.erase_before(cutoff)
+        if erased:
+            log.info("erased the texts of %d old requests", erased)
+
+    async def _job_for_event(self, event_id: str) -> str | None:
+        """A zap whose request names one of our quotes pays that quote's job."""
+        key = await self.outbox.key_of(event_id)
+        if key is None or not key.startswith("reply:"):
+            return None
+        job_id = key.removeprefix("reply:")
+        try:
+            await self.ledger.job(job_id)
+        except UnknownJob:
+            return None
+        return job_id
+
+    async def _publish_profile(self) -> None:
+        p = self.parts
+        for event in own_profile(p.keys, p.profile, p.profile.lud16 or None, p.relays):
+            result = await self.pool.publish(event, timeout_s=15.0)
+            if not result.ok:
+                log.warning("profile event kind %d not accepted: %s", event.kind,
+                            dict(result.refused))
+
+    async def stop(self) -> None:
+        """Stop taking requests, finish or park running work, flush, close. Always returns."""
+        grace = float(self.parts.service.stop_grace_s)
+        for sub in self.inbox.subscriptions:
+            with contextlib.suppress(Exception):
+                await self.pool.unsubscribe(sub)
+        self.queue.close()
+        finished = await self.queue.join(grace)
+        if not finished:
+            log.warning("stop: work still running after %.0f s was parked for the next start",
+                        grace)
+        await self.flow.drain(2.0)
+        left = await self.publisher.flush(5.0)
+        if left:
+            log.warning("stop: %d outbox events not yet accepted; sent at the next start", left)
+        if self.zaps is not None:
+            await self.zaps.stop()
+        await cancel_all(self._tasks)
+        await self.pool.stop()

@@ -1,0 +1,406 @@
+"""The job flow: one recorded request → one reply (an answer, a quote, a command's result), and
+for a paid job the answer once paid — every path of the seed, resumable from ledger state.
+
+``JobFlow.advance(request_id)`` looks at what is recorded (the request, its job in the ledger)
+and takes the next steps; it is the same code for a request just received, a job just paid, and
+the start-up sweep after a crash. Every step is idempotent: the ledger's operations are keyed by
+the job, the outbox stores a message key once, and what cannot be redone (an invoice shown, an
+answer generated) is saved on the request before the step that depends on it. The job id of a
+question is its request id.
+
+    question ─ estimate ─ decide ─┬ free / session ─ work ─ save answer ─ settle ─ reply (closed)
+                                  └ partial / gate ─ invoice ─ attach ─ quote (open)
+    paid (wallet, zap, poll) ─ start ─ work ─ save answer ─ settle ─ answer (closed)
+    work failed / timed out ─ fail (reservation released, payment refunded) ─ told (closed)
+    invoice expired ─ told once (closed)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.agent import commands, texts
+from bot.agent.commands import Command
+from bot.agent.controls import Controls
+from bot.agent.inbox import build_reply
+from bot.agent.outbox import Publisher
+from bot.agent.payouts import Payouts, PayoutStatus
+from bot.agent.profiles import Profiles
+from bot.agent.settings import ServiceConfig
+from bot.nostr.keys import Keys
+from bot.wallets.base import Wallet, WalletError
+from bot.wallets.bolt11 import decode_invoice
+from bot.work import Backend, Pricing, WorkFailure, WorkRequest, estimate
+from bot.work.result import Turn
+from storage import (
+    Intake,
+    JobRecord,
+    Ledger,
+    LedgerError,
+    Reason,
+    RequestRecord,
+    RequestState,
+    UnknownJob,
+)
+
+log = logging.getLogger(__name__)
+
+def whole_sats_up(msat: int) -> int:  # TEMPORARY until storage exports it
+    return msat
+
+
+SYSTEM_PROMPT = "You are Timmy, a helpful assistant. Answer briefly and accurately."
+
+
+@dataclass(frozen=True, slots=True)
+class FlowDeps:
+    keys: Keys
+    ledger: Ledger
+    intake: Intake
+    publisher: Publisher
+    wallet: Wallet
+    backend: Backend
+    pricing: Pricing
+    service: ServiceConfig
+    payouts: Payouts
+    profiles: Profiles
+    controls: Controls
+    admins: frozenset[str]
+    max_tokens: int
+
+
+def _job_log(job_id: str, pubkey: str, step: str, detail: str = "") -> None:
+    log.info("job %s %s %s%s", job_id[:8], pubkey[:8], step, f" {detail}" if detail else "")
+
+
+class JobFlow:
+    def __init__(self, deps: FlowDeps, clock: Callable[[], float] = time.time) -> None:
+        self.d = deps
+        self._clock = clock
+        self._generation = asyncio.Semaphore(deps.service.concurrency)
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ entry
+
+    async def advance(self, request_id: str) -> None:
+        """Take the next steps of a recorded request (see the module docstring)."""
+        req = await self.d.intake.request(request_id)
+        if req.state in (RequestState.CLOSED, RequestState.DROPPED):
+            return
+        if req.body is None:  # erased before it was finished: nothing left to do
+            await self.d.intake.set_request_state(req.id, RequestState.CLOSED)
+            return
+        size = len(req.body.encode("utf-8", "surrogatepass"))
+        if size > self.d.service.max_request_bytes:
+            await self._reply(req, texts.too_long(size, self.d.service.max_request_bytes))
+            return
+        command = commands.parse(req.body, req.sender in self.d.admins)
+        if isinstance(command, commands.Question):
+            await self._question(req, command.text)
+        else:
+            await self._reply(req, await self._command(req, command))
+
+    # ------------------------------------------------------------------ replies
+
+    async def _reply(self, req: RequestRecord, text: str,
+                     state: RequestState = RequestState.CLOSED) -> bool:
+        """Sign and store (then publish) the reply to ``req``: its first message, or the final
+        one after a quote. The request moves to ``state`` in the same transaction."""
+        key = f"reply:{req.id}" if req.state is RequestState.NEW else f"final:{req.id}"
+        events = build_reply(self.d.keys, req.protocol, req.sender, req.reply_to,
+                             self._money_note(text))
+        return await self.d.publisher.send(
+            key, events, recipient=req.sender, protocol=req.protocol, arrival=req.relays,
+            request_id=req.id, request_state=state)
+
+    def _money_note(self, text: str) -> str:
+        """With the dev wallet, every message about money says it is not real money."""
+        if not self.d.wallet.is_real_money and "sat" in text:
+            return f"{text}\n\n{texts.NOT_REAL_MONEY}"
+        return text
+
+    async def notify(self, pubkey: str, key: str, text: str) -> bool:
+        """A message that answers no request (what became of a payment), once per ``key``, in
+        the protocol and to the relays of the asker's latest request."""
+        latest = await self.d.intake.latest_request(pubkey)
+        protocol = latest.protocol if latest else "nip17"
+        events = build_reply(self.d.keys, protocol, pubkey, None, self._money_note(text))
+        return await self.d.publisher.send(key, events, recipient=pubkey, protocol=protocol,
+                                           arrival=latest.relays if latest else ())
+
+    # ------------------------------------------------------------------ questions
+
+    async def _job(self, job_id: str) -> JobRecord | None:
+        try:
+            return await self.d.ledger.job(job_id)
+        except UnknownJob:
+            return None
+
+    async def _work_request(self, req: RequestRecord, text: str) -> WorkRequest:
+        turns: list[Turn] = []
+        for question, answer in await self.d.intake.history(
+                req.sender, req.id, self.d.service.history_turns):
+            turns += [Turn("user", question), Turn("assistant", answer)]
+        return WorkRequest(question=text, max_tokens=self.d.max_tokens,
+                           timeout_s=float(self.d.service.work_timeout_s),
+                           system=SYSTEM_PROMPT, history=tuple(turns))
+
+    async def _question(self, req: RequestRecord, text: str) -> None:
+        job = await self._job(req.id)
+        if job is None:
+            work = await self._work_request(req, text)
+            quote = await estimate(self.d.backend, work, self.d.pricing)
+            if isinstance(quote, WorkFailure):
+                _job_log(req.id, req.sender, "refused", quote.kind.value)
+                await self._reply(req, texts.failed(quote.message, 0, None))
+                return
+            decision = await self.d.ledger.decide(req.id, req.sender, quote.amount_msat)
+            _job_log(req.id, req.sender, "decided",
+                     f"{decision.serve.value} estimate={quote.amount_msat}msat")
+            job = await self.d.ledger.job(req.id)
+        state = str(job.state)
+        if state == "quoted":
+            await self._quote(req, job)
+        elif state == "invoiced":
+            if req.state is RequestState.NEW and req.invoice:
+                await self._send_quote(req, job, req.invoice)
+        elif state in ("paid", "running"):
+            await self._work(req, job, text)
+        elif state == "done":
+            await self._finish(req, job)
+        elif state == "failed":
+            await self._reply(req, texts.failed(job.error or "the job failed", job.refund_msat,
+                                                None))
+        elif state in ("expired", "cancelled"):
+            await self._reply(req, texts.expired())
+
+    async def _quote(self, req: RequestRecord, job: JobRecord) -> None:
+        bolt11 = req.invoice
+        if bolt11 is None:
+            if not await self._may_invoice(req.sender):
+                await self.d.ledger.cancel(job.id)
+                _job_log(job.id, req.sender, "cancelled", "too many open invoices")
+                await self._reply(req, "Too many unpaid quotes right now. Pay one or wait for "
+                                       "them to expire, then ask again.")
+                return
+            amount = whole_sats_up(job.work_amount_msat)
+            try:
+                invoice = await self.d.wallet.make_invoice(
+                    amount, description=f"Timmy answer {job.id[:8]}",
+                    expiry_s=self.d.service.invoice_expiry_s)
+            except WalletError as exc:
+                log.warning("job %s: no invoice: %s", job.id[:8], type(exc).__name__)
+                await self.d.ledger.cancel(job.id)
+                await self._reply(req, "Sorry, my wallet is not answering right now. Nothing "
+                                       "was charged; please ask again later.")
+                return
+            bolt11 = invoice.bolt11
+            await self.d.intake.save_invoice(req.id, bolt11)
+        decoded = decode_invoice(bolt11)
+        expires_at = decoded.created_at + decoded.expiry_s
+        job = await self.d.ledger.attach_invoice(job.id, decoded.payment_hash,
+                                                 decoded.amount_msat or 0, expires_at)
+        _job_log(job.id, req.sender, "invoiced", f"{decoded.amount_msat}msat")
+        await self._send_quote(req, job, bolt11)
+
+    async def _send_quote(self, req: RequestRecord, job: JobRecord, bolt11: str) -> None:
+        decision = await self.d.ledger.decide_dry_run(req.sender, job.estimate_msat)
+        paused = self.d.controls.paused
+        text = texts.quote(job_decision(job, decision.reason), job.invoice_msat or 0, bolt11,
+                           self.d.service.invoice_expiry_s, paused)
+        await self._reply(req, text, RequestState.OPEN)
+
+    async def _may_invoice(self, pubkey: str) -> bool:
+        open_invoices = await self.d.ledger.open_invoices()
+        mine = sum(1 for i in open_invoices if i.pubkey == pubkey)
+        return (mine < self.d.service.max_open_invoices_per_pubkey
+                and len(open_invoices) < self.d.service.max_open_invoices)
+
+    async def _work(self, req: RequestRecord, job: JobRecord, text: str) -> None:
+        if str(job.state) == "paid":
+            job = await self.d.ledger.start(job.id)
+        if req.answer is None:
+            work = await self._work_request(req, text)
+            _job_log(job.id, req.sender, "working")
+            async with self._generation:
+                result = await self.d.backend.answer(work)
+            if isinstance(result, WorkFailure):
+                _job_log(job.id, req.sender, "work failed", result.kind.value)
+                failure = await self.d.ledger.fail(job.id, f"work {result.kind.value}")
+                job = await self.d.ledger.job(job.id)
+                await self._tell_failure(req, job, result.message, failure.refund_msat)
+                return
+            computed = self.d.pricing.price_msat(result.prompt_tokens, result.completion_tokens)
+            cost = min(computed, job.estimate_msat)
+            if computed > cost:
+                log.warning("job %s: usage costs %d msat above the quote %d: charging the quote",
+                            job.id[:8], computed, job.estimate_msat)
+            await self.d.intake.save_answer(req.id, result.text, cost)
+            req = await self.d.intake.request(req.id)
+        await self._finish(req, job)
+
+    async def _finish(self, req: RequestRecord, job: JobRecord) -> None:
+        if req.answer is None or req.answer_msat is None:  # done, but its text was erased
+            await self.d.intake.set_request_state(req.id, RequestState.CLOSED)
+            return
+        done = await self.d.ledger.settle(job.id, req.answer_msat)
+        _job_log(job.id, req.sender, "settled",
+                 f"cost={done.actual_msat} charged={done.charged_msat} "
+                 f"refund={done.refund_msat}")
+        footer = texts.answer_footer(str(job.serve), done.actual_msat, done.charged_msat,
+                                     done.refund_msat, done.absorbed_msat)
+        text = f"{req.answer}\n\n{footer}"
+        sending_to = None
+        if done.refund_msat:
+            sending_to = await self._auto_refund_target(req.sender, done.refund_msat)
+            text += "\n" + texts.refund_note(done.refund_msat, sending_to)
+        await self._reply(req, text)
+        if sending_to:
+            self._spawn(self._pay_refund(job.id, req.sender, sending_to))
+
+    async def _tell_failure(self, req: RequestRecord, job: JobRecord, reason: str,
+                            refund_msat: int) -> None:
+        sending_to = None
+        if refund_msat:
+            sending_to = await self._auto_refund_target(req.sender, refund_msat)
+        await self._reply(req, texts.failed(reason, refund_msat, sending_to))
+        if sending_to:
+            self._spawn(self._pay_refund(job.id, req.sender, sending_to))
+
+    # ------------------------------------------------------------------ refunds
+
+    async def _auto_refund_target(self, pubkey: str, amount_msat: int) -> str | None:
+        if not self.d.service.auto_refund or amount_msat < 1000:
+            return None
+        return await self.d.profiles.lud16(pubkey)
+
+    async def _pay_refund(self, job_id: str, pubkey: str, address: str) -> None:
+        outcome = await self.d.payouts.pay_to_address(job_id, pubkey, address)
+        _job_log(job_id, pubkey, "refund", f"{outcome.status.value} {outcome.reason or ''}")
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _claim_refunds(self, req: RequestRecord, bolt11: str | None) -> str:
+        refunds = [r for r in await self.d.ledger.pending_refunds(req.sender)
+                   if str(r.state) == "pending"]
+        if not refunds:
+            return "No refund is waiting for you."
+        if bolt11 is not None:
+            first = refunds[0]
+            outcome = await self.d.payouts.pay_to_invoice(first.job_id, req.sender, bolt11)
+            more = (f"\n{len(refunds) - 1} more refund(s) waiting: send another invoice."
+                    if len(refunds) > 1 else "")
+            return _payout_text(outcome.status, first.amount_msat, outcome.reason) + more
+        address = await self.d.profiles.lud16(req.sender)
+        lines = []
+        for refund in refunds:
+            if address and refund.amount_msat >= 1000:
+                outcome = await self.d.payouts.pay_to_address(refund.job_id, req.sender, address)
+                if outcome.status is not PayoutStatus.REJECTED:
+                    lines.append(_payout_text(outcome.status, refund.amount_msat, outcome.reason,
+                                              address))
+                    continue
+            outcome = await self.d.payouts.keep_as_balance(refund.job_id, req.sender)
+            lines.append(f"{texts.sats(refund.amount_msat)} added to your balance."
+                         if outcome.status is PayoutStatus.PAID
+                         else f"Could not claim {texts.sats(refund.amount_msat)}: "
+                              f"{outcome.reason}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ commands
+
+    async def _command(self, req: RequestRecord, command: Command) -> str:
+        d, pk = self.d, req.sender
+        match command:
+            case commands.Help():
+                return texts.HELP + (f"\n\n{texts.ADMIN_HELP}" if pk in d.admins else "")
+            case commands.Invalid(reason=reason):
+                return f"{reason}.\nSend `help` for the commands."
+            case commands.Estimate(question=question):
+                work = await self._work_request(req, question)
+                quote = await estimate(d.backend, work, d.pricing)
+                if isinstance(quote, WorkFailure):
+                    return f"I could not price that: {quote.message}."
+                decision = await d.ledger.decide_dry_run(pk, quote.amount_msat)
+                return texts.estimate(decision, d.controls.paused)
+            case commands.Balance():
+                return texts.balance(await d.ledger.balance(pk), await d.ledger.allowance(pk),
+                                     await d.ledger.pending_refunds(pk))
+            case commands.Topup(sats=sats):
+                return await self._topup(req, sats)
+            case commands.Refund(bolt11=bolt11):
+                return await self._claim_refunds(req, bolt11)
+            case commands.Pool():
+                return texts.pool(await d.ledger.pool_status(), d.controls.paused)
+            case commands.Status():
+                return texts.status(await d.ledger.recent_jobs(pk, 5))
+            case commands.AdminStatus(what="limits"):
+                return texts.limits(d.controls.limits, d.controls.paused)
+            case commands.AdminStatus():
+                return texts.pool(await d.ledger.pool_status(), d.controls.paused)
+            case commands.AdminPause(paused=paused):
+                await d.controls.set_paused(paused)
+                return "Free answers paused." if paused else "Free answers resumed."
+            case commands.AdminLimit(key=key, value=value):
+                try:
+                    await d.controls.set_limit(key, value)
+                except (LedgerError, ValueError) as exc:
+                    return f"Not changed: {exc}"
+                return texts.limits(d.controls.limits, d.controls.paused)
+            case commands.AdminCredit(sats=sats):
+                credit = await d.ledger.credit_pool(sats * 1000, f"admin:{req.id}",
+                                                    source="operator")
+                status = await d.ledger.pool_status()
+                return (f"Pool credited {texts.sats(credit.amount_msat)}; it now holds "
+                        f"{texts.sats(status.available_msat)}.")
+        return "Send `help` for the commands."
+
+    async def _topup(self, req: RequestRecord, sats: int) -> str:
+        bolt11 = req.invoice
+        if bolt11 is None:
+            if not await self._may_invoice(req.sender):
+                return "Too many unpaid invoices right now. Pay one or wait for them to expire."
+            try:
+                invoice = await self.d.wallet.make_invoice(
+                    sats * 1000, description=f"Timmy top-up {req.sender[:8]}",
+                    expiry_s=self.d.service.invoice_expiry_s)
+            except WalletError as exc:
+                log.warning("top-up for %s: no invoice: %s", req.sender[:8], type(exc).__name__)
+                return "Sorry, my wallet is not answering right now. Please try again later."
+            bolt11 = invoice.bolt11
+            await self.d.intake.save_invoice(req.id, bolt11)
+        decoded = decode_invoice(bolt11)
+        await self.d.ledger.record_topup(req.sender, decoded.payment_hash, sats * 1000,
+                                         decoded.created_at + decoded.expiry_s)
+        return texts.topup(sats, bolt11, self.d.service.invoice_expiry_s)
+
+    # ------------------------------------------------------------------ stop
+
+    async def drain(self, timeout_s: float) -> None:
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout_s)
+
+
+def job_decision(job: JobRecord, reason: Reason) -> texts.QuoteTerms:
+    return texts.QuoteTerms(job.estimate_msat, job.absorb_msat, reason)
+
+
+def _payout_text(status: PayoutStatus, amount_msat: int, reason: str | None,
+                 to: str | None = None) -> str:
+    where = f" to {to}" if to else ""
+    if status is PayoutStatus.PAID:
+        return f"Refund of {texts.sats(amount_msat)} paid{where}."
+    if status is PayoutStatus.IN_FLIGHT:
+        return f"Refund of {texts.sats(amount_msat)} is on its way{where}."
+    if status is PayoutStatus.FAILED:
+        return (f"The refund payment failed ({reason}). It is still yours: send "
+                f"`refund <invoice>` to try again.")
+    return f"Refund not sent: {reason}."
+

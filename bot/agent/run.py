@@ -1,0 +1,114 @@
+"""``timmy run``: the real agent from ``timmy.toml`` + environment + ``relays.toml``.
+
+Everything is validated before anything starts (a bad key, a malformed relay URL, a wallet not
+answering, out-of-range prices or limits: exit 2 with a message naming the setting and the
+fix). Then it serves until SIGTERM or SIGINT, stops gracefully (``Agent.stop``) and exits 0.
+One log line per job step, with the job id and a pubkey prefix; never a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+import httpx
+
+from bot.agent.agent import Agent, AgentParts
+from bot.config import ConfigError, Settings, load_settings
+from bot.nostr.keys import Keys
+from bot.relays.config import RelayConfig, RelayConfigError, load_relays_toml
+from bot.wallets.factory import WalletStartError, make_wallet
+from bot.work import make_backend
+from storage import Database, LedgerError
+
+log = logging.getLogger("bot.agent")
+
+Subparsers = Any  # argparse's private _SubParsersAction
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "websockets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig],
+                allow_dev_wallet: bool) -> int:
+    try:
+        settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+        db = await Database.open(settings.db_path)
+    except (OSError, LedgerError) as exc:
+        return _fail(f"cannot open the ledger at {settings.db_path} ([agent] db): {exc}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        backend = make_backend(settings.ai, settings.local, http)
+        try:
+            wallet = await make_wallet(settings.wallet, keys=keys, http=http,
+                                       allow_dev=allow_dev_wallet)
+        except WalletStartError as exc:
+            await backend.aclose()
+            await db.close()
+            return _fail(str(exc))
+        max_tokens = settings.ai.max_tokens if settings.ai is not None else (
+            settings.local.max_tokens)
+        agent = Agent(AgentParts(
+            keys=keys, relays=relays, db=db, wallet=wallet, backend=backend, http=http,
+            pricing=settings.pricing, limits=settings.limits, service=settings.service,
+            profile=settings.profile, admins=frozenset(settings.admins), max_tokens=max_tokens,
+            payout_policy=settings.wallet.payout_policy,
+            lnurl_insecure_hosts=settings.wallet.lnurl_insecure_hosts))
+        try:
+            await agent.start()
+            where = "dev wallet: NOT REAL MONEY" if not wallet.is_real_money else wallet.name
+            print(f"timmy: running as {keys.npub} ({keys.public_hex}) on {len(relays)} relays,"
+                  f" wallet {where}", file=sys.stderr, flush=True)
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            await agent.stop()
+            await wallet.aclose()
+            await backend.aclose()
+            await db.close()
+    log.info("stopped")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
+    try:
+        settings = load_settings(args.config)
+        keys = settings.agent_keys()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    try:
+        relays = load_relays_toml(settings.relays_path)
+    except RelayConfigError as exc:
+        return _fail(f"{exc} ([agent] relays = {settings.relays_path})")
+    return asyncio.run(serve(settings, keys, relays, args.allow_dev_wallet))
+
+
+def add_run_command(sub: Subparsers) -> None:
+    parser = sub.add_parser(
+        "run", help="run the agent (DMs in, answers out) until stopped",
+        description="Run the agent from timmy.toml, the environment and relays.toml. "
+                    "Example: timmy run --config timmy.toml")
+    parser.add_argument("--config", help="timmy.toml (default: $TIMMY_CONFIG or ./timmy.toml)")
+    parser.add_argument("--allow-dev-wallet", action="store_true",
+                        help="allow the dev wallet (NOT REAL MONEY)")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    parser.set_defaults(handler=_run)
