@@ -22,8 +22,8 @@ from bot.nostr.event import Event, sign_event
 from bot.nostr.keys import Keys
 from bot.nostr.nip59 import KIND_GIFT_WRAP
 from bot.relays import RelayPool
-from bot.relays.pool import GIFT_WRAP_LOOKBACK_S
 from bot.relays.config import RelayConfig
+from bot.relays.pool import GIFT_WRAP_LOOKBACK_S
 from bot.wallets.bolt11 import decode_invoice
 from bot.wallets.dev import DevWallet
 from bot.work import OpenAIConfig, Pricing
