@@ -23,6 +23,7 @@ from storage.errors import (
 )
 from storage.intake import Intake
 from storage.ledger import Ledger
+from storage.lifecycle import JobState, PayoutState, RefundState, TopupState
 from storage.limits import Clock, Limits, system_clock, utc_day
 from storage.outbox import Outbox, OutboxItem, OutgoingEvent
 from storage.outcomes import (
@@ -39,16 +40,13 @@ from storage.outcomes import (
     PaymentOutcome,
     PaymentVerdict,
     Payout,
-    PayoutState,
     PoolStatus,
     Reason,
     Refund,
-    RefundState,
     Serve,
     TopupPayment,
     TopupRecord,
     TopupResult,
-    TopupState,
 )
 from storage.requests import NewRequest, RequestRecord, RequestState
 
@@ -71,6 +69,7 @@ __all__ = [
     "InvalidInput",
     "InvoiceKind",
     "JobRecord",
+    "JobState",
     "Ledger",
     "LedgerError",
     "Limits",

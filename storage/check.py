@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from storage.accounts import EXTERNAL
 from storage.database import Database
+from storage.lifecycle import JobState, RefundState
 from storage.limits import Limits
 from storage.topups import TOPUP_CODES
 
@@ -153,6 +154,13 @@ def _check_daily(conn: sqlite3.Connection, limits: Limits | None, violations: li
 
 
 def _check_jobs(conn: sqlite3.Connection, balances: dict[str, int], violations: list[str]) -> None:
+    states = {s.value for s in JobState}
+    refund_states = {s.value for s in RefundState}
+    for job_id, state, refund_state in conn.execute(
+        "SELECT id, state, refund_state FROM jobs"
+    ).fetchall():
+        if state not in states or refund_state not in refund_states:
+            violations.append(f"job {job_id}: unknown state {state} / refund {refund_state}")
     escrow = conn.execute(
         "SELECT COALESCE(SUM(paid_msat), 0) FROM jobs WHERE state IN ('paid', 'running')"
     ).fetchone()[0]

@@ -21,8 +21,9 @@ import sqlite3
 
 from storage import subsidy
 from storage.accounts import ESCROW, REFUNDS, REVENUE, Meta, resolve, transfer
-from storage.errors import IllegalTransition, InvalidAmount
-from storage.jobs import get_job, set_job
+from storage.errors import InvalidAmount
+from storage.jobs import get_job, move_job, set_job
+from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
 from storage.limits import Limits, utc_day
 from storage.operations import job_key, once
 from storage.outcomes import Completion, Failure, JobRecord, Serve
@@ -55,7 +56,7 @@ def _resolve_hold(conn: sqlite3.Connection, job: JobRecord, charge: int, now: in
 def record_grant(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> Completion:
     """A free job: the pool keeps ``actual``; the rest of the reservation returns to it."""
     returned = _settle_reservation(conn, job, actual, now)
-    set_job(conn, job, now, state="done", actual_msat=actual, absorbed_msat=actual, charged_msat=0)
+    set_job(conn, job, now, JobOp.SETTLE, actual_msat=actual, absorbed_msat=actual, charged_msat=0)
     return Completion(job.id, Serve.FREE, actual, 0, actual, 0, returned)
 
 
@@ -72,7 +73,7 @@ def session_settle(
     charged = actual - absorbed
     released = _resolve_hold(conn, job, charged, now)
     set_job(
-        conn, job, now, state="done", actual_msat=actual, absorbed_msat=absorbed,
+        conn, job, now, JobOp.SETTLE, actual_msat=actual, absorbed_msat=absorbed,
         charged_msat=charged,
     )
     return Completion(job.id, Serve.SESSION, actual, charged, absorbed, 0, released)
@@ -88,15 +89,13 @@ def settle_paid(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int)
     meta = Meta("settle", now, job.id, job.pubkey)
     if charge:
         transfer(conn, job_key(job.id, "revenue"), ESCROW, REVENUE, charge, meta)
-    changes: dict[str, object] = {}
     if refund:
         transfer(conn, job_key(job.id, "refund"), ESCROW, REFUNDS, refund, meta)
-        changes = {"refund_state": "pending", "refund_msat": refund}
     set_job(
-        conn, job, now, state="done", actual_msat=actual, absorbed_msat=keep,
-        charged_msat=charge, **changes,
+        conn, job, now, JobOp.SETTLE, RefundOp.OWE if refund else None, actual_msat=actual,
+        absorbed_msat=keep, charged_msat=charge, refund_msat=refund,
     )
-    return Completion(job.id, Serve(job.serve), actual, charge, keep, refund, released)
+    return Completion(job.id, job.serve, actual, charge, keep, refund, released)
 
 
 def settle(
@@ -104,13 +103,12 @@ def settle(
 ) -> Completion:
     def compute() -> Completion:
         job = get_job(conn, job_id)
-        if job.state != "running":
-            raise IllegalTransition(f"job {job_id} ({job.serve}) is {job.state}: nothing to settle")
+        JOB_LIFECYCLE.next(job.state, JobOp.SETTLE, job.id)
         if actual > job.estimate_msat:
             raise InvalidAmount(f"actual cost {actual} exceeds the estimate {job.estimate_msat}")
-        if job.serve == Serve.FREE:
+        if job.serve is Serve.FREE:
             return record_grant(conn, job, actual, now)
-        if job.serve == Serve.SESSION:
+        if job.serve is Serve.SESSION:
             return session_settle(conn, limits, job, actual, now)
         return settle_paid(conn, job, actual, now)
 
@@ -120,14 +118,12 @@ def settle(
 def fail(conn: sqlite3.Connection, job_id: str, reason: str, now: int) -> Failure:
     def compute() -> Failure:
         job = get_job(conn, job_id)
-        if job.state not in ("running", "paid"):
-            raise IllegalTransition(f"job {job_id} is {job.state}: it cannot fail now")
+        JOB_LIFECYCLE.next(job.state, JobOp.FAIL, job.id)
         released = 0
         if job.reserve_transfer is not None:
             released += _settle_reservation(conn, job, 0, now)
         if job.hold_transfer is not None:
             released += _resolve_hold(conn, job, 0, now)
-        changes: dict[str, object] = {}
         refund = job.paid_msat
         if refund:
             transfer(
@@ -138,8 +134,10 @@ def fail(conn: sqlite3.Connection, job_id: str, reason: str, now: int) -> Failur
                 refund,
                 Meta("failed", now, job_id, job.pubkey),
             )
-            changes = {"refund_state": "pending", "refund_msat": refund}
-        set_job(conn, job, now, state="failed", error=reason, **changes)
+        set_job(
+            conn, job, now, JobOp.FAIL, RefundOp.OWE if refund else None, error=reason,
+            refund_msat=refund,
+        )
         return Failure(job_id, released, refund)
 
     return once(conn, job_key(job_id, "fail"), "fail", [], Failure, compute)
@@ -147,16 +145,10 @@ def fail(conn: sqlite3.Connection, job_id: str, reason: str, now: int) -> Failur
 
 def start(conn: sqlite3.Connection, job_id: str, now: int) -> JobRecord:
     """A paid job's work begins (``paid → running``); a running job is left as it is."""
-    job = get_job(conn, job_id)
-    if job.state != "running":
-        set_job(conn, job, now, state="running")
-    return get_job(conn, job_id)
+    return move_job(conn, job_id, JobOp.START, now)
 
 
 def cancel(conn: sqlite3.Connection, job_id: str, now: int) -> JobRecord:
     """An unpaid job is withdrawn (``quoted | invoiced → cancelled``); nothing moves. A job
     already closed unpaid (cancelled, expired) is left as it is."""
-    job = get_job(conn, job_id)
-    if job.state not in ("cancelled", "expired"):
-        set_job(conn, job, now, state="cancelled")
-    return get_job(conn, job_id)
+    return move_job(conn, job_id, JobOp.CANCEL, now)

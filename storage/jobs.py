@@ -1,43 +1,20 @@
-"""Job records and their lifecycle, as one table of states and legal moves.
-
-``serve`` is fixed at decision time. States::
-
-    quoted ──attach_invoice──▶ invoiced ──confirm_payment──▶ paid ──start──▶ running
-      │                          │          (partial, terms changed / fail)──▶ failed
-      └──expire / cancel─────────┴──expire / cancel──▶ expired / cancelled
-    running ──settle──▶ done      (free jobs and sessions are running from the decision)
-    running ──fail──▶ failed
-
-Refund states: ``none → pending → paying → paid``, ``paying → pending`` (payout failed),
-``pending → credited``. An illegal move raises ``IllegalTransition`` and, since every move happens
-inside the operation's savepoint, changes nothing.
-"""
+"""Job records: reading them, and changing them only along the job and refund lifecycles
+(``storage.lifecycle``)."""
 
 from __future__ import annotations
 
 import sqlite3
 
-from storage.errors import IllegalTransition, UnknownJob
-from storage.outcomes import JobRecord, RefundState
-
-JOB_MOVES: dict[str, frozenset[str]] = {
-    "quoted": frozenset({"invoiced", "paid", "expired", "cancelled"}),
-    "invoiced": frozenset({"paid", "expired", "cancelled"}),
-    "paid": frozenset({"running", "failed"}),
-    "running": frozenset({"done", "failed"}),
-    "done": frozenset(),
-    "failed": frozenset(),
-    "expired": frozenset(),
-    "cancelled": frozenset(),
-}
-
-REFUND_MOVES: dict[str, frozenset[str]] = {
-    "none": frozenset({"pending"}),
-    "pending": frozenset({"paying", "credited"}),
-    "paying": frozenset({"paid", "pending"}),
-    "paid": frozenset(),
-    "credited": frozenset(),
-}
+from storage.errors import UnknownJob
+from storage.lifecycle import (
+    JOB_LIFECYCLE,
+    REFUND_LIFECYCLE,
+    JobOp,
+    JobState,
+    RefundOp,
+    RefundState,
+)
+from storage.outcomes import JobRecord, Serve
 
 _COLUMNS = (
     "id, pubkey, serve, state, estimate_msat, absorb_msat, work_amount_msat, reserved_msat,"
@@ -49,6 +26,8 @@ _COLUMNS = (
 
 def _record(row: tuple[object, ...]) -> JobRecord:
     values = list(row)
+    values[2] = Serve(str(values[2]))
+    values[3] = JobState(str(values[3]))
     values[15] = RefundState(str(values[15]))
     return JobRecord(*values)  # type: ignore[arg-type]
 
@@ -79,11 +58,11 @@ def recent_jobs(conn: sqlite3.Connection, pubkey: str, limit: int) -> list[JobRe
     return [_record(r) for r in rows]
 
 
-def jobs_in_state(conn: sqlite3.Connection, states: tuple[str, ...]) -> list[JobRecord]:
+def jobs_in_state(conn: sqlite3.Connection, states: tuple[JobState, ...]) -> list[JobRecord]:
     marks = ", ".join("?" for _ in states)
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM jobs WHERE state IN ({marks}) ORDER BY created_at, rowid",  # noqa: S608
-        states,
+        [s.value for s in states],
     ).fetchall()
     return [_record(r) for r in rows]
 
@@ -97,25 +76,31 @@ def overdue_invoices(conn: sqlite3.Connection, now: int) -> list[JobRecord]:
     return [_record(r) for r in rows]
 
 
-def check_move(job: JobRecord, new_state: str) -> None:
-    if new_state not in JOB_MOVES[job.state]:
-        raise IllegalTransition(f"job {job.id} is {job.state}; it cannot become {new_state}")
-
-
-def check_refund_move(job: JobRecord, new_state: RefundState) -> None:
-    if new_state.value not in REFUND_MOVES[job.refund_state.value]:
-        raise IllegalTransition(
-            f"refund of job {job.id} is {job.refund_state.value};"
-            f" it cannot become {new_state.value}"
-        )
-
-
-def set_job(conn: sqlite3.Connection, job: JobRecord, now: int, **changes: object) -> None:
-    """Update ``job`` (moving its state only along ``JOB_MOVES`` / ``REFUND_MOVES``)."""
-    if "state" in changes and changes["state"] != job.state:
-        check_move(job, str(changes["state"]))
-    if "refund_state" in changes and changes["refund_state"] != job.refund_state:
-        check_refund_move(job, RefundState(str(changes["refund_state"])))
+def set_job(
+    conn: sqlite3.Connection,
+    job: JobRecord,
+    now: int,
+    op: JobOp | None = None,
+    refund_op: RefundOp | None = None,
+    **changes: object,
+) -> JobRecord:
+    """Update ``job``: its state moves by ``op`` and its refund by ``refund_op``, as the
+    lifecycle tables say (``IllegalTransition`` otherwise, before anything is written); other
+    columns as ``changes`` give them. Returns the record as written."""
+    assert "state" not in changes and "refund_state" not in changes, "states move by operations"
+    if op is not None:
+        changes["state"] = JOB_LIFECYCLE.next(job.state, op, job.id).value
+    if refund_op is not None:
+        changes["refund_state"] = REFUND_LIFECYCLE.next(job.refund_state, refund_op, job.id).value
     changes["updated_at"] = now
     cols = ", ".join(f"{name} = ?" for name in changes)
     conn.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*changes.values(), job.id))  # noqa: S608
+    return get_job(conn, job.id)
+
+
+def move_job(conn: sqlite3.Connection, job_id: str, op: JobOp, now: int) -> JobRecord:
+    """Move the job by ``op`` alone; a pair the table loops back (a repeat) writes nothing."""
+    job = get_job(conn, job_id)
+    if JOB_LIFECYCLE.next(job.state, op, job.id) is job.state:
+        return job
+    return set_job(conn, job, now, op)

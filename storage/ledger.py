@@ -19,7 +19,8 @@ from storage.accounts import POOL, SUBSIDY, balance_account, get_account
 from storage.amounts import nonneg_msat, positive_msat, text_id
 from storage.database import Database
 from storage.errors import InvalidInput
-from storage.jobs import JOB_MOVES, get_job, jobs_in_state, overdue_invoices, recent_jobs
+from storage.jobs import get_job, jobs_in_state, overdue_invoices, recent_jobs
+from storage.lifecycle import JobState, PayoutState
 from storage.limits import Clock, Limits, system_clock, utc_day
 from storage.outcomes import (
     Allowance,
@@ -291,7 +292,7 @@ class Ledger:
 
     async def unfinished_payouts(self) -> list[Payout]:
         """Payouts recorded but neither confirmed nor failed (ask the wallet after a restart)."""
-        return await self.db.read(lambda conn: refunds.list_payouts(conn, "sending"))
+        return await self.db.read(lambda conn: refunds.list_payouts(conn, PayoutState.SENDING))
 
     async def pending_refunds(self, pubkey: str) -> list[Refund]:
         """``pubkey``'s refunds that are pending or being paid out."""
@@ -304,11 +305,12 @@ class Ledger:
         text_id(job_id, "job_id")
         return await self.db.read(lambda conn: get_job(conn, job_id))
 
-    async def jobs_in_state(self, *states: str) -> list[JobRecord]:
-        """Every job in one of ``states`` (after a restart: ``paid`` jobs await a worker, and
-        ``running`` jobs had their work interrupted: run or fail them)."""
-        if not states or any(s not in JOB_MOVES for s in states):
-            raise InvalidInput(f"states must be among {sorted(JOB_MOVES)}")
+    async def jobs_in_state(self, *states: JobState) -> list[JobRecord]:
+        """Every job in one of ``states``, oldest first (after a restart: ``JobState.PAID`` jobs
+        await a worker, ``JobState.RUNNING`` jobs had their work interrupted: run or fail
+        them)."""
+        if not states or not all(isinstance(s, JobState) for s in states):
+            raise InvalidInput("states must be one or more JobState values")
         return await self.db.read(lambda conn: jobs_in_state(conn, states))
 
     async def overdue_invoices(self) -> list[JobRecord]:

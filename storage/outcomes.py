@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any, Self, get_type_hints
 
+from storage.lifecycle import JobState, PayoutState, RefundState, TopupState
+
 
 class Serve(StrEnum):
     FREE = "free"  # pool reserved now, nothing to pay
@@ -61,29 +63,9 @@ class TopupResult(StrEnum):
     DUPLICATE = "duplicate"
 
 
-class TopupState(StrEnum):
-    OPEN = "open"
-    PAID = "paid"
-    EXPIRED = "expired"
-
-
 class InvoiceKind(StrEnum):
     JOB = "job"
     TOPUP = "topup"
-
-
-class RefundState(StrEnum):
-    NONE = "none"
-    PENDING = "pending"
-    PAYING = "paying"
-    PAID = "paid"
-    CREDITED = "credited"
-
-
-class PayoutState(StrEnum):
-    SENDING = "sending"
-    PAID = "paid"
-    FAILED = "failed"
 
 
 class _Value:
@@ -220,8 +202,8 @@ class BalanceView:
 class JobRecord:
     id: str
     pubkey: str
-    serve: str
-    state: str
+    serve: Serve
+    state: JobState
     estimate_msat: int
     absorb_msat: int
     work_amount_msat: int

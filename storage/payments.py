@@ -13,26 +13,24 @@ import sqlite3
 from storage import subsidy
 from storage.accounts import ESCROW, LIGHTNING_IN, REFUNDS, Meta, balance_account, transfer
 from storage.errors import IdempotencyConflict, IllegalTransition, InvalidAmount
-from storage.jobs import find_job, get_job, set_job
+from storage.jobs import find_job, get_job, move_job, set_job
+from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
 from storage.limits import Limits, utc_day
 from storage.operations import job_key, once
-from storage.outcomes import JobRecord, PartialGrant, PaymentOutcome, PaymentVerdict, RefundState
+from storage.outcomes import JobRecord, PartialGrant, PaymentOutcome, PaymentVerdict, Serve
 
 
 def attach_invoice(
     conn: sqlite3.Connection, job_id: str, payment_hash: str, amount: int, expires_at: int, now: int
 ) -> JobRecord:
     job = get_job(conn, job_id)
-    if job.invoice_hash is not None:
-        if (job.invoice_hash, job.invoice_msat, job.invoice_expires_at) == (
-            payment_hash,
-            amount,
-            expires_at,
-        ):
-            return job
-        raise IllegalTransition(f"job {job_id} already has an invoice")
-    if job.serve not in ("partial", "gate"):
-        raise IllegalTransition(f"job {job_id} is {job.serve}: it takes no invoice")
+    if (job.invoice_hash, job.invoice_msat, job.invoice_expires_at) == (
+        payment_hash,
+        amount,
+        expires_at,
+    ):
+        return job  # a repeat
+    JOB_LIFECYCLE.next(job.state, JobOp.ATTACH_INVOICE, job.id)
     if amount != job.work_amount_msat:
         raise InvalidAmount(
             f"invoice amount {amount} differs from the job's work amount {job.work_amount_msat}"
@@ -41,16 +39,15 @@ def attach_invoice(
         raise IdempotencyConflict("payment hash already belongs to another job")
     if conn.execute("SELECT 1 FROM topups WHERE payment_hash = ?", (payment_hash,)).fetchone():
         raise IdempotencyConflict("payment hash already belongs to a top-up")
-    set_job(
+    return set_job(
         conn,
         job,
         now,
-        state="invoiced",
+        JobOp.ATTACH_INVOICE,
         invoice_hash=payment_hash,
         invoice_msat=amount,
         invoice_expires_at=expires_at,
     )
-    return get_job(conn, job_id)
 
 
 def confirm_payment(
@@ -71,15 +68,14 @@ def confirm_payment(
             )
             return PaymentOutcome(job.id, result, amount, False, amount, 0)
 
-        if job.serve not in ("partial", "gate"):
+        if job.serve not in (Serve.PARTIAL, Serve.GATE):
             return all_to_balance(PaymentVerdict.NOT_DUE)
         if job.paid_msat > 0:
             return all_to_balance(PaymentVerdict.DUPLICATE)
-        if job.state in ("expired", "cancelled", "failed", "done") or (
-            job.invoice_expires_at is not None and now > job.invoice_expires_at
-        ):
-            if job.state in ("quoted", "invoiced"):
-                set_job(conn, job, now, state="expired")
+        # never paid: quoted or invoiced (payable), or expired or cancelled (closed unpaid)
+        expired = job.invoice_expires_at is not None and now > job.invoice_expires_at
+        if expired or not JOB_LIFECYCLE.allows(job.state, JobOp.PAY):
+            move_job(conn, job.id, JobOp.EXPIRE, now)
             return all_to_balance(PaymentVerdict.LATE)
         due = job.work_amount_msat
         if amount < due:
@@ -102,8 +98,8 @@ def confirm_payment(
                 excess,
                 Meta("overpaid", now, job.id, job.pubkey),
             )
-        set_job(conn, job, now, state="paid", paid_msat=due)
-        if job.serve == "partial":
+        set_job(conn, job, now, JobOp.PAY, paid_msat=due)
+        if job.serve is Serve.PARTIAL:
             grant = reserve_partial_grant(conn, limits, job.id, now)
             if not grant.granted:
                 return PaymentOutcome(
@@ -122,10 +118,9 @@ def reserve_partial_grant(
 
     def compute() -> PartialGrant:
         job = get_job(conn, job_id)
-        if job.serve != "partial" or job.state != "paid" or job.reserve_transfer is not None:
-            raise IllegalTransition(
-                f"job {job_id} ({job.serve}, {job.state}) has no grant to reserve"
-            )
+        if job.serve is not Serve.PARTIAL:
+            raise IllegalTransition(f"job {job_id} is {job.serve.value}: it has no grant")
+        JOB_LIFECYCLE.next(job.state, JobOp.RESERVE_GRANT, job.id)
         day = utc_day(now)
         room, _ = subsidy.room(conn, limits, job.pubkey, day)
         if room >= job.absorb_msat:
@@ -133,7 +128,13 @@ def reserve_partial_grant(
                 conn, job_key(job_id, "reserve"), job_id, job.pubkey, day, job.absorb_msat, now
             )
             set_job(
-                conn, job, now, reserved_msat=job.absorb_msat, reserve_transfer=tid, reserve_day=day
+                conn,
+                job,
+                now,
+                JobOp.RESERVE_GRANT,
+                reserved_msat=job.absorb_msat,
+                reserve_transfer=tid,
+                reserve_day=day,
             )
             return PartialGrant(job_id, True, job.absorb_msat, 0)
         refund = job.paid_msat
@@ -149,8 +150,8 @@ def reserve_partial_grant(
             conn,
             job,
             now,
-            state="failed",
-            refund_state=RefundState.PENDING.value,
+            JobOp.FAIL,
+            RefundOp.OWE,
             refund_msat=refund,
             error="pool or allowance no longer covers the grant",
         )
@@ -162,7 +163,4 @@ def reserve_partial_grant(
 
 
 def expire_job(conn: sqlite3.Connection, job_id: str, now: int) -> JobRecord:
-    job = get_job(conn, job_id)
-    if job.state not in ("expired", "cancelled"):
-        set_job(conn, job, now, state="expired")
-    return get_job(conn, job_id)
+    return move_job(conn, job_id, JobOp.EXPIRE, now)

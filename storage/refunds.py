@@ -1,4 +1,5 @@
-"""Refunds and their payouts: ``none → pending → paying → paid``, or ``pending → credited``.
+"""Refunds and their payouts, along the refund and payout lifecycles (``storage.lifecycle``):
+refunds ``none → pending → paying → paid``, or ``pending → credited``.
 
 A payout is recorded (with a pending refunds → payouts transfer) *before* it is sent; confirming
 posts it with the payout's reference (preimage), failing voids it and makes the refund claimable
@@ -23,9 +24,17 @@ from storage.accounts import (
     resolve,
     transfer,
 )
-from storage.errors import IdempotencyConflict, IllegalTransition, InvalidAmount, UnknownPayout
+from storage.errors import IdempotencyConflict, InvalidAmount, UnknownPayout
 from storage.jobs import get_job, set_job
-from storage.outcomes import Payout, PayoutState, Refund, RefundState
+from storage.lifecycle import (
+    PAYOUT_LIFECYCLE,
+    REFUND_LIFECYCLE,
+    PayoutOp,
+    PayoutState,
+    RefundOp,
+    RefundState,
+)
+from storage.outcomes import Payout, Refund
 
 _PAYOUT_COLUMNS = (
     "id, job_id, pubkey, amount_msat, destination, state, preimage, fee_msat, reason, transfer_id,"
@@ -59,10 +68,10 @@ def _get(conn: sqlite3.Connection, payout_id: int) -> tuple[Payout, int]:
     return _payout(row), int(row[9])
 
 
-def list_payouts(conn: sqlite3.Connection, state: str) -> list[Payout]:
+def list_payouts(conn: sqlite3.Connection, state: PayoutState) -> list[Payout]:
     rows = conn.execute(
         f"SELECT {_PAYOUT_COLUMNS} FROM payouts WHERE state = ? ORDER BY id",  # noqa: S608
-        (state,),
+        (state.value,),
     ).fetchall()
     return [_payout(r) for r in rows]
 
@@ -98,8 +107,7 @@ def begin_payout(
             raise IdempotencyConflict(f"payout key {key!r} already used for other terms")
         return existing
     job = get_job(conn, job_id)
-    if job.refund_state is not RefundState.PENDING:
-        raise IllegalTransition(f"refund of job {job_id} is {job.refund_state.value}, not pending")
+    REFUND_LIFECYCLE.next(job.refund_state, RefundOp.BEGIN_PAYOUT, job.id)
     send = job.refund_msat if amount is None else amount
     if send > job.refund_msat:
         raise InvalidAmount(f"payout of {send} msat exceeds the refund of {job.refund_msat}")
@@ -115,10 +123,10 @@ def begin_payout(
     )
     cur = conn.execute(
         "INSERT INTO payouts (key, job_id, pubkey, amount_msat, destination, state, transfer_id,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'sending', ?, ?, ?)",
-        (key, job_id, job.pubkey, send, destination, tid, now, now),
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (key, job_id, job.pubkey, send, destination, PayoutState.SENDING.value, tid, now, now),
     )
-    set_job(conn, job, now, refund_state=RefundState.PAYING.value)
+    set_job(conn, job, now, refund_op=RefundOp.BEGIN_PAYOUT)
     assert cur.lastrowid is not None
     return _get(conn, cur.lastrowid)[0]
 
@@ -127,12 +135,13 @@ def confirm_payout(
     conn: sqlite3.Connection, payout_id: int, preimage: str, fee: int, now: int
 ) -> Payout:
     payout, tid = _get(conn, payout_id)
-    if payout.state is PayoutState.PAID:
+    state = PAYOUT_LIFECYCLE.next(payout.state, PayoutOp.CONFIRM, str(payout_id))
+    if state is payout.state:  # a repeat
         if payout.preimage == preimage and payout.fee_msat == fee:
             return payout
         raise IdempotencyConflict(f"payout {payout_id} was already confirmed with other terms")
-    if payout.state is not PayoutState.SENDING:
-        raise IllegalTransition(f"payout {payout_id} is {payout.state.value}")
+    job = get_job(conn, payout.job_id)
+    REFUND_LIFECYCLE.next(job.refund_state, RefundOp.CONFIRM_PAYOUT, job.id)
     meta = Meta("payout", now, payout.job_id, payout.pubkey)
     resolve(conn, f"payout:{payout_id}:post", tid, payout.amount_msat, meta)
     if fee:
@@ -147,21 +156,20 @@ def confirm_payout(
             Meta("refund_remainder", now, payout.job_id, payout.pubkey),
         )
     conn.execute(
-        "UPDATE payouts SET state = 'paid', preimage = ?, fee_msat = ?, updated_at = ?"
-        " WHERE id = ?",
-        (preimage, fee, now, payout_id),
+        "UPDATE payouts SET state = ?, preimage = ?, fee_msat = ?, updated_at = ? WHERE id = ?",
+        (state.value, preimage, fee, now, payout_id),
     )
-    job = get_job(conn, payout.job_id)
-    set_job(conn, job, now, refund_state=RefundState.PAID.value, refund_ref=preimage)
+    set_job(conn, job, now, refund_op=RefundOp.CONFIRM_PAYOUT, refund_ref=preimage)
     return _get(conn, payout_id)[0]
 
 
 def fail_payout(conn: sqlite3.Connection, payout_id: int, reason: str, now: int) -> Payout:
     payout, tid = _get(conn, payout_id)
-    if payout.state is PayoutState.FAILED:
+    state = PAYOUT_LIFECYCLE.next(payout.state, PayoutOp.FAIL, str(payout_id))
+    if state is payout.state:  # a repeat
         return payout
-    if payout.state is not PayoutState.SENDING:
-        raise IllegalTransition(f"payout {payout_id} is {payout.state.value}")
+    job = get_job(conn, payout.job_id)
+    REFUND_LIFECYCLE.next(job.refund_state, RefundOp.FAIL_PAYOUT, job.id)
     resolve(
         conn,
         f"payout:{payout_id}:void",
@@ -170,20 +178,18 @@ def fail_payout(conn: sqlite3.Connection, payout_id: int, reason: str, now: int)
         Meta("payout_failed", now, payout.job_id, payout.pubkey),
     )
     conn.execute(
-        "UPDATE payouts SET state = 'failed', reason = ?, updated_at = ? WHERE id = ?",
-        (reason, now, payout_id),
+        "UPDATE payouts SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
+        (state.value, reason, now, payout_id),
     )
-    job = get_job(conn, payout.job_id)
-    set_job(conn, job, now, refund_state=RefundState.PENDING.value)
+    set_job(conn, job, now, refund_op=RefundOp.FAIL_PAYOUT)
     return _get(conn, payout_id)[0]
 
 
 def credit_refund(conn: sqlite3.Connection, job_id: str, now: int) -> Refund:
     job = get_job(conn, job_id)
-    if job.refund_state is RefundState.CREDITED:
-        return Refund(job_id, job.pubkey, job.refund_msat, RefundState.CREDITED)
-    if job.refund_state is not RefundState.PENDING:
-        raise IllegalTransition(f"refund of job {job_id} is {job.refund_state.value}, not pending")
+    state = REFUND_LIFECYCLE.next(job.refund_state, RefundOp.CREDIT, job.id)
+    if state is job.refund_state:  # a repeat
+        return Refund(job_id, job.pubkey, job.refund_msat, state)
     transfer(
         conn,
         f"job:{job_id}:refund:credit",
@@ -192,5 +198,5 @@ def credit_refund(conn: sqlite3.Connection, job_id: str, now: int) -> Refund:
         job.refund_msat,
         Meta("refund_credited", now, job_id, job.pubkey),
     )
-    set_job(conn, job, now, refund_state=RefundState.CREDITED.value)
-    return Refund(job_id, job.pubkey, job.refund_msat, RefundState.CREDITED)
+    set_job(conn, job, now, refund_op=RefundOp.CREDIT)
+    return Refund(job_id, job.pubkey, job.refund_msat, state)

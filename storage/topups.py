@@ -9,7 +9,8 @@ a payment under another key for a top-up already paid → ``DUPLICATE``, credite
 never lost. ``expire_topup`` closes an unpaid top-up and moves no money. ``open_invoices`` lists
 the job and top-up invoices still awaiting payment (for polling after a restart).
 
-States: ``open → paid``, ``open → expired``, ``expired → paid`` (a late payment).
+States move along ``storage.lifecycle.TOPUP_LIFECYCLE``: ``open → paid``, ``open → expired``,
+``expired → paid`` (a late payment), ``paid → paid`` (a duplicate).
 """
 
 from __future__ import annotations
@@ -17,16 +18,10 @@ from __future__ import annotations
 import sqlite3
 
 from storage.accounts import LIGHTNING_IN, Meta, balance_account, transfer
-from storage.errors import IdempotencyConflict, IllegalTransition, UnknownTopup
+from storage.errors import IdempotencyConflict, UnknownTopup
+from storage.lifecycle import TOPUP_LIFECYCLE, TopupOp, TopupState
 from storage.operations import once
-from storage.outcomes import (
-    InvoiceKind,
-    OpenInvoice,
-    TopupPayment,
-    TopupRecord,
-    TopupResult,
-    TopupState,
-)
+from storage.outcomes import InvoiceKind, OpenInvoice, TopupPayment, TopupRecord, TopupResult
 
 _COLUMNS = "payment_hash, pubkey, amount_msat, expires_at, state, paid_msat, created_at, updated_at"
 
@@ -85,8 +80,8 @@ def record_topup(
     if conn.execute("SELECT 1 FROM jobs WHERE invoice_hash = ?", (payment_hash,)).fetchone():
         raise IdempotencyConflict("payment hash already belongs to a job")
     conn.execute(
-        f"INSERT INTO topups ({_COLUMNS}) VALUES (?, ?, ?, ?, 'open', 0, ?, ?)",  # noqa: S608
-        (payment_hash, pubkey, amount, expires_at, now, now),
+        f"INSERT INTO topups ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",  # noqa: S608
+        (payment_hash, pubkey, amount, expires_at, TopupState.OPEN.value, now, now),
     )
     return get_topup(conn, payment_hash)
 
@@ -96,6 +91,7 @@ def confirm_topup(
 ) -> TopupPayment:
     def compute() -> TopupPayment:
         topup = get_topup(conn, payment_hash)
+        state = TOPUP_LIFECYCLE.next(topup.state, TopupOp.PAY, payment_hash)
         if topup.state is TopupState.PAID:
             result = TopupResult.DUPLICATE
         elif topup.state is TopupState.EXPIRED or now > topup.expires_at:
@@ -111,9 +107,9 @@ def confirm_topup(
             Meta(_CODES[result], now, None, topup.pubkey),
         )
         conn.execute(
-            "UPDATE topups SET state = 'paid', paid_msat = paid_msat + ?, updated_at = ?"
+            "UPDATE topups SET state = ?, paid_msat = paid_msat + ?, updated_at = ?"
             " WHERE payment_hash = ?",
-            (amount, now, payment_hash),
+            (state.value, amount, now, payment_hash),
         )
         return TopupPayment(payment_hash, topup.pubkey, result, amount, topup.amount_msat, amount)
 
@@ -122,13 +118,13 @@ def confirm_topup(
 
 def expire_topup(conn: sqlite3.Connection, payment_hash: str, now: int) -> TopupRecord:
     topup = get_topup(conn, payment_hash)
-    if topup.state is TopupState.PAID:
-        raise IllegalTransition(f"top-up {payment_hash} is paid; it cannot expire")
-    if topup.state is TopupState.OPEN:
-        conn.execute(
-            "UPDATE topups SET state = 'expired', updated_at = ? WHERE payment_hash = ?",
-            (now, payment_hash),
-        )
+    state = TOPUP_LIFECYCLE.next(topup.state, TopupOp.EXPIRE, payment_hash)
+    if state is topup.state:  # a repeat
+        return topup
+    conn.execute(
+        "UPDATE topups SET state = ?, updated_at = ? WHERE payment_hash = ?",
+        (state.value, now, payment_hash),
+    )
     return get_topup(conn, payment_hash)
 
 

@@ -47,6 +47,7 @@ async def _populated(db_path: Path, clock: ManualClock) -> None:
     "UPDATE jobs SET refund_ref = 'other' WHERE id = 'r1'",
     "UPDATE jobs SET refund_state = 'pending' WHERE id = 'r2'",
     "UPDATE jobs SET refund_state = 'paying' WHERE id = 'r1'",
+    "UPDATE jobs SET state = 'finished' WHERE id = 'f1'",
 ])
 async def test_tampering_is_reported(db_path: Path, clock: ManualClock, tamper: str) -> None:
     await _populated(db_path, clock)

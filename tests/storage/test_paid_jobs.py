@@ -8,6 +8,7 @@ from storage import (
     Database,
     IllegalTransition,
     InvalidInput,
+    JobState,
     Ledger,
     PaymentVerdict,
     RefundState,
@@ -230,9 +231,14 @@ async def test_overdue_invoices_and_restart_queries(ledger: Ledger, db: Database
     assert [j.id for j in await ledger.overdue_invoices()] == ["g1"]
     await ledger.expire_job("g1")
     assert await ledger.overdue_invoices() == []
-    assert [j.id for j in await ledger.jobs_in_state("running", "paid")] == ["f1", "g2"]
+    restart = await ledger.jobs_in_state(JobState.RUNNING, JobState.PAID)
+    assert [(j.id, j.serve, j.state) for j in restart] == [
+        ("f1", Serve.FREE, JobState.RUNNING), ("g2", Serve.PARTIAL, JobState.PAID)]
+    for bad in ("bogus", "running"):  # states are JobState values, not strings
+        with pytest.raises(InvalidInput):
+            await ledger.jobs_in_state(bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
-        await ledger.jobs_in_state("bogus")
+        await ledger.jobs_in_state()
     await assert_invariants(db, LIMITS)
 
 
@@ -287,7 +293,7 @@ async def test_start_only_takes_a_paid_job(ledger: Ledger, db: Database,
         await ledger.start("g1")
     await ledger.confirm_payment("g1", 10_000, "pay:g1")
     assert (await ledger.start("g1")).state == "running"
-    assert [j.id for j in await ledger.jobs_in_state("running")] == ["g1"]
+    assert [j.id for j in await ledger.jobs_in_state(JobState.RUNNING)] == ["g1"]
     await ledger.settle("g1", 10_000)
     with pytest.raises(IllegalTransition):  # done
         await ledger.start("g1")
