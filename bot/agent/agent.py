@@ -55,7 +55,6 @@ from storage import (
 log = logging.getLogger(__name__)
 
 RECONCILE_S = 10.0
-SETTLEMENT_POLL_S = 30.0
 ERASE_EVERY_S = 3600.0
 
 
@@ -103,7 +102,8 @@ class Agent:
         self.guard = Guard(p.service)
         self.inbox = Inbox(self.pool, p.keys, self.intake, self.guard, self._on_request)
         self.settlements = SettlementProcessor(self.ledger, self.intake,
-                                               on_credit=self._on_credit)
+                                               on_credit=self._on_credit,
+                                               expiry_grace_s=p.service.expiry_grace_s)
         self.zaps: ZapIntake | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.started = asyncio.Event()
@@ -140,7 +140,8 @@ class Agent:
         self._loop(self._reconcile_payouts(), "payouts")
         if isinstance(p.wallet, SettlementSource):
             self._loop(self.settlements.run(p.wallet), "settlements")
-        self._loop(self._every(SETTLEMENT_POLL_S, self._poll_settlements), "settlement poll")
+        self._loop(self._every(float(p.service.settlement_poll_s), self._poll_settlements),
+                   "settlement poll")
         self._loop(self._every(RECONCILE_S, self._reconcile_requests), "reconcile")
         self._loop(self._every(ERASE_EVERY_S, self._erase), "erase")
         await self.inbox.start()
@@ -178,7 +179,10 @@ class Agent:
             log.info("payout of job %s reconciled: %s", outcome.job_id[:8], outcome.status.value)
 
     async def _poll_settlements(self) -> None:
+        before = len(await self.ledger.open_invoices())
         await self.settlements.poll(self.parts.wallet)
+        if len(await self.ledger.open_invoices()) != before:  # some expired or were paid
+            await self._reconcile_requests()
 
     async def _reconcile_requests(self) -> None:
         """Requests whose job moved without us (paid by a zap or a poll, expired)."""

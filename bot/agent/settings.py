@@ -30,6 +30,10 @@ class ServiceConfig:
     - ``concurrency``: jobs worked at once (the work queue's workers).
     - ``work_timeout_s``: how long one answer may take before it fails (and is refunded).
     - ``invoice_expiry_s``: how long a quote's invoice can be paid.
+    - ``settlement_poll_s``: how often the open invoices are looked up in the wallet (the
+      fallback where settlements are not pushed; it also expires unpaid invoices).
+    - ``expiry_grace_s``: how long past its expiry an unpaid invoice is still watched (clock
+      skew, late HTLCs) before its job is expired and the asker told.
     - ``history_turns``: the asker's last exchanges sent to the model as history.
     - ``retention_days``: questions and answers are erased after this (money records stay).
     - ``max_request_bytes``: a longer DM is refused with a short reply.
@@ -44,6 +48,8 @@ class ServiceConfig:
     concurrency: int = 4
     work_timeout_s: int = 120
     invoice_expiry_s: int = 600
+    settlement_poll_s: int = 30
+    expiry_grace_s: int = 60
     history_turns: int = 4
     retention_days: int = 7
     max_request_bytes: int = 4000
@@ -57,7 +63,9 @@ class ServiceConfig:
     def __post_init__(self) -> None:
         _int_in("concurrency", self.concurrency, 1, 256)
         _int_in("work_timeout_s", self.work_timeout_s, 1, 3600)
-        _int_in("invoice_expiry_s", self.invoice_expiry_s, 60, 86_400)
+        _int_in("invoice_expiry_s", self.invoice_expiry_s, 10, 86_400)
+        _int_in("settlement_poll_s", self.settlement_poll_s, 1, 3600)
+        _int_in("expiry_grace_s", self.expiry_grace_s, 0, 3600)
         _int_in("history_turns", self.history_turns, 0, 50)
         _int_in("retention_days", self.retention_days, 0, 3650)
         _int_in("max_request_bytes", self.max_request_bytes, 16, 16_000)
