@@ -15,17 +15,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bot.agent.settings import ProfileConfig, ServiceConfig
 from bot.config import ConfigError, Settings, load_settings
 from bot.nostr.errors import NostrError
 from bot.nostr.keys import Keys, parse_public_key
-from bot.secrets import write_secret_file
+from bot.secrets import SecretError, write_secret_file
+from bot.wallets.config import (
+    LightningAddressConfig,
+    LnbitsConfig,
+    NwcConfig,
+    SecretSource,
+    WalletBackend,
+    WalletConfig,
+)
+from bot.wallets.dev import ALLOW_DEV_WALLET_FLAG
 from bot.work import (
     Answer,
     Backend,
@@ -56,7 +68,7 @@ def _sats(msat: int) -> str:
 
 def _settings(args: argparse.Namespace) -> Settings:
     path: str | None = args.config
-    return load_settings(path)
+    return load_settings(path, allow_dev_wallet=bool(args.allow_dev_wallet))
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -104,7 +116,53 @@ def _config(args: argparse.Namespace) -> int:
     else:
         key = "api key file" if s.ai.api_key_file else "api key env" if s.ai.api_key_env else ""
         print(f"ai:            {s.ai.model} at {s.ai.base_url} {('(' + key + ')') if key else ''}")
+    _print_wallet(s.wallet)
+    _print_fields("service:", s.service)
+    _print_fields("profile:", s.profile)
     return 0
+
+
+def _print_fields(title: str, values: ServiceConfig | ProfileConfig) -> None:
+    print(title)
+    for f in fields(values):
+        print(f"  {f.name + ':':<30}{getattr(values, f.name)!r}")
+
+
+def _secret_state(source: SecretSource) -> str:
+    try:
+        source.read(os.environ)
+    except SecretError as exc:
+        return f"{source.describe()} (not usable: {exc})"
+    return f"{source.describe()} (readable)"
+
+
+def _print_wallet(w: WalletConfig | None) -> None:
+    if w is None:
+        print("wallet:        none ([wallet] section missing: timmy run needs one)")
+        return
+    real = " (NOT REAL MONEY)" if w.backend is WalletBackend.DEV else ""
+    if w.network is not None:
+        network = w.network
+    elif w.backend is WalletBackend.NWC:
+        network = "the wallet's own (asked at start)"
+    else:
+        network = f"{w.invoice_network()} (default)"
+    print(f"wallet:        {w.backend.value}{real}; network {network}")
+    policy = w.payout_policy
+    print(f"  payout fee cap: max({_sats(policy.max_fee_base_msat)}, {policy.max_fee_ppm} ppm)")
+    if w.lnurl_insecure_hosts:
+        print(f"  LNURL over plain http allowed for: {', '.join(w.lnurl_insecure_hosts)}")
+    table = w.backend_table
+    if isinstance(table, LnbitsConfig):
+        print(f"  lnbits url:     {table.url}")
+        print(f"  invoice key:    {_secret_state(table.invoice_key)}")
+        admin = table.admin_key
+        print(f"  admin key:      {_secret_state(admin) if admin else 'none (no payouts)'}")
+    elif isinstance(table, NwcConfig):
+        print(f"  nwc uri:        {_secret_state(table.uri)}")
+    elif isinstance(table, LightningAddressConfig):
+        print(f"  address:        {table.address}")
+        print(f"  verify url:     {table.verify_url_template or '(none)'}")
 
 
 async def _with_backend(s: Settings, fn: Callable[[Backend], Awaitable[int]]) -> int:
@@ -236,6 +294,8 @@ def _pool(args: argparse.Namespace) -> int:
 def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", help="the TOML configuration (default: $TIMMY_CONFIG, "
                         "else ./timmy.toml if present, else built-in defaults)")
+    parser.add_argument(ALLOW_DEV_WALLET_FLAG, action="store_true",
+                        help="accept [wallet] backend = \"dev\" (NOT REAL MONEY)")
     return parser
 
 

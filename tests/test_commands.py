@@ -71,6 +71,45 @@ def test_config_shows_settings_but_no_secret(
     assert main(["config", "--config", str(bad)]) == 2
 
 
+def test_config_shows_wallet_service_and_profile_but_no_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    invoice_key, admin_key = "f1" * 16, "e2" * 16
+    monkeypatch.setenv("TEST_INVOICE_KEY", invoice_key)
+    admin = tmp_path / "admin.key"
+    admin.write_text(admin_key)
+    admin.chmod(0o644)
+    cfg = tmp_path / "timmy.toml"
+    cfg.write_text("""
+[wallet]
+backend = "lnbits"
+max_fee_ppm = 5000
+[wallet.lnbits]
+url = "https://lnbits.example"
+invoice_key_env = "TEST_INVOICE_KEY"
+admin_key_file = "admin.key"
+[service]
+concurrency = 7
+[profile]
+lud16 = "timmy@example.com"
+""")
+    assert main(["config", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert invoice_key not in out and admin_key not in out
+    assert "lnbits; network bc (default)" in out and "https://lnbits.example" in out
+    assert "env TEST_INVOICE_KEY (readable)" in out
+    assert f"file {admin} (not usable" in out and "chmod 600" in out
+    assert "5000 ppm" in out
+    assert "concurrency:" in out and "7" in out and "invoice_expiry_s:" in out
+    assert "'timmy@example.com'" in out
+    dev = tmp_path / "dev.toml"
+    dev.write_text('[wallet]\nbackend = "dev"\n')
+    assert main(["config", "--config", str(dev)]) == 2
+    assert "allow_dev = true" in capsys.readouterr().err
+    assert main(["config", "--config", str(dev), "--allow-dev-wallet"]) == 0
+    assert "dev (NOT REAL MONEY)" in capsys.readouterr().out
+
+
 def test_estimate_is_a_dry_run(
     tmp_path: Path, ai_server: AiTestServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

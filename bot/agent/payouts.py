@@ -1,6 +1,7 @@
 """Refunds out: record the payout in the ledger, send it, confirm or fail it; reconcile later.
 
-``Payouts(ledger, wallet, lnurl=None, policy=PayoutPolicy(), clock=time.time)``:
+``Payouts(ledger, wallet, lnurl=None, policy=PayoutPolicy(), clock=time.time)`` (``policy``: the
+``[wallet]`` payout fee cap, ``WalletConfig.payout_policy``):
 
 - ``pay_to_invoice(job_id, pubkey, bolt11)`` → :class:`PayoutOutcome`. The invoice must ask
   exactly the pending refund, on the wallet's network, and not be (about to be) expired; the job
@@ -52,6 +53,7 @@ from bot.wallets.base import (
     WalletError,
 )
 from bot.wallets.bolt11 import check_payable, decode_invoice
+from bot.wallets.config import PayoutPolicy
 from bot.wallets.lnurl import LnurlClient
 from storage import IllegalTransition, Ledger, LedgerError, Payout, PayoutState, RefundState
 
@@ -75,19 +77,6 @@ class PayoutOutcome:
     fee_msat: int | None = None
     reason: str | None = None
     kept_as_balance_msat: int = 0  # the unsent msat remainder of a paid refund, now balance
-
-
-@dataclass(frozen=True, slots=True)
-class PayoutPolicy:
-    """Routing-fee cap per payout: ``max(max_fee_base_msat, amount × max_fee_ppm / 10⁶)``.
-
-    The defaults equal LNbits' default fee reserve (2 sat minimum, 1 %)."""
-
-    max_fee_base_msat: int = 2_000
-    max_fee_ppm: int = 10_000
-
-    def fee_cap(self, amount_msat: int) -> int:
-        return max(self.max_fee_base_msat, amount_msat * self.max_fee_ppm // 1_000_000)
 
 
 def whole_sats_of(amount_msat: int) -> int:

@@ -4,18 +4,21 @@
     url = "wss://relay.example"
     read = true     # subscribe here (default true)
     write = true    # publish here (default true)
+
+Every failure is a :class:`RelayConfigError` (a :class:`bot.config.ConfigError`) naming the file
+and the entry.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.config import ConfigError, load_toml
 from bot.nostr.nip65 import is_relay_url
 
 
-class RelayConfigError(ValueError):
+class RelayConfigError(ConfigError):
     """``relays.toml`` is missing, unreadable, or has a bad entry."""
 
 
@@ -26,37 +29,37 @@ class RelayConfig:
     write: bool = True
 
 
-def parse_relays_toml(text: str) -> list[RelayConfig]:
+def parse_relays_toml(text: str, source: str = "relays.toml") -> list[RelayConfig]:
+    """The relays listed in ``text``; ``source`` names the file in messages."""
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RelayConfigError(f"relays.toml is not valid TOML: {exc}") from exc
+        data = load_toml(text, source)
+    except ConfigError as exc:
+        raise RelayConfigError(str(exc)) from None
     entries = data.get("relay", [])
     if not isinstance(entries, list):
-        raise RelayConfigError("relays.toml: [[relay]] must be an array of tables")
+        raise RelayConfigError(f"{source}: [[relay]] must be an array of tables")
     out: list[RelayConfig] = []
     seen: set[str] = set()
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            raise RelayConfigError(f"relays.toml: relay #{i + 1} is not a table")
+            raise RelayConfigError(f"{source}: relay #{i + 1} is not a table")
         unknown = set(entry) - {"url", "read", "write"}
         if unknown:
-            raise RelayConfigError(
-                f"relays.toml: relay #{i + 1} has unknown keys {sorted(unknown)}")
+            raise RelayConfigError(f"{source}: relay #{i + 1} has unknown keys {sorted(unknown)}")
         url = entry.get("url")
         if not isinstance(url, str) or not is_relay_url(url):
-            raise RelayConfigError(f"relays.toml: relay #{i + 1} needs a ws:// or wss:// url")
+            raise RelayConfigError(f"{source}: relay #{i + 1} url needs a ws:// or wss:// url")
         read, write = entry.get("read", True), entry.get("write", True)
         if not isinstance(read, bool) or not isinstance(write, bool):
-            raise RelayConfigError(f"relays.toml: {url}: read and write must be true or false")
+            raise RelayConfigError(f"{source}: {url}: read and write must be true or false")
         if url in seen:
-            raise RelayConfigError(f"relays.toml: {url} is listed twice")
+            raise RelayConfigError(f"{source}: {url} is listed twice")
         seen.add(url)
         out.append(RelayConfig(url=url, read=read, write=write))
     if not out:
-        raise RelayConfigError("relays.toml lists no relay")
+        raise RelayConfigError(f"{source} lists no relay")
     if not any(r.read for r in out) or not any(r.write for r in out):
-        raise RelayConfigError("relays.toml needs at least one read and one write relay")
+        raise RelayConfigError(f"{source} needs at least one read and one write relay")
     return out
 
 
@@ -64,5 +67,9 @@ def load_relays_toml(path: str | Path) -> list[RelayConfig]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise RelayConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    return parse_relays_toml(text)
+        raise RelayConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise RelayConfigError(f"{path} is not UTF-8 text") from None
+    except ValueError:  # a NUL byte in the path
+        raise RelayConfigError(f"cannot read {str(path)!r}: not a usable path") from None
+    return parse_relays_toml(text, str(path))

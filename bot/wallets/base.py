@@ -36,8 +36,10 @@ The one exception hierarchy::
     │                            unsupported amount); ``code`` holds its reason code
     ├── InvalidInvoice           a bolt11 string that does not decode or fails a check
     │                            (``bot.wallets.bolt11``)
-    └── LnurlError               an LNURL / lightning-address exchange failed
-                                 (``bot.wallets.lnurl``)
+    ├── LnurlError               an LNURL / lightning-address exchange failed
+    │                            (``bot.wallets.lnurl``)
+    └── WalletSetupError         the configured wallet cannot be built or does not answer at
+                                 start (``bot.wallets.factory``); ``setting`` names the key
 
 Messages of these exceptions never contain keys, secrets or connection strings.
 """
@@ -90,6 +92,16 @@ class LnurlError(WalletError):
     def __init__(self, message: str, code: str = "lnurl") -> None:
         super().__init__(message)
         self.code = code
+
+
+class WalletSetupError(WalletError):
+    """The configured wallet cannot be used: a secret is unreadable, or the backend does not
+    answer or refuses its credentials at start. The message names the setting and the fix;
+    ``setting`` is that setting (e.g. ``"[wallet.lnbits] url"``)."""
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,10 @@ Several dev wallets may share one :class:`DevNetwork`, so that one can pay the i
 another (an asker's dev wallet paying the agent's, the agent refunding an asker). A dev wallet
 cannot pay anything else: foreign invoices fail with a clear reason.
 
-``timmy run`` must refuse it unless explicitly allowed: call :func:`require_dev_wallet_allowed`
-with the value of the ``--allow-dev-wallet`` flag (:data:`ALLOW_DEV_WALLET_FLAG`) or the
-``TIMMY_ALLOW_DEV_WALLET=1`` environment variable (:data:`ALLOW_DEV_WALLET_ENV`, read by
-:func:`dev_wallet_allowed`).
+The configuration refuses it unless explicitly allowed (``bot.wallets.config.WalletConfig``):
+``allow_dev = true`` in ``[wallet]``, the ``--allow-dev-wallet`` flag
+(:data:`ALLOW_DEV_WALLET_FLAG`) or the ``TIMMY_ALLOW_DEV_WALLET=1`` environment variable
+(:data:`ALLOW_DEV_WALLET_ENV`), the last two read by :func:`dev_wallet_allowed`.
 """
 
 from __future__ import annotations
@@ -48,16 +48,6 @@ ALLOW_DEV_WALLET_ENV = "TIMMY_ALLOW_DEV_WALLET"
 def dev_wallet_allowed(flag: bool, environ: Mapping[str, str]) -> bool:
     """True when the operator allowed the dev wallet by flag or environment (``1``/``true``)."""
     return flag or environ.get(ALLOW_DEV_WALLET_ENV, "").strip().lower() in {"1", "true", "yes"}
-
-
-def require_dev_wallet_allowed(allowed: bool) -> None:
-    """Raise :class:`WalletRefused` (code ``dev_wallet_not_allowed``) unless ``allowed``."""
-    if not allowed:
-        raise WalletRefused(
-            f"the dev wallet is {NOT_REAL_MONEY}; pass {ALLOW_DEV_WALLET_FLAG} or set "
-            f"{ALLOW_DEV_WALLET_ENV}=1 to run with it",
-            code="dev_wallet_not_allowed",
-        )
 
 
 @dataclass

@@ -148,6 +148,11 @@ class LightningAddressWallet:
     def network(self) -> str:
         return self._network
 
+    @property
+    def address(self) -> AgentAddress:
+        """The agent's own address (what zap receipts are validated against)."""
+        return self._address
+
     def start(self) -> None:
         """Start polling the LUD-21 verify URLs of open invoices."""
         if self._poller is None:

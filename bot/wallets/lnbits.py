@@ -329,6 +329,14 @@ class LnbitsWallet:
         resp = await self._request("GET", "/api/v1/wallet", self._invoice_key)
         return _as_int(self._check_status(resp).get("balance"), "balance")
 
+    async def check_admin_key(self) -> None:
+        """Ask LNbits whether the admin key is one (``GET /api/v1/wallet`` names the wallet's id
+        only to an admin key): ``WalletRefused`` (code ``"receive_only"`` / ``"not_admin"`` /
+        ``"unauthorized"``) when it cannot pay."""
+        resp = await self._request("GET", "/api/v1/wallet", self._admin())
+        if "id" not in self._check_status(resp):
+            raise WalletRefused("the LNbits admin key is not an admin key", code="not_admin")
+
     async def aclose(self) -> None:
         return None
 

@@ -266,7 +266,7 @@ class NwcWallet:
         except WalletError as exc:
             log.info("nwc: get_info failed (%s); assuming %s", exc, self._network)
             return self._network
-        return _NETWORKS.get(str(answer.get("network", "")).lower(), self._network)
+        return NETWORK_PREFIXES.get(str(answer.get("network", "")).lower(), self._network)
 
     async def connect(self) -> None:
         """Read the info event, choose the encryption, subscribe to answers."""
@@ -617,7 +617,9 @@ def _invoice_state(tx: Transaction) -> InvoiceState:
     return InvoiceState.PENDING
 
 
-_NETWORKS = {"mainnet": "bc", "bitcoin": "bc", "testnet": "tb", "signet": "tbs", "regtest": "bcrt"}
+NETWORK_PREFIXES = {
+    "mainnet": "bc", "bitcoin": "bc", "testnet": "tb", "signet": "tbs", "regtest": "bcrt",
+}
 """``get_info``'s network names → bolt11 prefixes."""
 
 _KEEP = 1000

@@ -15,7 +15,8 @@ import sys
 
 import httpx
 
-from bot.agent.payouts import PayoutPolicy, Payouts
+from bot.agent.payouts import Payouts
+from bot.wallets.config import PayoutPolicy
 from bot.wallets.lnbits import LnbitsWallet
 from storage import Database, Ledger, Payout
 from tests.agent.money import NO_SUBSIDY

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.config import ConfigError
 from bot.nostr.errors import InvalidEvent, NostrError
 from bot.nostr.event import sign_event
 from bot.nostr.keys import Keys
@@ -132,6 +133,35 @@ def test_bad_relays_toml(text: str) -> None:
 def test_missing_relays_toml(tmp_path: Path) -> None:
     with pytest.raises(RelayConfigError):
         load_relays_toml(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("[[relay]]\nurl = 'wss://a'\nread = " + "9" * 5000, "more digits"),
+    ("[[relay]]\nurl = " + "[" * 1000 + "]" * 1000, "nested too deep"),
+    ("[[relay]]\nurl = " + "{a = " * 1000 + "1" + "}" * 1000, "nested too deep"),
+])
+def test_relays_toml_the_parser_cannot_hold_is_a_config_error(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    """Issue 12 item 6: a ConfigError naming the file, never ValueError / RecursionError."""
+    path = tmp_path / "relays.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_relays_toml(path)
+    assert isinstance(info.value, RelayConfigError)
+    assert fragment in str(info.value) and str(path) in str(info.value)
+    with pytest.raises(RelayConfigError):
+        parse_relays_toml(text)
+
+
+def test_relays_toml_errors_name_the_file_and_entry(tmp_path: Path) -> None:
+    path = tmp_path / "my-relays.toml"
+    path.write_text("[[relay]]\nurl = 'https://x'\n", encoding="utf-8")
+    with pytest.raises(RelayConfigError) as info:
+        load_relays_toml(path)
+    assert str(path) in str(info.value) and "relay #1 url" in str(info.value)
+    with pytest.raises(RelayConfigError, match="cannot read"):
+        load_relays_toml("bad\x00path")
 
 
 def test_recent_ids_is_bounded() -> None:

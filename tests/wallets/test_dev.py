@@ -19,7 +19,6 @@ from bot.wallets.dev import (
     DevNetwork,
     DevWallet,
     dev_wallet_allowed,
-    require_dev_wallet_allowed,
 )
 
 
@@ -119,11 +118,8 @@ async def test_bad_requests_are_typed() -> None:
         await wallet.lookup_invoice("00" * 32)
 
 
-def test_run_refuses_unless_allowed() -> None:
-    with pytest.raises(WalletRefused) as info:
-        require_dev_wallet_allowed(dev_wallet_allowed(False, {}))
-    assert info.value.code == "dev_wallet_not_allowed"
-    assert NOT_REAL_MONEY in str(info.value)
-    require_dev_wallet_allowed(dev_wallet_allowed(True, {}))
-    require_dev_wallet_allowed(dev_wallet_allowed(False, {ALLOW_DEV_WALLET_ENV: "1"}))
+def test_allowed_only_by_the_flag_or_the_environment() -> None:
+    assert not dev_wallet_allowed(False, {})
+    assert dev_wallet_allowed(True, {})
+    assert dev_wallet_allowed(False, {ALLOW_DEV_WALLET_ENV: "1"})
     assert not dev_wallet_allowed(False, {ALLOW_DEV_WALLET_ENV: "0"})
