@@ -38,7 +38,7 @@ The one exception hierarchy::
     │                            (``bot.wallets.bolt11``)
     ├── LnurlError               an LNURL / lightning-address exchange failed
     │                            (``bot.wallets.lnurl``)
-    └── WalletSetupError         the configured wallet cannot be built or does not answer at
+    └── WalletStartError         the configured wallet cannot be built or does not answer at
                                  start (``bot.wallets.factory``); ``setting`` names the key
 
 Messages of these exceptions never contain keys, secrets or connection strings.
@@ -94,7 +94,7 @@ class LnurlError(WalletError):
         self.code = code
 
 
-class WalletSetupError(WalletError):
+class WalletStartError(WalletError):
     """The configured wallet cannot be used: a secret is unreadable, or the backend does not
     answer or refuses its credentials at start. The message names the setting and the fix;
     ``setting`` is that setting (e.g. ``"[wallet.lnbits] url"``)."""

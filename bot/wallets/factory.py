@@ -15,7 +15,7 @@ secrets (``bot.secrets``: an environment variable or a 0600 file), builds the ba
 - ``dev``: the in-process dev wallet (NOT REAL MONEY; the configuration refuses it unless
   allowed).
 
-Every failure is a :class:`~bot.wallets.base.WalletSetupError` whose message names the setting
+Every failure is a :class:`~bot.wallets.base.WalletStartError` whose message names the setting
 and the fix, e.g. ``wallet not answering at http://127.0.0.1:5000: check [wallet.lnbits] url``;
 its ``setting`` attribute is that setting. Messages never contain a secret. The caller owns the
 wallet and closes it with ``aclose()``; the injected ``http`` client stays the caller's.
@@ -42,7 +42,7 @@ from bot.wallets.base import (
     WalletError,
     WalletProtocolError,
     WalletRefused,
-    WalletSetupError,
+    WalletStartError,
     WalletUnavailable,
 )
 from bot.wallets.config import (
@@ -84,7 +84,7 @@ async def make_wallet(
     """The configured wallet, answering; see the module docstring."""
     env = os.environ if environ is None else environ
     if config is None:
-        raise WalletSetupError(
+        raise WalletStartError(
             "no [wallet] section in the configuration: add one with backend = \"lnbits\", "
             "\"nwc\", \"lightning_address\" or \"dev\" (see docs/OPERATIONS.md)",
             "[wallet]",
@@ -105,7 +105,7 @@ def _secret(source: SecretSource, environ: Mapping[str, str]) -> Secret:
     try:
         return source.read(environ)
     except SecretError as exc:
-        raise WalletSetupError(f"{source.setting}: {exc}", source.setting) from None
+        raise WalletStartError(f"{source.setting}: {exc}", source.setting) from None
 
 
 async def _answer(call: Awaitable[T], timeout_s: float) -> T:
@@ -144,17 +144,17 @@ async def _lnbits(
         try:
             await _answer(check(), timeout_s)
         except WalletUnavailable:
-            raise WalletSetupError(
+            raise WalletStartError(
                 f"wallet not answering at {url}: check [wallet.lnbits] url", "[wallet.lnbits] url"
             ) from None
         except WalletProtocolError:
-            raise WalletSetupError(
+            raise WalletStartError(
                 f"{url} does not answer like an LNbits server: check [wallet.lnbits] url",
                 "[wallet.lnbits] url",
             ) from None
         except WalletRefused as exc:
             what = "is not an admin key" if exc.code == "not_admin" else "was refused"
-            raise WalletSetupError(
+            raise WalletStartError(
                 f"the {source.label} ({source.describe()}) {what} by LNbits at {url}: check "
                 f"{source.setting}",
                 source.setting,
@@ -174,9 +174,9 @@ async def _nwc(
     try:
         uri: NwcUri = parse_nwc_uri(secret.reveal())
     except Nip47Error as exc:
-        raise WalletSetupError(f"{setting}: not a NWC connection URI ({exc})", setting) from None
+        raise WalletStartError(f"{setting}: not a NWC connection URI ({exc})", setting) from None
     except ValueError:
-        raise WalletSetupError(f"{setting}: not a NWC connection URI", setting) from None
+        raise WalletStartError(f"{setting}: not a NWC connection URI", setting) from None
     relays = ", ".join(uri.relays)
     try:
         wallet = await NwcWallet.open(
@@ -188,13 +188,13 @@ async def _nwc(
             http_client=http,
         )
     except WalletUnavailable as exc:
-        raise WalletSetupError(
+        raise WalletStartError(
             f"NWC wallet not answering on {relays} ({exc}): check {setting} (its relay and "
             f"wallet pubkey) and that the wallet service is running",
             setting,
         ) from None
     except WalletError as exc:
-        raise WalletSetupError(
+        raise WalletStartError(
             f"NWC wallet on {relays} answered badly ({exc}): check {setting}", setting
         ) from None
     try:
@@ -214,7 +214,7 @@ async def _nwc_check(
             info = await _answer(wallet.get_info(), timeout_s)
             reported = NETWORK_PREFIXES.get(str(info.get("network", "")).lower())
             if config.network is not None and reported not in (None, config.network):
-                raise WalletSetupError(
+                raise WalletStartError(
                     f"the NWC wallet is on {reported} but [wallet] network = "
                     f"\"{config.network}\": check [wallet] network",
                     "[wallet] network",
@@ -222,19 +222,19 @@ async def _nwc_check(
         elif "get_balance" in methods:
             await _answer(wallet.balance_msat(), timeout_s)
     except WalletUnavailable:
-        raise WalletSetupError(
+        raise WalletStartError(
             f"NWC wallet not answering on {relays}: check {setting} and that the wallet service "
             f"is running",
             setting,
         ) from None
     except WalletRefused as exc:
-        raise WalletSetupError(
+        raise WalletStartError(
             f"the NWC wallet refused this connection ({exc.code}): check {setting} (the "
             f"connection's permissions)",
             setting,
         ) from None
     except WalletProtocolError as exc:
-        raise WalletSetupError(
+        raise WalletStartError(
             f"NWC wallet on {relays} answered badly ({exc}): check {setting}", setting
         ) from None
 
@@ -249,7 +249,7 @@ async def _lightning_address(
 ) -> Wallet:
     setting = "[wallet.lightning_address] address"
     if not receipt_relays:
-        raise WalletSetupError(
+        raise WalletStartError(
             "the lightning-address wallet needs the agent's read relays for zap receipts: "
             "check relays.toml",
             "relays",
@@ -258,7 +258,7 @@ async def _lightning_address(
     try:
         address = AgentAddress(table.address, lnurl)
     except LnurlError:
-        raise WalletSetupError(
+        raise WalletStartError(
             f"{table.address!r} is not a lightning address: check {setting}", setting
         ) from None
     try:
@@ -279,21 +279,21 @@ async def _lightning_address(
     return wallet
 
 
-def _address_error(code: str, detail: str, url: str, address: str) -> WalletSetupError:
+def _address_error(code: str, detail: str, url: str, address: str) -> WalletStartError:
     setting = "[wallet.lightning_address] address"
     if code == "unreachable":
-        return WalletSetupError(f"wallet not answering at {url}: check {setting}", setting)
+        return WalletStartError(f"wallet not answering at {url}: check {setting}", setting)
     if code == "no_zaps":
-        return WalletSetupError(
+        return WalletStartError(
             f"the lightning address {address} does not support zaps (allowsNostr, nostrPubkey): "
             f"check {setting}",
             setting,
         )
     if code == "bad_address":
         hosts = "[wallet] lnurl_insecure_hosts"
-        return WalletSetupError(
+        return WalletStartError(
             f"{url} may not be reached (plain http, an IP or a local host): use https, or list "
             f"its host in {hosts}",
             hosts,
         )
-    return WalletSetupError(f"{url} answered badly ({detail}): check {setting}", setting)
+    return WalletStartError(f"{url} answered badly ({detail}): check {setting}", setting)

@@ -1,4 +1,4 @@
-"""make_wallet: the configured backend, built and answering, or one WalletSetupError naming the
+"""make_wallet: the configured backend, built and answering, or one WalletStartError naming the
 setting and the fix. Real LNbits, the NWC service fixture, the LNURL provider fixture."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from bot.config import parse_settings
 from bot.nostr.keys import Keys
 from bot.secrets import write_secret_file
-from bot.wallets.base import InvoiceState, SettlementSource, Wallet, WalletSetupError
+from bot.wallets.base import InvoiceState, SettlementSource, Wallet, WalletStartError
 from bot.wallets.config import (
     LightningAddressConfig,
     LnbitsConfig,
@@ -45,8 +45,8 @@ def lnbits_config(url: str, **keys: Any) -> WalletConfig:
 
 
 async def setup_error(config: WalletConfig | None, http: httpx.AsyncClient,
-                      environ: dict[str, str], **kwargs: Any) -> WalletSetupError:
-    with pytest.raises(WalletSetupError) as info:
+                      environ: dict[str, str], **kwargs: Any) -> WalletStartError:
+    with pytest.raises(WalletStartError) as info:
         await make_wallet(config, keys=AGENT, http=http, environ=environ, **kwargs)
     return info.value
 
