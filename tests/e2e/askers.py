@@ -12,8 +12,10 @@ kind-1059 events addressed to them and hands each event to its asker, which decr
   someone else than the agent, are kept apart (``undecryptable``, ``foreign``) so a test can
   assert there were none.
 
-So a test can assert exactly one reply per request: ``await asker.exactly_one_reply(after=n)``
-waits for reply ``n`` and then ``settle_s`` more, and fails on a second.
+So a test can assert exactly one reply per request: the agent's replies name the request they
+answer (an ``e`` tag with the request id), ``await asker.exactly(request_id, count)`` waits for
+that many replies to it and then ``settle_s`` more, and fails on one more;
+``exactly_one_reply(after=n)`` does the same by arrival order, for replies that name nothing.
 
 Request ids are what the agent uses (``AGENT_CONTRACT.md``): NIP-04 → the event id, NIP-17 →
 the rumor id (built here, so the test knows it before the agent does).
@@ -241,12 +243,43 @@ class Asker:
                            f"{[r.text[:80] for r in extra]}")
         return reply
 
+    def replies_to(self, request_id: str) -> list[Reply]:
+        """The replies that name ``request_id`` (their ``e`` tag), in arrival order."""
+        return [r for r in self.replies if request_id in r.tag_values("e")]
+
+    def unthreaded(self) -> list[Reply]:
+        """Replies that name no request (what became of a payment, for instance)."""
+        return [r for r in self.replies if not r.tag_values("e")]
+
+    async def reply_to(self, request_id: str, index: int = 0,
+                       timeout: float = REPLY_TIMEOUT_S) -> Reply:
+        """Reply number ``index`` (0-based) to request ``request_id``."""
+        deadline = time.monotonic() + timeout
+        while len(self.replies_to(request_id)) <= index:
+            if time.monotonic() > deadline:
+                sent = [r.text[:60] for r in self.requests if r.id == request_id]
+                raise NoReply(f"{self!r}: no reply #{index + 1} to {request_id[:8]} "
+                              f"{sent} within {timeout} s; replies so far: "
+                              f"{[r.text[:60] for r in self.replies]}")
+            await asyncio.sleep(0.02)
+        return self.replies_to(request_id)[index]
+
+    async def exactly(self, request_id: str, count: int = 1, timeout: float = REPLY_TIMEOUT_S,
+                      settle_s: float = SETTLE_S) -> list[Reply]:
+        """The ``count`` replies to ``request_id``, then no other one within ``settle_s``."""
+        await self.reply_to(request_id, count - 1, timeout)
+        await asyncio.sleep(settle_s)
+        replies = self.replies_to(request_id)
+        assert len(replies) == count, (f"{self!r}: {len(replies)} replies to "
+                                       f"{request_id[:8]} where {count} were due: "
+                                       f"{[r.text[:80] for r in replies]}")
+        return replies
+
     async def ask(self, text: str, protocol: Protocol = "nip17",
                   timeout: float = REPLY_TIMEOUT_S) -> Reply:
-        """Send and wait for the next reply."""
-        after = len(self.replies)
-        await self.send(text, protocol)
-        return await self.wait_reply(after, timeout)
+        """Send and wait for the first reply to it."""
+        request_id = await self.send(text, protocol)
+        return await self.reply_to(request_id, 0, timeout)
 
     async def no_reply(self, seconds: float, after: int | None = None) -> None:
         """Fail if a reply beyond ``after`` (default: those already here) arrives in time."""

@@ -34,6 +34,7 @@ from tests.e2e.agent_process import (
     LIVE,
     ROOT,
     AgentConfig,
+    AgentError,
     AgentProcess,
     RelayEntry,
     WalletSetup,
@@ -101,8 +102,19 @@ class AgentFactory:
         return agent
 
     def close_all(self) -> None:
+        """Stop every agent; one that does not exit 0 on SIGTERM in time fails the teardown."""
+        failures: list[str] = []
         for agent in self.agents:
-            agent.close()
+            if not agent.running:
+                continue
+            try:
+                agent.stop()
+            except AgentError as exc:
+                failures.append(str(exc))
+            finally:
+                agent.close()
+        if failures:
+            raise AgentError("graceful stop failed:\n" + "\n".join(failures))
 
 
 @pytest.fixture(scope="module")
