@@ -15,7 +15,7 @@ test server, and nostr-sdk askers.
   ledger from this process (the ledger serializes writers across processes).
 
 Scenario tests that need the running agent carry ``needs_agent``: they are skipped, with that
-reason, only while ``bot/agent/run.py`` does not exist.
+reason, only while ``bot/agent/run.py`` does not exist or ``python -m bot run`` is no command.
 
 A failed test shows the log tail of every agent still running.
 """
@@ -23,6 +23,9 @@ A failed test shows the log tail of every agent still running.
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,9 +52,20 @@ from tests.fixtures.relay import RelayFactory, RelayProcess
 
 AGENT_RUNNER = ROOT / "bot" / "agent" / "run.py"
 
+
+def _agent_runs() -> bool:
+    """``bot/agent/run.py`` exists and ``python -m bot run --help`` answers."""
+    if not AGENT_RUNNER.exists():
+        return False
+    probe = subprocess.run([sys.executable, "-m", "bot", "run", "--help"], cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                           timeout=60, check=False)
+    return probe.returncode == 0
+
+
 needs_agent = pytest.mark.skipif(
-    not AGENT_RUNNER.exists(),
-    reason="the running agent is not there yet (bot/agent/run.py does not exist)",
+    not _agent_runs(),
+    reason="the running agent is not there yet (bot/agent/run.py, `python -m bot run`)",
 )
 
 

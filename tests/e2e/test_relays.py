@@ -1,0 +1,103 @@
+"""Relays failing under the agent, and replies routed to where the asker reads.
+
+- A relay killed and restarted while a job works: the job is not lost, the asker (reading both
+  relays) gets exactly one reply — one event, on every relay that has it.
+- Both relays down when the reply is ready: it waits in the outbox and goes out once they are
+  back, as the same event.
+- An asker whose kind-10050 DM relays (NIP-17) or kind-10002 read relays (NIP-04) name a relay
+  the agent does not read still gets the reply there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+import nostr_sdk as sdk
+
+from tests.e2e.agent_process import AgentProcess
+from tests.e2e.askers import Hub
+from tests.e2e.conftest import AgentFactory, fund_pool, needs_agent
+from tests.e2e.ledger_view import LedgerView
+from tests.e2e.money import job_in
+from tests.fixtures.relay import RelayFactory
+
+pytestmark = needs_agent
+
+HubMaker = Callable[[Sequence[str]], Awaitable[Hub]]
+
+
+async def _agent(agent_factory: AgentFactory, urls: Sequence[str]) -> AgentProcess:
+    agent = agent_factory(list(urls))
+    await fund_pool(agent.db_path, 100_000, "e2e:relays")
+    return agent
+
+
+async def test_relay_killed_mid_job(agent_factory: AgentFactory, relay_factory: RelayFactory,
+                                    hubs: HubMaker) -> None:
+    r1, r2 = relay_factory(), relay_factory()
+    agent = await _agent(agent_factory, [r1.url, r2.url])
+    view = LedgerView(agent.db_path)
+    sender = await hubs([r1.url])  # the question reaches the agent through r1 only
+    reader = await hubs([r1.url, r2.url])
+    asker = sender.asker(agent.pubkey_hex)
+    await reader.watch([asker])
+    rid = await asker.send("a slow question [[slow:3]]")
+    await job_in(view, rid, "running")
+    r1.kill()
+    await asyncio.sleep(1.0)
+    r1.start()
+    [reply] = await asker.exactly(rid, timeout=30, settle_s=3.0)
+    assert reply.text.startswith("the answer is")
+    assert len(reply.wrap_ids) == 1
+    await job_in(view, rid, "done")
+    asker.assert_clean()
+    agent.ledger_check()
+
+
+async def test_all_relays_down_when_the_reply_is_ready(
+        agent_factory: AgentFactory, relay_factory: RelayFactory, hubs: HubMaker) -> None:
+    r1, r2 = relay_factory(), relay_factory()
+    agent = await _agent(agent_factory, [r1.url, r2.url])
+    view = LedgerView(agent.db_path)
+    hub = await hubs([r1.url, r2.url])
+    asker = await hub.new_asker(agent.pubkey_hex)
+    rid = await asker.send("answered while nobody listens [[slow:1.5]]", "nip04")
+    await job_in(view, rid, "running")
+    r1.kill()
+    r2.kill()
+    await job_in(view, rid, "done")
+    pending = view.query("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")[0]["n"]
+    assert pending >= 1, "the reply should wait in the outbox"
+    r1.start()
+    r2.start()
+    [reply] = await asker.exactly(rid, timeout=45, settle_s=3.0)
+    assert reply.protocol == "nip04" and reply.text.startswith("the answer is")
+    assert view.query("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")[0]["n"] == 0
+    agent.ledger_check()
+
+
+async def test_reply_reaches_the_asker_dm_relays(agent_factory: AgentFactory,
+                                                 relay_factory: RelayFactory,
+                                                 hubs: HubMaker) -> None:
+    mine, elsewhere = relay_factory(), relay_factory()  # the agent never reads `elsewhere`
+    agent = await _agent(agent_factory, [mine.url])
+    out = await hubs([mine.url])
+    inbox = await hubs([elsewhere.url])
+
+    nip17 = out.asker(agent.pubkey_hex)
+    await nip17.publish_dm_relays([elsewhere.url])
+    await inbox.watch([nip17])
+    rid = await nip17.send("where do you answer me?")
+    [reply] = await nip17.exactly(rid, timeout=30)
+    assert elsewhere.url in reply.relays
+
+    nip04 = out.asker(agent.pubkey_hex)
+    relay_list = (sdk.EventBuilder(sdk.Kind(10002), "")
+                  .tags([sdk.Tag.parse(["r", elsewhere.url, "read"])]).finalize(nip04.keys))
+    await out.publish(relay_list)
+    await inbox.watch([nip04])
+    rid04 = await nip04.send("and over nip04?", "nip04")
+    [reply04] = await nip04.exactly(rid04, timeout=30)
+    assert elsewhere.url in reply04.relays
+    agent.ledger_check()
