@@ -20,6 +20,7 @@ import coincurve
 from bot.nostr.errors import BadSignature, EventIdMismatch, MalformedEvent
 from bot.nostr.hexutil import is_hex
 from bot.nostr.keys import Keys
+from bot.untrusted import load_json
 
 Tags = tuple[tuple[str, ...], ...]
 
@@ -66,13 +67,8 @@ class Event:
     # -- parsing ---------------------------------------------------------------------------
     @classmethod
     def from_json(cls, raw: str | bytes, *, max_bytes: int = MAX_EVENT_JSON_BYTES) -> Event:
-        if len(raw) > max_bytes:
-            raise MalformedEvent(f"event larger than {max_bytes} bytes")
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise MalformedEvent("event is not valid JSON") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(load_json(raw, max_chars=max_bytes, error=MalformedEvent,
+                                       what="event"))
 
     @classmethod
     def from_dict(cls, data: object) -> Event:

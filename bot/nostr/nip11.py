@@ -7,13 +7,13 @@ optional limitation fields are dropped rather than trusted).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import httpx
 
 from bot.nostr.errors import RelayInfoError
+from bot.untrusted import load_json
 
 MAX_DOCUMENT_BYTES: Final = 64 * 1024
 _INT_LIMITS: Final = (
@@ -101,10 +101,10 @@ async def fetch_relay_info(client: httpx.AsyncClient, relay_url: str,
         raise RelayInfoError(f"NIP-11 request failed: {type(exc).__name__}") from exc
     if resp.status_code != 200:
         raise RelayInfoError(f"NIP-11 request answered HTTP {resp.status_code}")
-    if len(resp.content) > MAX_DOCUMENT_BYTES:
-        raise RelayInfoError("NIP-11 document too large")
-    try:
-        data = json.loads(resp.content)
-    except (ValueError, RecursionError) as exc:
-        raise RelayInfoError("NIP-11 document is not JSON") from exc
-    return parse_relay_info(data)
+    return parse_relay_document(resp.content)
+
+
+def parse_relay_document(raw: bytes | str) -> RelayInfo:
+    """A NIP-11 document as served (JSON text), or ``RelayInfoError``."""
+    return parse_relay_info(load_json(raw, max_chars=MAX_DOCUMENT_BYTES, error=RelayInfoError,
+                                      what="NIP-11 document"))

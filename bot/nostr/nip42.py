@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Final
+from typing import Final, TypeGuard
 
 from bot.nostr.errors import MalformedEvent
 from bot.nostr.event import Event, sign_event
@@ -14,9 +14,21 @@ MAX_CHALLENGE_CHARS: Final = 512
 MAX_CLOCK_SKEW_S: Final = 600
 
 
+def is_valid_challenge(challenge: object) -> TypeGuard[str]:
+    """A challenge we can answer: a non-empty string of at most 512 characters, valid Unicode
+    (a lone surrogate cannot be serialized, so no event can sign it)."""
+    if not isinstance(challenge, str) or not challenge or len(challenge) > MAX_CHALLENGE_CHARS:
+        return False
+    try:
+        challenge.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def auth_event(keys: Keys, relay_url: str, challenge: str, created_at: int | None = None) -> Event:
     """Sign the AUTH event for ``challenge`` from the relay at ``relay_url``."""
-    if not isinstance(challenge, str) or not challenge or len(challenge) > MAX_CHALLENGE_CHARS:
+    if not is_valid_challenge(challenge):
         raise MalformedEvent("AUTH challenge must be a non-empty string of sane length")
     if not isinstance(relay_url, str) or not relay_url:
         raise MalformedEvent("relay URL must be a non-empty string")

@@ -21,13 +21,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from bot.nostr import nip04, nip44
 from bot.nostr.errors import NostrError
 from bot.nostr.event import Event, sign_event
 from bot.nostr.hexutil import is_hex
 from bot.nostr.keys import Keys
+from bot.nostr.nip65 import is_relay_url
+from bot.untrusted import load_json
 
 INFO_KIND = 13194
 REQUEST_KIND = 23194
@@ -116,10 +118,8 @@ def parse_nwc_uri(uri: str) -> NwcUri:
     relays = tuple(r for r in params.get("relay", []) if r)
     if not relays:
         raise Nip47Error("connection URI names no relay")
-    for relay in relays:
-        scheme = urlsplit(relay).scheme
-        if scheme not in ("ws", "wss") or not urlsplit(relay).netloc:
-            raise Nip47Error("connection URI relay is not a ws:// or wss:// URL")
+    if not all(is_relay_url(relay) for relay in relays):
+        raise Nip47Error("connection URI relay is not a ws:// or wss:// URL")
     secrets = params.get("secret", [])
     if len(secrets) != 1 or not is_hex(secrets[0].lower(), 64):
         raise Nip47Error("connection URI secret must be one 32-byte hex value")
@@ -209,12 +209,9 @@ class Notification:
 
 
 def _load_object(text: str, what: str) -> dict[str, Any]:
-    if not isinstance(text, str) or len(text) > MAX_PAYLOAD_CHARS:
-        raise Nip47Error(f"{what} payload is not a string of acceptable size")
-    try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise Nip47Error(f"{what} payload is not JSON") from exc
+    if not isinstance(text, str):
+        raise Nip47Error(f"{what} payload is not a string")
+    value = load_json(text, max_chars=MAX_PAYLOAD_CHARS, error=Nip47Error, what=f"{what} payload")
     if not isinstance(value, dict):
         raise Nip47Error(f"{what} payload is not a JSON object")
     return value

@@ -19,6 +19,7 @@ from typing import Any, Final
 from bot.nostr import nip44
 from bot.nostr.errors import GiftWrapError, InvalidEvent, MalformedEvent, Nip44Error
 from bot.nostr.event import (
+    MAX_EVENT_JSON_BYTES,
     Event,
     Tags,
     compute_id,
@@ -27,6 +28,7 @@ from bot.nostr.event import (
     sign_event,
 )
 from bot.nostr.keys import Keys
+from bot.untrusted import load_json
 
 KIND_SEAL: Final = 13
 KIND_GIFT_WRAP: Final = 1059
@@ -142,10 +144,8 @@ def unwrap(keys: Keys, wrap_event: Event) -> Unwrapped:
                                    nip44.conversation_key(keys.secret_hex, seal_event.pubkey))
     except Nip44Error as exc:
         raise GiftWrapError(f"seal does not decrypt: {exc}") from exc
-    try:
-        raw_rumor = json.loads(rumor_json)
-    except (ValueError, RecursionError) as exc:
-        raise GiftWrapError("rumor is not JSON") from exc
+    raw_rumor = load_json(rumor_json, max_chars=MAX_EVENT_JSON_BYTES, error=GiftWrapError,
+                          what="rumor")
     try:
         rumor = Rumor.from_dict(raw_rumor)
     except MalformedEvent as exc:

@@ -15,6 +15,8 @@ from typing import Any, Final
 
 from bot.nostr.errors import NostrError
 from bot.nostr.event import Event
+from bot.nostr.nip42 import is_valid_challenge
+from bot.untrusted import load_json
 
 MAX_FRAME_CHARS: Final = 1 << 20
 MAX_SUB_ID_CHARS: Final = 64
@@ -92,12 +94,7 @@ def _str(value: object, what: str, limit: int = MAX_FRAME_CHARS) -> str:
 
 
 def parse_relay_message(frame: str | bytes) -> RelayMessage:
-    if len(frame) > MAX_FRAME_CHARS:
-        raise RelayProtocolError("frame too large")
-    try:
-        data = json.loads(frame)
-    except (ValueError, RecursionError) as exc:
-        raise RelayProtocolError("frame is not JSON") from exc
+    data = load_json(frame, max_chars=MAX_FRAME_CHARS, error=RelayProtocolError, what="frame")
     if not isinstance(data, list) or not data or not isinstance(data[0], str):
         raise RelayProtocolError("frame must be a JSON array starting with a string")
     kind, args = data[0], data[1:]
@@ -125,10 +122,9 @@ def parse_relay_message(frame: str | bytes) -> RelayMessage:
     if kind == "AUTH":
         if len(args) != 1:
             raise RelayProtocolError("AUTH takes a challenge")
-        challenge = _str(args[0], "challenge", 512)
-        if not challenge:
-            raise RelayProtocolError("empty AUTH challenge")
-        return AuthChallenge(challenge)
+        if not is_valid_challenge(args[0]):
+            raise RelayProtocolError("malformed AUTH challenge")
+        return AuthChallenge(args[0])
     if kind == "COUNT":
         return CountMessage(_str(args[0], "subscription id", MAX_SUB_ID_CHARS) if args else "")
     raise RelayProtocolError(f"unknown relay message type {kind[:16]!r}")

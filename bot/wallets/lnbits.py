@@ -31,7 +31,6 @@ is never logged).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -42,6 +41,7 @@ import httpx
 import websockets
 
 from bot.nostr.hexutil import is_hex
+from bot.untrusted import load_json
 from bot.wallets.base import (
     DEFAULT_INVOICE_EXPIRY_S,
     InvalidInvoice,
@@ -59,6 +59,9 @@ from bot.wallets.base import (
 from bot.wallets.bolt11 import decode_invoice
 
 log = logging.getLogger(__name__)
+
+MAX_ANSWER_BYTES = 1 << 20
+"""An LNbits answer, webhook body or websocket message larger than this is refused unread."""
 
 # The websocket URL carries the invoice key, and the websockets library logs the request line
 # at DEBUG: its logger is pinned at WARNING so no logging configuration can print the key.
@@ -136,10 +139,8 @@ class LnbitsWallet:
 
     @staticmethod
     def _json(resp: httpx.Response) -> dict[str, Any]:
-        try:
-            data = resp.json()
-        except ValueError as exc:
-            raise WalletProtocolError(f"LNbits sent non-JSON (HTTP {resp.status_code})") from exc
+        data = load_json(resp.content, max_chars=MAX_ANSWER_BYTES, error=WalletProtocolError,
+                         what=f"LNbits answer (HTTP {resp.status_code})")
         if not isinstance(data, dict):
             raise WalletProtocolError("LNbits sent an unexpected JSON shape")
         return data
@@ -382,11 +383,14 @@ class LnbitsWallet:
 
 
 def _loads(raw: bytes | str) -> Any:
+    """A webhook body or websocket message (plain or double-encoded JSON); None if refused."""
     try:
-        data = json.loads(raw)
+        data = load_json(raw, max_chars=MAX_ANSWER_BYTES, error=WalletProtocolError,
+                         what="LNbits message")
         if isinstance(data, str):
-            data = json.loads(data)
-    except (ValueError, TypeError):
+            data = load_json(data, max_chars=MAX_ANSWER_BYTES, error=WalletProtocolError,
+                             what="LNbits message")
+    except WalletProtocolError:
         return None
     return data
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -36,10 +35,13 @@ from urllib.parse import urlencode, urlsplit
 import bech32
 import httpx
 
+from bot.untrusted import load_json
 from bot.wallets.base import InvalidInvoice, LnurlError
 from bot.wallets.bolt11 import DecodedInvoice, decode_invoice
 
 MAX_RESPONSE_BYTES = 256 * 1024
+MAX_LNURL_CHARS = 2048
+"""A longer bech32 LNURL is refused before the checksum (whose cost grows with the length)."""
 _USERNAME = re.compile(r"^[a-z0-9\-_.+]{1,64}$")
 _DOMAIN = re.compile(r"^[a-z0-9.\-]{1,253}(:\d{1,5})?$")
 
@@ -84,6 +86,8 @@ def lightning_address_url(address: str) -> str:
 
 def decode_lnurl(lnurl: str) -> str:
     """LUD-01: the URL inside a bech32 ``lnurl1...`` string (any case, ``lightning:`` allowed)."""
+    if not isinstance(lnurl, str) or len(lnurl) > MAX_LNURL_CHARS:
+        raise LnurlError("not a bech32 LNURL", code="malformed")
     text = lnurl.strip()
     if text.lower().startswith("lightning:"):
         text = text[len("lightning:") :]
@@ -105,6 +109,10 @@ def encode_lnurl(url: str) -> str:
     if data is None:
         raise LnurlError("URL cannot be encoded", code="malformed")
     return str(bech32.bech32_encode("lnurl", data))
+
+
+def _malformed(message: str) -> LnurlError:
+    return LnurlError(message, code="malformed")
 
 
 class LnurlClient:
@@ -167,11 +175,8 @@ class LnurlClient:
         except httpx.HTTPError as exc:
             raise LnurlError(f"LNURL service unreachable ({type(exc).__name__})",
                              code="unreachable") from exc
-        try:
-            data = json.loads(b"".join(chunks))
-        except ValueError as exc:
-            raise LnurlError(f"LNURL service sent non-JSON (HTTP {status})",
-                             code="malformed") from exc
+        data = load_json(b"".join(chunks), max_chars=MAX_RESPONSE_BYTES, error=_malformed,
+                         what=f"LNURL answer (HTTP {status})")
         if not isinstance(data, dict):
             raise LnurlError("LNURL service sent an unexpected JSON shape", code="malformed")
         if str(data.get("status", "")).upper() == "ERROR":

@@ -41,6 +41,7 @@ from bot.work.result import (
 )
 from bot.work.tokens import messages_token_bound, text_token_bound
 from bot.work.wire import (
+    MAX_BODY_BYTES,
     Completion,
     ParseProblem,
     StreamState,
@@ -54,7 +55,6 @@ from bot.work.wire import (
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
 _SWITCH_FIELD = "use_max_completion_tokens"
 

@@ -16,12 +16,14 @@ Nothing here raises on bad input: parsers return a :class:`ParseProblem`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
+from bot.untrusted import load_json
 from bot.work.result import FailureKind
 
 MAX_ERROR_DETAIL = 200
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""The largest answer body read from a backend (and parsed as JSON)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +162,15 @@ def parse_retry_after(value: str | None) -> float | None:
     return seconds if 0 <= seconds < 86_400 else None
 
 
+class _NotJson(Exception):
+    pass
+
+
 def parse_json_bytes(data: bytes) -> object | ParseProblem:
     try:
-        decoded: object = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        return load_json(data, max_chars=MAX_BODY_BYTES, error=_NotJson, what="response")
+    except _NotJson:
         return ParseProblem(FailureKind.MALFORMED, "not_json", "the response is not JSON")
-    return decoded
 
 
 def parse_completion(payload: object) -> Completion | ParseProblem:

@@ -22,6 +22,7 @@ from bot.wallets.base import (
     Settlement,
     Wallet,
     WalletError,
+    WalletProtocolError,
     WalletRefused,
     WalletUnavailable,
 )
@@ -249,6 +250,19 @@ async def test_error_codes_over_the_wire(
     service.forced_errors["get_balance"] = code
     async with nwc_client(service.uri) as wallet:
         with pytest.raises(expected):
+            await wallet.balance_msat()
+
+
+async def test_finding_2_an_answer_with_a_huge_integer_fails_the_request_at_once(
+    relay_url: str, nwc_service_factory: NwcServiceFactory, nwc_client: ClientFactory
+) -> None:
+    service = await nwc_service_factory(relay_url)
+    service.forced_payloads["get_balance"] = (
+        '{"result_type":"get_balance","error":null,"result":{"balance":' + "1" * 4301 + "}}")
+    # before the fix the decoder's ValueError escaped the event handler and the request
+    # waited out its whole timeout (WalletUnavailable); now the answer fails it at once
+    async with nwc_client(service.uri, request_timeout_s=120.0) as wallet:
+        with pytest.raises(WalletProtocolError, match="integer longer than"):
             await wallet.balance_msat()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,32 @@ def test_bad_uris_are_rejected_without_leaking_the_secret(bad: str) -> None:
     with pytest.raises(Nip47Error) as info:
         nip47.parse_nwc_uri(bad)
     assert "11" * 32 not in str(info.value)
+
+
+@pytest.mark.parametrize("relay", ["wss://[", "wss://[]"])
+def test_finding_3_a_broken_ipv6_relay_is_a_typed_error(relay: str) -> None:
+    # the campaign's inputs: urllib raises a plain ValueError on both
+    with pytest.raises(Nip47Error, match="relay"):
+        nip47.parse_nwc_uri(f"nostr+walletconnect://{'ab' * 32}?relay={relay}&secret={'11' * 32}")
+
+
+HUGE = "1" * 4301  # one digit over Python's int-to-string limit
+
+
+@pytest.mark.parametrize(
+    ("decode", "payload"),
+    [
+        (nip47.decode_response,
+         '{"result_type":"get_balance","error":null,"result":{"balance":' + HUGE + "}}"),
+        (nip47.decode_notification,
+         '{"notification_type":"payment_received","notification":{"amount":' + HUGE + "}}"),
+        (nip47.decode_request, '{"method":"pay_invoice","params":{"amount":' + HUGE + "}}"),
+    ],
+)
+def test_finding_2_a_huge_integer_is_a_typed_error(
+        decode: Callable[[str], object], payload: str) -> None:
+    with pytest.raises(Nip47Error, match="integer longer than"):
+        decode(payload)
 
 
 def test_info_event_example_tags_choose_nip44() -> None:

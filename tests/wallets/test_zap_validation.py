@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bech32
 import bolt11
 import pytest
 from bolt11 import MilliSatoshi
@@ -18,6 +19,7 @@ from bot.nostr import nip57
 from bot.nostr.event import Event, sign_event
 from bot.nostr.keys import Keys
 from bot.nostr.nip57 import ValidZap, ZapInvalid, ZapRejection
+from bot.wallets.bolt11 import MAX_INVOICE_CHARS
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "vectors" / "nip57_examples.json").read_text()
@@ -205,6 +207,49 @@ def test_missing_bolt11_and_description() -> None:
         [["bolt11", "lnbc1garbage"] if t[0] == "bolt11" else list(t) for t in good.tags],
     )
     assert rejected(garbage) is ZapRejection.BAD_BOLT11
+
+
+def test_finding_4_a_huge_integer_in_the_zap_request_is_a_rejection() -> None:
+    request = nip57.build_zap_request(
+        ZAPPER, recipient_pubkey=AGENT.public_hex, amount_msat=21_000, relays=RELAYS
+    )
+    # the campaign's input: the description (which the invoice commits to) holds an integer
+    # longer than Python's 4,300-digit limit; json.loads raised a plain ValueError
+    description = request.to_json().replace(
+        f'"created_at":{request.created_at}', '"created_at":' + "9" * 5000)
+    assert description != request.to_json()
+    result = validate(make_receipt(request=request, description=description))
+    assert isinstance(result, ZapInvalid)
+    assert result.reason is ZapRejection.BAD_ZAP_REQUEST
+    assert "integer longer than" in result.detail
+
+
+def slow_bolt11(length: int) -> str:
+    """A bolt11-shaped string of ``length`` characters with a valid bech32 checksum: unknown
+    tagged fields of the longest length, then a signature-sized tail."""
+    hrp = "lnbc10u"
+    budget = length - len(hrp) - 1 - 6 - 7 - 104
+    words = [0] * 7  # the timestamp
+    while budget > 3:
+        size = min(1023, budget - 3)
+        words += [0, size >> 5, size & 31] + [1] * size
+        budget -= 3 + size
+    words += [3] * (104 + budget)
+    encoded = bech32.bech32_encode(hrp, words)
+    assert len(encoded) == length
+    return encoded
+
+
+def test_finding_5_a_100k_bolt11_is_refused_before_the_decoder() -> None:
+    good = make_receipt()
+    huge = slow_bolt11(100_000)
+    receipt = sign_event(PROVIDER, good.kind, "",
+                         [["bolt11", huge] if t[0] == "bolt11" else list(t) for t in good.tags])
+    result = validate(receipt)
+    assert isinstance(result, ZapInvalid)
+    assert result.reason is ZapRejection.BAD_BOLT11
+    # refused by the length cap, before the library saw it (it took about a second here)
+    assert result.detail == f"invoice longer than {MAX_INVOICE_CHARS} characters"
 
 
 def test_invoice_without_amount() -> None:
