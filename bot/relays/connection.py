@@ -21,7 +21,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from bot.nostr import nip11, nip42
-from bot.nostr.errors import InvalidEvent, RelayInfoError
+from bot.nostr.errors import InvalidEvent, NostrError, RelayInfoError
 from bot.nostr.event import Event
 from bot.nostr.keys import Keys
 from bot.relays.backoff import BackoffPolicy, Rand, backoff_delays
@@ -35,7 +35,6 @@ from bot.relays.messages import (
     Filter,
     NoticeMessage,
     OkMessage,
-    RelayProtocolError,
     auth_message,
     close_message,
     ok_prefix,
@@ -105,6 +104,9 @@ class RelayConnection:
         self.events_in = 0
         self.events_out = 0
         self.invalid_in = 0
+        self.last_invalid: str | None = None
+        self.internal_errors = 0
+        self._refusals_logged = 0
         self.connects = 0
         self.authenticated = False
         self.auth_failed = False
@@ -161,7 +163,8 @@ class RelayConnection:
             url=self.url, read=self.config.read, write=self.config.write, state=self.state,
             authenticated=self.authenticated, auth_failed=self.auth_failed,
             last_error=self.last_error, events_in=self.events_in, events_out=self.events_out,
-            invalid_in=self.invalid_in, connects=self.connects, retry_in_s=retry_in,
+            invalid_in=self.invalid_in, last_invalid=self.last_invalid,
+            internal_errors=self.internal_errors, connects=self.connects, retry_in_s=retry_in,
             max_message_length=self.max_message_length,
         )
 
@@ -184,7 +187,7 @@ class RelayConnection:
                     opened_at = loop.time()
                     await self._opened(ws)
                     async for frame in ws:
-                        await self._handle(frame)
+                        await self.handle_frame(frame)
                     self.last_error = "connection closed by the relay"
             except asyncio.CancelledError:
                 raise
@@ -211,6 +214,7 @@ class RelayConnection:
     async def _opened(self, ws: ClientConnection) -> None:
         self._ws = ws
         self.connects += 1
+        self._refusals_logged = 0
         self.authenticated = False
         self._challenge = None
         self._active.clear()
@@ -259,26 +263,39 @@ class RelayConnection:
         return True
 
     # -- incoming --------------------------------------------------------------------------
-    async def _handle(self, frame: str | bytes) -> None:
+    async def handle_frame(self, frame: str | bytes) -> None:
+        """Handle one frame from the relay. **Never raises** (cancellation aside): this is the
+        one guard of the read loop. Whatever the relay got wrong — a bad frame, an invalid
+        event, an AUTH challenge that cannot be answered — is refused: counted in
+        ``invalid_in``, its reason kept in ``last_invalid``, logged (the first one of a
+        connection at INFO, the rest at DEBUG). A bug of ours is logged with its traceback and
+        counted in ``internal_errors``. The link stays up either way: reconnecting would only
+        fetch the same frame again."""
         try:
-            msg = parse_relay_message(frame)
-        except InvalidEvent as exc:
-            self.invalid_in += 1
-            log.debug("relay %s: dropped an invalid event: %s", self.url, exc)
-            return
-        except RelayProtocolError as exc:
-            self.invalid_in += 1
-            log.debug("relay %s: bad frame: %s", self.url, exc)
-            return
+            await self._dispatch_frame(frame)
+        except NostrError as exc:
+            self._refused(exc)
+        except Exception:
+            self.internal_errors += 1
+            log.exception("relay %s: handling a frame failed", self.url)
+
+    def _refused(self, exc: NostrError) -> None:
+        self.invalid_in += 1
+        self.last_invalid = _describe(exc)
+        level = logging.DEBUG if self._refusals_logged else logging.INFO
+        self._refusals_logged += 1
+        log.log(level, "relay %s: refused %s%s", self.url, self.last_invalid,
+                "" if level == logging.DEBUG else " (more on this connection at DEBUG)")
+
+    async def _dispatch_frame(self, frame: str | bytes) -> None:
+        msg = parse_relay_message(frame)
         if isinstance(msg, EventMessage):
             filters = self._active.get(msg.sub_id)
             if filters is None:
                 return  # a late event for a subscription we closed
             if not matches_any(filters, msg.event):
-                self.invalid_in += 1
-                log.debug("relay %s: event %s does not match subscription %s", self.url,
-                          msg.event.id, msg.sub_id)
-                return
+                raise InvalidEvent(f"event {msg.event.id} does not match subscription "
+                                   f"{msg.sub_id}")
             self.events_in += 1
             await self._on_event(self, msg.sub_id, msg.event)
         elif isinstance(msg, OkMessage):

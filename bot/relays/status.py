@@ -26,6 +26,8 @@ class RelayStatus:
     events_in: int          # verified events received
     events_out: int         # events the relay accepted from us
     invalid_in: int         # frames or events rejected by our checks
+    last_invalid: str | None  # why the last of them was rejected
+    internal_errors: int    # frames whose handling hit a bug of ours (logged with a traceback)
     connects: int           # successful connections so far
     retry_in_s: float | None  # when backing off: seconds until the next attempt
     max_message_length: int | None  # from NIP-11, when the relay publishes it

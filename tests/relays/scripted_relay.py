@@ -4,7 +4,8 @@ nostr-relay never answers ``rate-limited:`` or ``auth-required:`` and never send
 This small server speaks the relay side of NIP-01/NIP-42 over real sockets and follows a
 script: ``rate_limit_first`` refuses the first EVENT with ``rate-limited:``,
 ``require_auth`` answers ``auth-required:`` (OK and CLOSED) until a valid AUTH arrives,
-``garbage_first`` sends malformed frames and a NOTICE before anything else. It stores events
+``garbage_first`` sends malformed frames and a NOTICE before anything else, ``frames_first``
+sends the given raw frames before anything else. It stores events
 in memory and serves them to REQs. It checks AUTH events with the project's own NIP-42 check.
 """
 
@@ -29,6 +30,7 @@ class Script:
     rate_limit_first: bool = False
     require_auth: bool = False
     garbage_first: bool = False
+    frames_first: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     authed: list[str] = field(default_factory=list)
     rate_limited: int = 0
@@ -42,6 +44,8 @@ async def _session(ws: ServerConnection, script: Script) -> None:
     if script.garbage_first:
         for frame in ("not json", '["WHAT"]', '["EVENT","x",{"id":1}]', '["NOTICE","hello"]'):
             await ws.send(frame)
+    for frame in script.frames_first:
+        await ws.send(frame)
     if script.require_auth:
         await ws.send(json.dumps(["AUTH", challenge]))
     async for raw in ws:
