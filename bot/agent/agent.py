@@ -25,7 +25,7 @@ from bot.agent.flow import FlowDeps, JobFlow
 from bot.agent.guard import Guard
 from bot.agent.inbox import Inbox
 from bot.agent.outbox import Publisher
-from bot.agent.payouts import PayoutPolicy, Payouts
+from bot.agent.payouts import Payouts
 from bot.agent.profiles import Profiles, own_profile
 from bot.agent.queue import FairQueue
 from bot.agent.routing import RelayLists
@@ -37,6 +37,7 @@ from bot.relays.config import RelayConfig
 from bot.relays.pool import RelayPool
 from bot.relays.tasks import cancel_all
 from bot.wallets.base import SettlementSource, Wallet
+from bot.wallets.config import PayoutPolicy
 from bot.wallets.lightning_address import AgentAddress
 from bot.wallets.lnurl import LnurlClient
 from bot.work import Backend, Pricing

@@ -15,7 +15,6 @@ import pytest
 
 from bot.agent.agent import Agent, AgentParts
 from bot.agent.inbox import KIND_NIP04, open_dm
-from bot.agent.payouts import PayoutPolicy
 from bot.agent.settings import ProfileConfig, ServiceConfig
 from bot.nostr import nip04, nip17
 from bot.nostr.event import Event, sign_event
@@ -25,6 +24,7 @@ from bot.relays import RelayPool
 from bot.relays.config import RelayConfig
 from bot.relays.pool import GIFT_WRAP_LOOKBACK_S
 from bot.wallets.bolt11 import decode_invoice
+from bot.wallets.config import PayoutPolicy
 from bot.wallets.dev import DevWallet
 from bot.work import OpenAIConfig, Pricing
 from bot.work.openai_compat import OpenAIBackend
