@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.agent.run import add_run_command
 from bot.commands import add_operator_commands
 from storage import Database, LedgerError, Limits, check
 
@@ -75,7 +76,8 @@ def add_ledger_commands(sub: Subparsers) -> None:
     chk.set_defaults(handler=_ledger_check)
 
 
-COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [add_ledger_commands, add_operator_commands]
+COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
+    add_run_command, add_ledger_commands, add_operator_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,9 @@ from bot.agent.agent import Agent, AgentParts
 from bot.config import ConfigError, Settings, load_settings
 from bot.nostr.keys import Keys
 from bot.relays.config import RelayConfig, RelayConfigError, load_relays_toml
-from bot.wallets.factory import WalletStartError, make_wallet
+from bot.wallets.base import WalletStartError
+from bot.wallets.config import PayoutPolicy
+from bot.wallets.factory import make_wallet
 from bot.work import make_backend
 from storage import Database, LedgerError
 
@@ -43,8 +45,7 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig],
-                allow_dev_wallet: bool) -> int:
+async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig]) -> int:
     try:
         settings.db_path.parent.mkdir(parents=True, exist_ok=True)
         db = await Database.open(settings.db_path)
@@ -58,7 +59,7 @@ async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig],
         backend = make_backend(settings.ai, settings.local, http)
         try:
             wallet = await make_wallet(settings.wallet, keys=keys, http=http,
-                                       allow_dev=allow_dev_wallet)
+                                       receipt_relays=[r.url for r in relays if r.read])
         except WalletStartError as exc:
             await backend.aclose()
             await db.close()
@@ -69,8 +70,9 @@ async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig],
             keys=keys, relays=relays, db=db, wallet=wallet, backend=backend, http=http,
             pricing=settings.pricing, limits=settings.limits, service=settings.service,
             profile=settings.profile, admins=frozenset(settings.admins), max_tokens=max_tokens,
-            payout_policy=settings.wallet.payout_policy,
-            lnurl_insecure_hosts=settings.wallet.lnurl_insecure_hosts))
+            payout_policy=settings.wallet.payout_policy if settings.wallet else PayoutPolicy(),
+            lnurl_insecure_hosts=frozenset(settings.wallet.lnurl_insecure_hosts)
+            if settings.wallet else frozenset()))
         try:
             await agent.start()
             where = "dev wallet: NOT REAL MONEY" if not wallet.is_real_money else wallet.name
@@ -90,7 +92,7 @@ async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig],
 def _run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, allow_dev_wallet=args.allow_dev_wallet)
         keys = settings.agent_keys()
     except ConfigError as exc:
         return _fail(str(exc))
@@ -98,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
         relays = load_relays_toml(settings.relays_path)
     except RelayConfigError as exc:
         return _fail(f"{exc} ([agent] relays = {settings.relays_path})")
-    return asyncio.run(serve(settings, keys, relays, args.allow_dev_wallet))
+    return asyncio.run(serve(settings, keys, relays))
 
 
 def add_run_command(sub: Subparsers) -> None:
