@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from storage import Database, Ledger, Limits, Serve, check
+from storage import Database, Ledger, Limits, Serve, check, whole_sats_up
 
 # Every pubkey is new, so its allowance (500 msat) decides: 400 msat → free, 1000 → partial.
 LIMITS = Limits(daily_free_msat=500, daily_free_jobs=1_000)
@@ -81,8 +81,9 @@ async def free_settlement(ledger: Ledger, job: str) -> None:
 async def partial_settlement(ledger: Ledger, job: str) -> None:
     d = await ledger.decide(job, f"pk-{job}", 1_000)
     assert d.serve is Serve.PARTIAL
-    await ledger.attach_invoice(job, f"hash-{job}", d.work_amount_msat, NOW + 600)
-    paid = await ledger.confirm_payment(f"hash-{job}", d.work_amount_msat, f"pay:{job}")
+    invoice = whole_sats_up(d.work_amount_msat)
+    await ledger.attach_invoice(job, f"hash-{job}", invoice, NOW + 600)
+    paid = await ledger.confirm_payment(f"hash-{job}", invoice, f"pay:{job}")
     assert paid.job_paid
     await ledger.start(job)
     await ledger.settle(job, 800)

@@ -4,6 +4,7 @@ Open with ``db = await Database.open(path)``; drive money with ``Ledger(db, limi
 ``Intake(db)``; audit with ``await check(db)``. Errors: see ``storage.errors``.
 """
 
+from storage.amounts import whole_sats_up
 from storage.check import CheckReport, check
 from storage.database import Database
 from storage.errors import (
@@ -103,4 +104,5 @@ __all__ = [
     "check",
     "system_clock",
     "utc_day",
+    "whole_sats_up",
 ]

@@ -29,6 +29,14 @@ def _msat(value: object, name: str, *, allow_zero: bool) -> int:
     return value
 
 
+def whole_sats_up(msat: int) -> int:
+    """``msat`` rounded up to a whole number of sats, in msat (a multiple of 1000).
+
+    Invoices are for whole sats (most wallets refuse msat fractions): a job's invoice is for
+    ``whole_sats_up(work_amount_msat)``; what the rounding adds comes back at settlement."""
+    return -(-msat // 1000) * 1000
+
+
 def text_id(value: object, name: str, max_len: int = 512) -> str:
     """A non-empty printable string id of bounded length (event id, pubkey, key...)."""
     if not isinstance(value, str) or not value or len(value) > max_len:

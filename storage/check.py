@@ -4,7 +4,9 @@ Checks: each account's posted and pending columns equal the sums of its transfer
 non-external account is below zero counting pending debits; the journal sums to zero; each pending
 transfer is resolved at most once and never for more than it reserved; the daily counters equal
 the subsidy in the journal (and, given ``limits``, stay within them); escrow and refunds equal what
-the job records say they hold; every paid refund has a reference; each payout's state matches its
+the job records say they hold; a paid job holds between its work amount and its invoice (the work
+amount in whole sats) and gives all of it back as charge plus refund; every paid refund has a
+reference; each payout's state matches its
 transfer and its refund (a refund being paid has exactly one payout in flight; the unsent part of
 a paid refund became balance); each top-up's
 credited total equals its payments in the journal, and only a paid top-up has one.
@@ -17,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from storage.accounts import EXTERNAL
+from storage.amounts import whole_sats_up
 from storage.database import Database
 from storage.lifecycle import JobState, RefundState
 from storage.limits import Limits
@@ -161,6 +164,7 @@ def _check_jobs(conn: sqlite3.Connection, balances: dict[str, int], violations: 
     ).fetchall():
         if state not in states or refund_state not in refund_states:
             violations.append(f"job {job_id}: unknown state {state} / refund {refund_state}")
+    _check_paid_jobs(conn, violations)
     escrow = conn.execute(
         "SELECT COALESCE(SUM(paid_msat), 0) FROM jobs WHERE state IN ('paid', 'running')"
     ).fetchone()[0]
@@ -180,6 +184,24 @@ def _check_jobs(conn: sqlite3.Connection, balances: dict[str, int], violations: 
         violations.append(f"job {job_id}: refund paid without a payout reference")
     _check_payouts(conn, violations)
     _check_topups(conn, violations)
+
+
+def _check_paid_jobs(conn: sqlite3.Connection, violations: list[str]) -> None:
+    """Invoices are the work amount in whole sats; a job holds at least its work amount and at
+    most its invoice; a settled job charged plus refunded all it held, a failed one refunded it."""
+    for job_id, state, work, invoice, paid, charged, refund in conn.execute(
+        "SELECT id, state, work_amount_msat, invoice_msat, paid_msat, charged_msat, refund_msat"
+        " FROM jobs WHERE serve IN ('partial', 'gate')"
+    ).fetchall():
+        whole = whole_sats_up(work)
+        if invoice is not None and invoice != whole:
+            violations.append(f"job {job_id}: invoice of {invoice} msat for a work amount {work}")
+        if paid and not work <= paid <= whole:
+            violations.append(f"job {job_id}: holds {paid} msat for a work amount of {work}")
+        if state == JobState.DONE and (charged or 0) + refund != paid:
+            violations.append(f"job {job_id}: paid {paid}, charged {charged}, refunded {refund}")
+        if state == JobState.FAILED and refund != paid:
+            violations.append(f"job {job_id}: failed after paying {paid}, refunded {refund}")
 
 
 def _check_payouts(conn: sqlite3.Connection, violations: list[str]) -> None:

@@ -18,7 +18,7 @@ from storage import completion, decisions, funding, payments, refunds, subsidy, 
 from storage.accounts import POOL, SUBSIDY, balance_account, get_account
 from storage.amounts import nonneg_msat, positive_msat, text_id
 from storage.database import Database
-from storage.errors import InvalidInput
+from storage.errors import InvalidAmount, InvalidInput
 from storage.jobs import get_job, jobs_in_state, overdue_invoices, recent_jobs
 from storage.lifecycle import JobState, PayoutState
 from storage.limits import Clock, Limits, system_clock, utc_day
@@ -116,10 +116,14 @@ class Ledger:
     async def attach_invoice(
         self, job_id: str, payment_hash: str, amount_msat: int, expires_at: int
     ) -> JobRecord:
-        """Record a partial or gate job's invoice (``amount_msat`` = its work amount)."""
+        """Record a quoted job's invoice. ``amount_msat`` is a whole number of sats: the job's
+        work amount rounded up (``whole_sats_up(decision.work_amount_msat)``); anything else is
+        ``InvalidAmount``. A repeat with the same terms returns the record."""
         text_id(job_id, "job_id")
         text_id(payment_hash, "payment_hash")
         amount = positive_msat(amount_msat)
+        if amount % 1000:
+            raise InvalidAmount(f"invoice amount {amount} msat is not a whole number of sats")
         _epoch(expires_at)
         now = self.clock()
         return await self.db.write(

@@ -30,12 +30,15 @@ class Reason(StrEnum):
 class PaymentVerdict(StrEnum):
     """What a payment did. Only PAID and OVERPAID let the job's work start.
 
-    - PAID: paid in time and exact.
-    - OVERPAID: paid in time; the excess became the payer's balance.
+    - PAID: paid in time, at least the work amount and at most the invoice amount (the work
+      amount in whole sats): all of it is escrowed (settlement refunds what is not charged).
+    - OVERPAID: paid in time, more than the invoice amount: that much is escrowed, the excess
+      became the payer's balance.
     - LATE: paid after the invoice expired, or for a job that ended unpaid: all of it became
       balance.
     - DUPLICATE: the job was already paid: all of it became balance.
-    - UNDERPAID: less than the invoice: all of it became balance (the job still awaits payment).
+    - UNDERPAID: less than the work amount: all of it became balance (the job still awaits
+      payment).
     - NOT_DUE: a free job or a session takes no payment: all of it became balance.
     - TERMS_CHANGED: a partial job whose pool share or daily allowance no longer covers the
       grant: the job failed and the whole payment is a pending refund (excess: balance).

@@ -1,9 +1,12 @@
 """Invoices and payments of partial and gate jobs.
 
-A job records its invoice; a payment is confirmed once per key. Paid in time and at least the
-invoice → escrow, the job proceeds (a partial job reserves its grant here, re-validating the pool
-and the daily limits), any excess becomes balance. Paid late, twice, too little, or for a job that
-takes no payment → all of it becomes the payer's balance. An expired invoice moves no money.
+A job records its invoice: its work amount rounded up to whole sats (``whole_sats_up``: most
+wallets refuse msat fractions). A payment is confirmed once per key. Paid in time and at least the
+work amount → up to the invoice amount is escrowed, the job proceeds (a partial job reserves its
+grant here, re-validating the pool and the daily limits), any excess becomes balance; settlement
+refunds what was escrowed beyond the charge (the rounding included), failure refunds all of it.
+Paid late, twice, too little, or for a job that takes no payment → all of it becomes the payer's
+balance. An expired invoice moves no money.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import sqlite3
 
 from storage import subsidy
 from storage.accounts import ESCROW, LIGHTNING_IN, REFUNDS, Meta, balance_account, transfer
+from storage.amounts import whole_sats_up
 from storage.errors import IdempotencyConflict, IllegalTransition, InvalidAmount
 from storage.jobs import find_job, get_job, move_job, set_job
 from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
@@ -31,9 +35,10 @@ def attach_invoice(
     ):
         return job  # a repeat
     JOB_LIFECYCLE.next(job.state, JobOp.ATTACH_INVOICE, job.id)
-    if amount != job.work_amount_msat:
+    if amount != whole_sats_up(job.work_amount_msat):
         raise InvalidAmount(
-            f"invoice amount {amount} differs from the job's work amount {job.work_amount_msat}"
+            f"invoice amount {amount} msat is not the job's work amount {job.work_amount_msat}"
+            " msat rounded up to whole sats"
         )
     if conn.execute("SELECT 1 FROM jobs WHERE invoice_hash = ?", (payment_hash,)).fetchone():
         raise IdempotencyConflict("payment hash already belongs to another job")
@@ -77,18 +82,20 @@ def confirm_payment(
         if expired or not JOB_LIFECYCLE.allows(job.state, JobOp.PAY):
             move_job(conn, job.id, JobOp.EXPIRE, now)
             return all_to_balance(PaymentVerdict.LATE)
-        due = job.work_amount_msat
-        if amount < due:
+        if amount < job.work_amount_msat:
             return all_to_balance(PaymentVerdict.UNDERPAID)
+        # up to the invoice (the work amount in whole sats) is escrowed: settlement refunds what
+        # the work did not use, the rounding included; above it is balance at once
+        escrow = min(amount, whole_sats_up(job.work_amount_msat))
         transfer(
             conn,
             f"{key}:escrow",
             LIGHTNING_IN,
             ESCROW,
-            due,
+            escrow,
             Meta("payment", now, job.id, job.pubkey),
         )
-        excess = amount - due
+        excess = amount - escrow
         if excess:
             transfer(
                 conn,
@@ -98,7 +105,7 @@ def confirm_payment(
                 excess,
                 Meta("overpaid", now, job.id, job.pubkey),
             )
-        set_job(conn, job, now, JobOp.PAY, paid_msat=due)
+        set_job(conn, job, now, JobOp.PAY, paid_msat=escrow)
         if job.serve is Serve.PARTIAL:
             grant = reserve_partial_grant(conn, limits, job.id, now)
             if not grant.granted:

@@ -80,7 +80,7 @@ async def test_wrong_state_unknown_ids_and_conflicts(
         (UnknownJob, lambda lg: lg.cancel("nope")),
         (UnknownJob, lambda lg: lg.expire_job("nope")),
         (UnknownJob, lambda lg: lg.job("nope")),
-        (UnknownJob, lambda lg: lg.attach_invoice("nope", "h", 1, 2_000_000_000)),
+        (UnknownJob, lambda lg: lg.attach_invoice("nope", "h", 1_000, 2_000_000_000)),
         (UnknownPayout, lambda lg: lg.confirm_payout(99, "pre", 0)),
         (UnknownPayout, lambda lg: lg.fail_payout(99, "x")),
         (IllegalTransition, lambda lg: lg.settle("g1", 1)),          # not paid yet
@@ -88,7 +88,7 @@ async def test_wrong_state_unknown_ids_and_conflicts(
         (IllegalTransition, lambda lg: lg.fail("g1", "x")),          # not paid: cancel it
         (IllegalTransition, lambda lg: lg.reserve_partial_grant("g1")),
         (IllegalTransition, lambda lg: lg.cancel("f1")),
-        (IllegalTransition, lambda lg: lg.attach_invoice("f1", "h", 1, 2_000_000_000)),
+        (IllegalTransition, lambda lg: lg.attach_invoice("f1", "h", 1_000, 2_000_000_000)),
         (IllegalTransition, lambda lg: lg.attach_invoice("g1", "h9", 40_000, 2_000_000_000)),
         (IllegalTransition, lambda lg: lg.credit_refund_to_balance("g1")),
         (IllegalTransition, lambda lg: lg.begin_payout("f1", "lnbc", "k-po")),

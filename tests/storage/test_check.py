@@ -48,6 +48,8 @@ async def _populated(db_path: Path, clock: ManualClock) -> None:
     "UPDATE jobs SET refund_state = 'pending' WHERE id = 'r2'",
     "UPDATE jobs SET refund_state = 'paying' WHERE id = 'r1'",
     "UPDATE jobs SET state = 'finished' WHERE id = 'f1'",
+    "UPDATE jobs SET invoice_msat = 10500 WHERE id = 'r2'",
+    "UPDATE jobs SET charged_msat = 4001 WHERE id = 'r1'",
 ])
 async def test_tampering_is_reported(db_path: Path, clock: ManualClock, tamper: str) -> None:
     await _populated(db_path, clock)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from storage import Database, Ledger, Limits, PaymentVerdict, Serve, check
+from storage import Database, Ledger, Limits, PaymentVerdict, Serve, check, whole_sats_up
 from tests.storage.support import ManualClock, assert_invariants
 from tests.storage.worker import HAMMER_LIMITS, SHARED_JOBS, SHARED_ZAPS, ZAP_MSAT
 
@@ -35,8 +35,9 @@ async def test_200_tasks_race_for_the_pool(db_path: Path, clock: ManualClock) ->
     async def pay(i: int) -> None:
         job = f"gate{i % 10}"
         d = await ledger.decide(job, "payer", 5_000_000)  # the same job from 10 tasks
-        await ledger.attach_invoice(job, f"h{i % 10}", d.work_amount_msat, clock.now + 600)
-        out = await ledger.confirm_payment(f"h{i % 10}", d.work_amount_msat, f"pay:h{i % 10}")
+        invoice = whole_sats_up(d.work_amount_msat)
+        await ledger.attach_invoice(job, f"h{i % 10}", invoice, clock.now + 600)
+        out = await ledger.confirm_payment(f"h{i % 10}", invoice, f"pay:h{i % 10}")
         assert out.result in (PaymentVerdict.PAID, PaymentVerdict.TERMS_CHANGED)
 
     await asyncio.gather(*(ask(i) for i in range(200)), *(pay(i) for i in range(100)))

@@ -29,6 +29,7 @@ from storage import (
     PaymentVerdict,
     Serve,
     check,
+    whole_sats_up,
 )
 from tests.storage.support import ManualClock
 
@@ -142,20 +143,25 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self._snapshot() == before
 
     @precondition(lambda self: self.jobs)
-    @rule(i=PICK)
-    def attach_invoice(self, i: int) -> None:
+    @rule(i=PICK, off=st.sampled_from([0, 0, 0, -1000, 1000, -1]))
+    def attach_invoice(self, i: int, off: int) -> None:
+        """The work amount in whole sats (``off`` 0); anything else must be refused."""
         job = self._pick(self.jobs, i)
         rec = self.run(self.ledger.job(job))
-        amount = rec.work_amount_msat or 1
-        self.attempt(self.ledger.attach_invoice(job, f"hash-{job}", amount, self.clock.now + 600))
+        amount = max(whole_sats_up(rec.work_amount_msat) + off, 1000)
+        r = self.attempt(self.ledger.attach_invoice(job, f"hash-{job}", amount,
+                                                    self.clock.now + 600))
+        if r is not None:
+            assert r.invoice_msat == whole_sats_up(r.work_amount_msat)
 
     @precondition(lambda self: self.jobs)
-    @rule(i=PICK, how=st.sampled_from(["exact", "over", "under"]), k=KEYS)
+    @rule(i=PICK, how=st.sampled_from(["invoice", "work", "over", "under"]), k=KEYS)
     def confirm_payment(self, i: int, how: str, k: int) -> None:
         job = self._pick(self.jobs, i)
         rec = self.run(self.ledger.job(job))
-        due = max(rec.work_amount_msat, 2)
-        amount = {"exact": due, "over": due + 777, "under": due - 1}[how]
+        work = max(rec.work_amount_msat, 2)
+        invoice = whole_sats_up(work)
+        amount = {"invoice": invoice, "work": work, "over": invoice + 777, "under": work - 1}[how]
         key = f"pay:{k}"
         before_first = key in self.counted
         out = self.attempt(self.ledger.confirm_payment(job, amount, key))
@@ -164,8 +170,11 @@ class LedgerMachine(RuleBasedStateMachine):
         if out is not None and not before_first:
             self.counted.add(key)
             self.received += out.amount_msat
-            if out.result is PaymentVerdict.PAID:
-                assert out.amount_msat == rec.work_amount_msat
+            if out.result is PaymentVerdict.PAID:  # all of it escrowed
+                assert rec.work_amount_msat <= out.amount_msat <= invoice
+                assert self.run(self.ledger.job(job)).paid_msat == out.amount_msat
+            if out.result is PaymentVerdict.OVERPAID:  # the invoice escrowed, the rest balance
+                assert out.credited_balance_msat == out.amount_msat - invoice
 
     @precondition(lambda self: self.jobs)
     @rule(i=PICK, fraction=st.integers(min_value=0, max_value=100))
@@ -224,13 +233,14 @@ class LedgerMachine(RuleBasedStateMachine):
         self.jobs.append(job)
         event(f"whole_job: {d.serve.value}")
         if d.serve in (Serve.PARTIAL, Serve.GATE):
-            self.run(self.ledger.attach_invoice(job, f"hash-{job}", d.work_amount_msat,
+            invoice = whole_sats_up(d.work_amount_msat)
+            self.run(self.ledger.attach_invoice(job, f"hash-{job}", invoice,
                                                 self.clock.now + 600))
             if pay == "none":
                 return
             if pay == "late":
                 self.clock.advance(601)
-            amount = d.work_amount_msat + (5 if pay == "over" else 0)
+            amount = invoice + (5 if pay == "over" else 0)
             key = f"pay:{job}:{k}"
             out = self.run(self.ledger.confirm_payment(f"hash-{job}", amount, key))
             event(f"whole_job payment: {out.result.value}")

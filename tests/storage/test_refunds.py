@@ -104,10 +104,10 @@ async def test_no_refund_no_payout(ledger: Ledger, db: Database, clock: ManualCl
 async def test_a_partial_payout_leaves_the_remainder_as_balance(
         ledger: Ledger, db: Database, clock: ManualClock) -> None:
     await ledger.decide("g1", "alice", 10_500)
-    await ledger.attach_invoice("g1", "hash-g1", 10_500, clock.now + 600)
-    await ledger.confirm_payment("g1", 10_500, "pay:g1")
+    await ledger.attach_invoice("g1", "hash-g1", 11_000, clock.now + 600)  # whole sats
+    await ledger.confirm_payment("g1", 11_000, "pay:g1")
     await ledger.start("g1")
-    assert (await ledger.settle("g1", 4_000)).refund_msat == 6_500
+    assert (await ledger.settle("g1", 4_500)).refund_msat == 6_500
     with pytest.raises(InvalidInput):  # more than the refund
         await ledger.begin_payout("g1", "lnbc-a", "payout:g1:1", amount_msat=6_501)
     with pytest.raises(InvalidInput):

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import sys
 
-from storage import Database, Ledger, Limits, Serve
+from storage import Database, Ledger, Limits, Serve, whole_sats_up
 
 HAMMER_LIMITS = Limits(daily_free_msat=5_000, daily_free_jobs=20)
 CRASH_LIMITS = Limits(daily_free_msat=10**12, daily_free_jobs=10**9)
@@ -41,8 +41,9 @@ async def hammer(path: str, proc: int, n: int) -> None:
     async def shared_job(k: int) -> None:
         job = f"shared-{k}"
         d = await ledger.decide(job, f"user{k % 10}", 1_000_000)
-        await ledger.attach_invoice(job, f"hash-{k}", d.work_amount_msat, 4_000_000_000)
-        await ledger.confirm_payment(f"hash-{k}", d.work_amount_msat, f"pay:hash-{k}")
+        invoice = whole_sats_up(d.work_amount_msat)
+        await ledger.attach_invoice(job, f"hash-{k}", invoice, 4_000_000_000)
+        await ledger.confirm_payment(f"hash-{k}", invoice, f"pay:hash-{k}")
 
     tasks = [zap(i) for i in range(SHARED_ZAPS)]
     tasks += [free_job(j) for j in range(n)]
