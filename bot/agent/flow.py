@@ -45,13 +45,10 @@ from storage import (
     RequestRecord,
     RequestState,
     UnknownJob,
+    whole_sats_up,
 )
 
 log = logging.getLogger(__name__)
-
-def whole_sats_up(msat: int) -> int:  # TEMPORARY until storage exports it
-    return msat
-
 
 SYSTEM_PROMPT = "You are Timmy, a helpful assistant. Answer briefly and accurately."
 
