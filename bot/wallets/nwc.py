@@ -348,6 +348,8 @@ class NwcWallet:
             )
         except Nip47Error as exc:
             log.warning("nwc: dropped undecryptable event %s: %s", event.id, exc)
+            if event.kind == nip47.RESPONSE_KIND:  # the wallet signed it: its request fails now
+                self._fail_request(event.first_tag("e"), exc)
             return
         if event.kind == nip47.RESPONSE_KIND:
             self._on_response(event, plaintext)
@@ -364,8 +366,7 @@ class NwcWallet:
             response = nip47.decode_response(plaintext)
         except Nip47Error as exc:
             log.warning("nwc: malformed response to %s: %s", request_id, exc)
-            if fut is not None and not fut.done():
-                fut.set_exception(WalletProtocolError(str(exc)))
+            self._fail_request(request_id, exc)
             return
         if fut is not None and not fut.done():
             fut.set_result(response)
@@ -375,6 +376,12 @@ class NwcWallet:
             self._late_payments[payment_hash] = self._payment_result(payment_hash, response)
             _trim(self._late_payments)
             log.info("nwc: late pay_invoice answer kept for %s", payment_hash)
+
+    def _fail_request(self, request_id: str | None, exc: Nip47Error) -> None:
+        """A malformed answer fails the request waiting for it at once (no timeout wait)."""
+        fut = self._pending.get(request_id) if request_id is not None else None
+        if fut is not None and not fut.done():
+            fut.set_exception(WalletProtocolError(str(exc)))
 
     def _on_notification(self, plaintext: str) -> None:
         try:
