@@ -17,22 +17,25 @@ from bot.nostr.event import Event, sign_event
 from bot.nostr.keys import Keys
 from bot.relays.config import RelayConfig
 from bot.relays.pool import RelayPool
+from bot.untrusted import load_json
 
 log = logging.getLogger(__name__)
 
 KIND_METADATA: Final = 0
 TTL_S: Final = 600.0
 MAX_CACHED: Final = 50_000
+MAX_PROFILE_CHARS: Final = 65_536
 _ADDRESS = re.compile(r"^[a-z0-9._+-]{1,64}@[a-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 
 
 def parse_lud16(event: Event) -> str | None:
     """The lightning address of a kind-0 event, when it holds a well-formed one."""
-    if event.kind != KIND_METADATA or len(event.content) > 65_536:
+    if event.kind != KIND_METADATA:
         return None
     try:
-        data = json.loads(event.content)
-    except (ValueError, RecursionError):
+        data = load_json(event.content, max_chars=MAX_PROFILE_CHARS, error=ValueError,
+                         what="profile")
+    except ValueError:
         return None
     value = data.get("lud16") if isinstance(data, dict) else None
     if not isinstance(value, str):

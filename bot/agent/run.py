@@ -19,6 +19,7 @@ import httpx
 
 from bot.agent.agent import Agent, AgentParts
 from bot.config import ConfigError, Settings, load_settings
+from bot.logs import configure_logging
 from bot.nostr.keys import Keys
 from bot.relays.config import RelayConfig, RelayConfigError, load_relays_toml
 from bot.wallets.base import WalletStartError
@@ -38,9 +39,8 @@ def _fail(message: str) -> int:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # SafeFormatter: peer text (NOTICEs, refusal reasons) is escaped where records are formatted
+    configure_logging(getattr(logging, level.upper(), logging.INFO), sys.stderr)
     for noisy in ("httpx", "httpcore", "websockets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
