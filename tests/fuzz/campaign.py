@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     chunks_left = {name: sum(1 for j in jobs if j[0] == name) for name in names}
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
-    with context.Pool(args.jobs) as pool:
+    # a fresh process every few chunks: hypothesis keeps what it generated for a run's life
+    with context.Pool(args.jobs, maxtasksperchild=4) as pool:
         for name, _, tally in pool.imap_unordered(run_chunk, jobs):
             totals[name].add(tally)
             chunks_left[name] -= 1

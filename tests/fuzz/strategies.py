@@ -569,6 +569,17 @@ class HttpAnswer:
     body: bytes
 
 
+@cache
+def big_body(size: int) -> bytes:
+    """A valid JSON array of about ``size`` bytes."""
+    return b"[" + b"1," * (size // 2) + b"1]"
+
+
+big_bodies = st.sampled_from([64 << 10, 256 << 10, 1 << 20, 8 << 20]).flatmap(
+    lambda cap: st.sampled_from([big_body(cap - 16), big_body(cap + 16)]))
+"""JSON bodies just under and just over each cap (NIP-11 and NIP-47, LNURL, LNbits, AI)."""
+
+
 def http_answers(base: Any) -> st.SearchStrategy[HttpAnswer]:
     """An HTTP answer built around ``base``: often ``base`` itself, else hostile JSON bodies,
     hostile statuses, sizes beyond the caps."""
@@ -577,8 +588,7 @@ def http_answers(base: Any) -> st.SearchStrategy[HttpAnswer]:
         mostly(st.just(200), st.sampled_from([404, 500, 302, 429, 999, 100])),
         mostly(st.just(dump(base).encode()), st.one_of(
             mutated_document(base).map(lambda t: t.encode("utf-8", "surrogatepass")),
-            st.binary(max_size=64),
-            st.integers(0, 400_000).map(lambda n: b"[" + b"1," * n + b"1]")), 4),
+            st.binary(max_size=64), big_bodies), 4),
     )
 
 

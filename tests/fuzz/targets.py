@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import httpx
 from hypothesis import strategies as st
 
-from bot.agent import commands
+from bot.agent import commands, profiles
 from bot.agent.inbox import open_dm
 from bot.config import ConfigError, load_toml, parse_settings
 from bot.logs import SafeFormatter
@@ -32,6 +32,7 @@ from bot.nostr.event import Event, sign_event
 from bot.nostr.nip11 import parse_relay_document
 from bot.nostr.nip47 import Encryption, Nip47Error, NwcUri
 from bot.nostr.nip57 import ValidZap, validate_zap_receipt
+from bot.relays.backoff import BackoffPolicy
 from bot.relays.config import RelayConfig, parse_relays_toml
 from bot.relays.connection import RelayConnection
 from bot.relays.messages import Filter
@@ -43,7 +44,6 @@ from bot.wallets.lnurl import LnurlClient, PayRequest
 from bot.wallets.nwc import NwcWallet
 from bot.work import wire
 from tests.fuzz import strategies as S
-from tests.relays.conftest import FAST_BACKOFF
 
 T = TypeVar("T")
 
@@ -150,7 +150,8 @@ class _FrameTarget:
         if self.conn is None:
             self.conn = RelayConnection(
                 RelayConfig("wss://fuzz.example"), keys=S.ME, on_event=self._sink,
-                on_eose=self._eose, subscriptions=self._subs, backoff=FAST_BACKOFF)
+                on_eose=self._eose, subscriptions=self._subs,
+                backoff=BackoffPolicy(base_s=1.0, factor=2.0, cap_s=1.0, jitter=0.0))
         conn = self.conn
         await conn.send_req(S.SUB_ID, [{}])  # a CLOSED may have dropped it
         invalid, bugs = conn.invalid_in, conn.internal_errors
@@ -272,18 +273,27 @@ class _NwcAnswerTarget:
             uri = NwcUri(S.WALLET.public_hex, ("wss://fuzz.example",), S.ME.secret_hex)
             never_started = RelayPool([RelayConfig("wss://fuzz.example")])
             self.wallet = NwcWallet(uri, never_started)
+        wallet = self.wallet
+        if '"notification_type"' in payload:  # a notification: nothing waits, nothing raises
+            note = nip47.notification_event(S.WALLET, S.ME.public_hex, scheme, payload)
+            with strict_logging():
+                await wallet._on_event(note, "wss://fuzz.example")
+            settled = not wallet._settlements.empty()
+            while not wallet._settlements.empty():
+                wallet._settlements.get_nowait()
+            return settled
         request_id = "ab" * 32
         event = nip47.response_event(S.WALLET, S.ME.public_hex, request_id, scheme, payload)
         if garble:
             event = sign_event(S.WALLET, event.kind, event.content[::-1],
                                [list(t) for t in event.tags])
         future: asyncio.Future[nip47.Response] = asyncio.get_running_loop().create_future()
-        self.wallet._pending[request_id] = future
+        wallet._pending[request_id] = future
         try:
             with strict_logging():
-                await self.wallet._on_event(event, "wss://fuzz.example")
+                await wallet._on_event(event, "wss://fuzz.example")
         finally:
-            self.wallet._pending.pop(request_id, None)
+            wallet._pending.pop(request_id, None)
         assert future.done(), "the answer left the request waiting"
         if future.exception() is not None:
             assert isinstance(future.exception(), WalletProtocolError), future.exception()
@@ -303,7 +313,7 @@ def _sealable(payload: str) -> bool:
 
 
 nwc_answers = st.tuples(
-    S.nip47_responses.map(lambda p: p if _sealable(p) else "{}"),
+    (S.nip47_responses | S.nip47_notifications).map(lambda p: p if _sealable(p) else "{}"),
     st.sampled_from([Encryption.NIP44_V2, Encryption.NIP04]),
     st.integers(0, 9).map(lambda n: n == 0),
 )
@@ -362,6 +372,17 @@ async def _address(client: LnurlClient) -> object:
 
 
 # --- the rest ---------------------------------------------------------------------------------
+def check_profile(event: Event) -> bool:
+    address = profiles.parse_lud16(event)
+    assert address is None or ("@" in address and address == address.strip().lower())
+    return address is not None
+
+
+profile_events = st.builds(
+    lambda content: S.sign_anyway(S.PEER, 0, content, []),
+    S.mutated_document({"name": "asker", "lud16": "Asker@Pay.Example", "about": "hi"}))
+
+
 def check_lnbits(body: bytes) -> bool:
     hashed = lnbits.parse_webhook_hash(body)
     settled = lnbits.parse_ws_message(body)
@@ -441,6 +462,8 @@ TARGETS: list[Target] = [
            nwc_answers, _NwcAnswerTarget().check, 120),
     Target("nip11", "parse_relay_document", S.nip11_documents,
            lambda raw: refused(lambda: parse_relay_document(raw), NostrError), 200),
+    Target("profile_lud16", "bot.agent.profiles.parse_lud16 of a kind-0 event", profile_events,
+           check_profile, 300),
     Target("nip65", "parse_relay_list / parse_dm_relays", relay_list_events,
            check_relay_lists, 120),
     Target("nip19", "nip19.decode", S.nip19_texts, check_nip19, 150),
