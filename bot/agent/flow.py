@@ -291,7 +291,8 @@ class JobFlow:
             return "No refund is waiting for you."
         if bolt11 is not None:
             first = refunds[0]
-            outcome = await self.d.payouts.pay_to_invoice(first.job_id, req.sender, bolt11)
+            outcome = await self.d.payouts.pay_to_invoice(first.job_id, req.sender, bolt11,
+                                                          whole_sats=True)
             more = (f"\n{len(refunds) - 1} more refund(s) waiting: send another invoice."
                     if len(refunds) > 1 else "")
             return _payout_text(outcome.status, first.amount_msat, outcome.reason) + more

@@ -111,8 +111,13 @@ def answer_footer(serve: str, cost_msat: int, charged_msat: int, refund_msat: in
 def refund_note(amount_msat: int, sending_to: str | None) -> str:
     if sending_to:
         return f"Refund: {sats(amount_msat)}, on its way to {sending_to}."
-    return (f"Refund: {sats(amount_msat)} waiting for you. Send `refund <invoice>` for exactly "
-            f"that amount, or `refund` to keep it as balance.")
+    whole = amount_msat // 1000
+    if not whole:
+        return f"Refund: {sats(amount_msat)} waiting; send `refund` to add it to your balance."
+    rest = (f" (the other {sats(amount_msat % 1000)} go to your balance)"
+            if amount_msat % 1000 else "")
+    return (f"Refund: {sats(amount_msat)} waiting for you. Send `refund <invoice>` with an "
+            f"invoice for {whole} sats{rest}, or `refund` to keep it as balance.")
 
 
 def failed(reason: str, refund_msat: int, sending_to: str | None) -> str:
