@@ -79,6 +79,7 @@ class JobFlow:
         self.d = deps
         self._clock = clock
         self._generation = asyncio.Semaphore(deps.service.concurrency)
+        self._invoicing = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ entry
@@ -90,10 +91,6 @@ class JobFlow:
             return
         if req.body is None:  # erased before it was finished: nothing left to do
             await self.d.intake.set_request_state(req.id, RequestState.CLOSED)
-            return
-        size = len(req.body.encode("utf-8", "surrogatepass"))
-        if size > self.d.service.max_request_bytes:
-            await self._reply(req, texts.too_long(size, self.d.service.max_request_bytes))
             return
         command = commands.parse(req.body, req.sender in self.d.admins)
         if isinstance(command, commands.Question):
@@ -176,31 +173,32 @@ class JobFlow:
             await self._reply(req, texts.expired())
 
     async def _quote(self, req: RequestRecord, job: JobRecord) -> None:
-        bolt11 = req.invoice
-        if bolt11 is None:
-            if not await self._may_invoice(req.sender):
-                await self.d.ledger.cancel(job.id)
-                _job_log(job.id, req.sender, "cancelled", "too many open invoices")
-                await self._reply(req, "Too many unpaid quotes right now. Pay one or wait for "
-                                       "them to expire, then ask again.")
-                return
-            amount = whole_sats_up(job.work_amount_msat)
-            try:
-                invoice = await self.d.wallet.make_invoice(
-                    amount, description=f"Timmy answer {job.id[:8]}",
-                    expiry_s=self.d.service.invoice_expiry_s)
-            except WalletError as exc:
-                log.warning("job %s: no invoice: %s", job.id[:8], type(exc).__name__)
-                await self.d.ledger.cancel(job.id)
-                await self._reply(req, "Sorry, my wallet is not answering right now. Nothing "
-                                       "was charged; please ask again later.")
-                return
-            bolt11 = invoice.bolt11
-            await self.d.intake.save_invoice(req.id, bolt11)
-        decoded = decode_invoice(bolt11)
-        expires_at = decoded.created_at + decoded.expiry_s
-        job = await self.d.ledger.attach_invoice(job.id, decoded.payment_hash,
-                                                 decoded.amount_msat or 0, expires_at)
+        async with self._invoicing:  # caps counted and the invoice attached as one step
+            bolt11 = req.invoice
+            if bolt11 is None:
+                if not await self._may_invoice(req.sender):
+                    await self.d.ledger.cancel(job.id)
+                    _job_log(job.id, req.sender, "cancelled", "too many open invoices")
+                    await self._reply(req, "Too many unpaid quotes right now. Pay one or wait "
+                                           "for them to expire, then ask again.")
+                    return
+                try:
+                    invoice = await self.d.wallet.make_invoice(
+                        whole_sats_up(job.work_amount_msat),
+                        description=f"Timmy answer {job.id[:8]}",
+                        expiry_s=self.d.service.invoice_expiry_s)
+                except WalletError as exc:
+                    log.warning("job %s: no invoice: %s", job.id[:8], type(exc).__name__)
+                    await self.d.ledger.cancel(job.id)
+                    await self._reply(req, "Sorry, my wallet is not answering right now. "
+                                           "Nothing was charged; please ask again later.")
+                    return
+                bolt11 = invoice.bolt11
+                await self.d.intake.save_invoice(req.id, bolt11)
+            decoded = decode_invoice(bolt11)
+            job = await self.d.ledger.attach_invoice(
+                job.id, decoded.payment_hash, decoded.amount_msat or 0,
+                decoded.created_at + decoded.expiry_s)
         _job_log(job.id, req.sender, "invoiced", f"{decoded.amount_msat}msat")
         await self._send_quote(req, job, bolt11)
 
@@ -361,22 +359,25 @@ class JobFlow:
         return "Send `help` for the commands."
 
     async def _topup(self, req: RequestRecord, sats: int) -> str:
-        bolt11 = req.invoice
-        if bolt11 is None:
-            if not await self._may_invoice(req.sender):
-                return "Too many unpaid invoices right now. Pay one or wait for them to expire."
-            try:
-                invoice = await self.d.wallet.make_invoice(
-                    sats * 1000, description=f"Timmy top-up {req.sender[:8]}",
-                    expiry_s=self.d.service.invoice_expiry_s)
-            except WalletError as exc:
-                log.warning("top-up for %s: no invoice: %s", req.sender[:8], type(exc).__name__)
-                return "Sorry, my wallet is not answering right now. Please try again later."
-            bolt11 = invoice.bolt11
-            await self.d.intake.save_invoice(req.id, bolt11)
-        decoded = decode_invoice(bolt11)
-        await self.d.ledger.record_topup(req.sender, decoded.payment_hash, sats * 1000,
-                                         decoded.created_at + decoded.expiry_s)
+        async with self._invoicing:
+            bolt11 = req.invoice
+            if bolt11 is None:
+                if not await self._may_invoice(req.sender):
+                    return ("Too many unpaid invoices right now. Pay one or wait for them to "
+                            "expire.")
+                try:
+                    invoice = await self.d.wallet.make_invoice(
+                        sats * 1000, description=f"Timmy top-up {req.sender[:8]}",
+                        expiry_s=self.d.service.invoice_expiry_s)
+                except WalletError as exc:
+                    log.warning("top-up for %s: no invoice: %s", req.sender[:8],
+                                type(exc).__name__)
+                    return "Sorry, my wallet is not answering right now. Please try again later."
+                bolt11 = invoice.bolt11
+                await self.d.intake.save_invoice(req.id, bolt11)
+            decoded = decode_invoice(bolt11)
+            await self.d.ledger.record_topup(req.sender, decoded.payment_hash, sats * 1000,
+                                             decoded.created_at + decoded.expiry_s)
         return texts.topup(sats, bolt11, self.d.service.invoice_expiry_s)
 
     # ------------------------------------------------------------------ stop

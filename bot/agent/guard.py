@@ -2,10 +2,10 @@
 
 ``Guard.admit(pubkey, size)`` → :class:`Verdict`. Each pubkey has a token bucket
 (``rate_per_minute``, ``burst``); all pubkeys together share a larger one, so many fresh keys
-cannot flood either. A request beyond a bucket is dropped without a reply (SPEC §6: a reply
-would turn a flood into a flood of replies). A message longer than ``max_request_bytes`` is
-served with a short refusal (``TOO_LONG``); one beyond ``DROP_BYTES`` is dropped. Buckets of
-pubkeys idle long enough to be full again are forgotten, so memory stays bounded.
+cannot flood either. A request beyond a bucket, or longer than ``max_request_bytes``, is dropped
+without a reply and logged (SPEC §6: a reply would turn a flood into a flood of replies; an
+oversized DM is treated as the malformed input it usually is). Buckets of pubkeys idle long
+enough to be full again are forgotten, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Final
 
 from bot.agent.settings import ServiceConfig
 
-DROP_BYTES: Final = 64 * 1024
 GLOBAL_FACTOR: Final = 50
 """The shared bucket holds this many pubkeys' worth of burst and rate."""
 MAX_TRACKED: Final = 100_000
@@ -25,7 +24,6 @@ MAX_TRACKED: Final = 100_000
 
 class Verdict(StrEnum):
     SERVE = "serve"
-    TOO_LONG = "too long"
     RATE_LIMITED = "rate limited"
     FLOOD = "global flood"
     OVERSIZED = "oversized"
@@ -58,7 +56,7 @@ class Guard:
         return True
 
     def admit(self, pubkey: str, size_bytes: int) -> Verdict:
-        if size_bytes > DROP_BYTES:
+        if size_bytes > self._config.max_request_bytes:
             return Verdict.OVERSIZED
         now = self._clock()
         bucket = self._buckets.get(pubkey)
@@ -71,8 +69,6 @@ class Guard:
         if not self._take(self._global, self._rate * GLOBAL_FACTOR,
                           self._burst * GLOBAL_FACTOR, now):
             return Verdict.FLOOD
-        if size_bytes > self._config.max_request_bytes:
-            return Verdict.TOO_LONG
         return Verdict.SERVE
 
     def _forget_full(self, now: float) -> None:

@@ -136,7 +136,7 @@ class Inbox:
         verdict = self.guard.admit(dm.sender, len(dm.text.encode("utf-8", "surrogatepass")))
         request = NewRequest(dm.message_id, dm.sender, dm.protocol, dm.text, dm.message_id,
                              (relay_url,) if relay_url else ())
-        if verdict is not Verdict.SERVE and verdict is not Verdict.TOO_LONG:
+        if verdict is not Verdict.SERVE:
             self.dropped += 1
             log.warning("inbox: %s from %s dropped (%s)", dm.message_id[:12], dm.sender[:8],
                         verdict.value)

@@ -36,7 +36,7 @@ class ServiceConfig:
       skew, late HTLCs) before its job is expired and the asker told.
     - ``history_turns``: the asker's last exchanges sent to the model as history.
     - ``retention_days``: questions and answers are erased after this (money records stay).
-    - ``max_request_bytes``: a longer DM is refused with a short reply.
+    - ``max_request_bytes``: a longer DM is dropped without a reply (and logged).
     - ``rate_per_minute`` / ``burst``: requests one pubkey may make (token bucket); beyond it
       requests are dropped without a reply and logged.
     - ``max_open_invoices_per_pubkey`` / ``max_open_invoices``: quotes awaiting payment, per

@@ -133,10 +133,6 @@ def expired() -> str:
     return "Your quote expired unpaid. Nothing was charged; ask again any time."
 
 
-def too_long(size: int, limit: int) -> str:
-    return f"Your message is {size} bytes; I take at most {limit}. Please shorten it."
-
-
 def balance(view: BalanceView, allowance: Allowance, refunds: Sequence[Refund]) -> str:
     lines = [f"Balance: {sats(view.available_msat)}"]
     if view.held_msat:

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from bot.agent.guard import DROP_BYTES, GLOBAL_FACTOR, Guard, Verdict
+from bot.agent.guard import GLOBAL_FACTOR, Guard, Verdict
 from bot.agent.queue import FairQueue
 from bot.agent.settings import ServiceConfig
 
@@ -37,8 +37,7 @@ def test_many_fresh_keys_hit_the_global_bucket() -> None:
 def test_sizes() -> None:
     guard = Guard(ServiceConfig(max_request_bytes=100), Clock())
     assert guard.admit("a", 100) is Verdict.SERVE
-    assert guard.admit("a", 101) is Verdict.TOO_LONG
-    assert guard.admit("a", DROP_BYTES + 1) is Verdict.OVERSIZED
+    assert guard.admit("a", 101) is Verdict.OVERSIZED
 
 
 async def test_fair_queue_serves_owners_round_robin() -> None:
