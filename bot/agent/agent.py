@@ -31,7 +31,7 @@ from bot.agent.queue import FairQueue
 from bot.agent.routing import RelayLists
 from bot.agent.settings import ProfileConfig, ServiceConfig
 from bot.agent.settlements import Applied, SettlementProcessor, payer_message
-from bot.agent.zaps import ZapIntake
+from bot.agent.zaps import ZapIntake, ZapResult
 from bot.nostr.keys import Keys
 from bot.relays.config import RelayConfig
 from bot.relays.pool import RelayPool
@@ -150,7 +150,7 @@ class Agent:
             address = AgentAddress(p.profile.lud16, self.lnurl)
             self.zaps = ZapIntake(agent_pubkey=p.keys.public_hex, address=address,
                                   ledger=self.ledger, intake=self.intake,
-                                  job_for_event=self._job_for_event)
+                                  job_for_event=self._job_for_event, on_zap=self._on_zap)
             await self.zaps.start(self.pool)
         self._loop(self._publish_profile(), "profile")
         await self.pool.wait_connected(10.0)
@@ -215,6 +215,12 @@ class Agent:
         except UnknownJob:
             return None
         return job_id
+
+    async def _on_zap(self, result: ZapResult) -> None:
+        """A zap that paid one of our quotes: its job goes on at once (else the reconcile)."""
+        if result.job_id is not None:
+            job = await self.ledger.job(result.job_id)
+            self.queue.submit(job.pubkey, job.id)
 
     async def _publish_profile(self) -> None:
         p = self.parts

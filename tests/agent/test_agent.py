@@ -5,8 +5,10 @@ wallet: each serve path and the commands, with the ledger checked after each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 from bot.agent.agent import Agent, AgentParts
 from bot.agent.inbox import KIND_NIP04, open_dm
 from bot.agent.settings import ProfileConfig, ServiceConfig
-from bot.nostr import nip04, nip17
+from bot.nostr import nip04, nip17, nip57
 from bot.nostr.event import Event, sign_event
 from bot.nostr.keys import Keys
 from bot.nostr.nip59 import KIND_GIFT_WRAP
@@ -26,10 +28,15 @@ from bot.relays.pool import GIFT_WRAP_LOOKBACK_S
 from bot.wallets.bolt11 import decode_invoice
 from bot.wallets.config import PayoutPolicy
 from bot.wallets.dev import DevWallet
+from bot.wallets.lightning_address import AgentAddress
+from bot.wallets.lnurl import LnurlClient
 from bot.work import OpenAIConfig, Pricing
 from bot.work.openai_compat import OpenAIBackend
 from storage import Database, Limits, check
 from tests.fixtures.ai_server import AiTestServer, Behaviour, Scenario
+from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
+from tests.fixtures.lnurl_provider import LnurlProvider
+from tests.fixtures.nwc_service import LnbitsRest
 
 PRICING = Pricing(input_msat=1000, output_msat=3000, fixed_fee_msat=1000)
 LIMITS = Limits(daily_free_msat=50_000, daily_free_jobs=5)
@@ -46,9 +53,10 @@ class Running:
     admin: Keys = field(default_factory=Keys.generate)
 
 
-@pytest.fixture
-async def running(tmp_path: Path, relay_url: str, ai_server: AiTestServer
-                  ) -> AsyncIterator[Running]:
+@contextlib.asynccontextmanager
+async def start_agent(tmp_path: Path, relay_url: str, ai_server: AiTestServer,
+                      profile: ProfileConfig | None = None,
+                      lnurl_hosts: frozenset[str] = frozenset()) -> AsyncIterator[Running]:
     db = await Database.open(tmp_path / "agent.sqlite3")
     scenario = ai_server.scenario()
     wallet = DevWallet()
@@ -60,8 +68,8 @@ async def running(tmp_path: Path, relay_url: str, ai_server: AiTestServer
             keys=Keys.generate(), relays=[RelayConfig(relay_url)], db=db, wallet=wallet,
             backend=backend, http=http, pricing=PRICING, limits=LIMITS,
             service=ServiceConfig(work_timeout_s=10, burst=20, rate_per_minute=600),
-            profile=ProfileConfig(), admins=frozenset({admin.public_hex}), max_tokens=32,
-            payout_policy=PayoutPolicy())
+            profile=profile or ProfileConfig(), admins=frozenset({admin.public_hex}),
+            max_tokens=32, payout_policy=PayoutPolicy(), lnurl_insecure_hosts=lnurl_hosts)
         agent = Agent(parts)
         await agent.start()
         try:
@@ -71,12 +79,20 @@ async def running(tmp_path: Path, relay_url: str, ai_server: AiTestServer
             await db.close()
 
 
+@pytest.fixture
+async def running(tmp_path: Path, relay_url: str, ai_server: AiTestServer
+                  ) -> AsyncIterator[Running]:
+    async with start_agent(tmp_path, relay_url, ai_server) as agent:
+        yield agent
+
+
 class Asker:
     """A user: sends DMs to the agent and collects the replies, decrypted."""
 
     def __init__(self, pool: RelayPool, keys: Keys, agent: Keys) -> None:
         self.pool, self.keys, self.agent = pool, keys, agent
         self.replies: list[str] = []
+        self.event_ids: list[str] = []
         self.seen: set[str] = set()
 
     async def start(self) -> None:
@@ -91,6 +107,7 @@ class Asker:
         if dm.message_id not in self.seen:
             self.seen.add(dm.message_id)
             self.replies.append(dm.text)
+            self.event_ids.append(event.id)
 
     async def ask(self, text: str, protocol: str = "nip17") -> str:
         count = len(self.replies)
@@ -195,3 +212,56 @@ async def test_commands(running: Running, asker: Asker) -> None:
     assert before.balances == after.balances and before.transfers == after.transfers
     assert "No refund is waiting" in await asker.ask("refund")
     await _ok(running.db)
+
+
+async def test_profile_and_relay_lists_are_published(running: Running) -> None:
+    keys = Keys.generate()
+    me = running.agent.parts.keys.public_hex
+    async with RelayPool([RelayConfig(running.relay_url)], keys=keys) as pool:
+        events: list[Event] = []
+        for _ in range(50):
+            events = await pool.fetch([{"kinds": [0, 10002, 10050], "authors": [me]}])
+            if len(events) == 3:
+                break
+            await asyncio.sleep(0.1)
+    by_kind = {e.kind: e for e in events}
+    assert json.loads(by_kind[0].content)["name"] == "Timmy"
+    assert by_kind[10002].tag_values("r") == [running.relay_url]
+    assert by_kind[10050].tag_values("relay") == [running.relay_url]
+
+
+async def test_a_zap_of_the_quote_pays_the_job(
+        tmp_path: Path, relay_url: str, ai_server: AiTestServer,
+        lnurl_provider_factory: Callable[..., LnurlProvider], lnbits_server: LnbitsServer,
+        lnbits_new_wallet: Callable[..., LnbitsAccount]) -> None:
+    provider = lnurl_provider_factory("timmy")
+    profile = ProfileConfig(lud16=provider.address)
+    async with (start_agent(tmp_path, relay_url, ai_server, profile,
+                            frozenset({provider.host})) as running,
+                httpx.AsyncClient(timeout=30.0) as http,
+                httpx.AsyncClient(base_url=lnbits_server.url, timeout=30.0) as lnbits_http):
+        keys = Keys.generate()
+        async with RelayPool([RelayConfig(relay_url)], keys=keys) as pool:
+            asker = Asker(pool, keys, running.agent.parts.keys)
+            await asker.start()
+            await pool.wait_connected(5)
+            quote = await asker.ask("a question paid by a zap", "nip04")
+            (job,) = await running.agent.ledger.recent_jobs(keys.public_hex)
+            amount = job.invoice_msat
+            assert amount is not None and str(job.state) == "invoiced"
+            lnurl = LnurlClient(http, insecure_hosts=frozenset({provider.host}))
+            address = AgentAddress(provider.address, lnurl)
+            request = nip57.build_zap_request(
+                Keys.generate(), recipient_pubkey=running.agent.parts.keys.public_hex,
+                amount_msat=amount, relays=[relay_url], lnurl=address.lnurl,
+                event_id=asker.event_ids[0])
+            got = await lnurl.fetch_invoice(await address.pay_request(), amount,
+                                            zap_request_json=request.to_json())
+            payer = LnbitsRest(lnbits_http, lnbits_new_wallet("zapper", 10_000))
+            status, _ = await payer.pay(got.bolt11)
+            assert status in (200, 201) and "costs at most" in quote
+            answer = await asker.next_reply(1, timeout_s=30)
+            assert "you paid" in answer
+            job = await running.agent.ledger.job(job.id)
+            assert str(job.state) == "done" and job.paid_msat == amount
+            await _ok(running.db)
