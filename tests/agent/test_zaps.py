@@ -466,6 +466,11 @@ async def test_restart_redelivers_receipts_but_credits_once(zap_env: ZapEnv) -> 
         return (await env.ledger.pool_status()).total_in_msat == 7_000
 
     await wait_for(credited)
+
+    async def listed() -> bool:  # the provider lists a receipt once every relay took it
+        return bool(env.provider.receipts)
+
+    await wait_for(listed)
     await env.intake.stop()
 
     pool = RelayPool([RelayConfig(url) for url in env.relays])
