@@ -25,7 +25,8 @@ from bot.relays.config import RelayConfig, RelayConfigError, load_relays_toml
 from bot.wallets.base import WalletStartError
 from bot.wallets.config import PayoutPolicy
 from bot.wallets.factory import make_wallet
-from bot.work import make_backend
+from bot.work import Backend, WorkError, make_backend
+from bot.work.local import LocalBackend
 from storage import Database, LedgerError
 
 log = logging.getLogger("bot.agent")
@@ -53,10 +54,15 @@ async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig]) -> in
         return _fail(f"cannot open the ledger at {settings.db_path} ([agent] db): {exc}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     async with httpx.AsyncClient(timeout=30.0) as http:
         backend = make_backend(settings.ai, settings.local, http)
+        problem = await _check_backend(backend, settings, http)
+        if problem:
+            await backend.aclose()
+            await db.close()
+            return _fail(problem)
+        for sig in (signal.SIGTERM, signal.SIGINT):  # after the model load, which resets them
+            loop.add_signal_handler(sig, stop.set)
         try:
             wallet = await make_wallet(settings.wallet, keys=keys, http=http,
                                        receipt_relays=[r.url for r in relays if r.read])
@@ -87,6 +93,27 @@ async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig]) -> in
             await db.close()
     log.info("stopped")
     return 0
+
+
+async def _check_backend(backend: Backend, settings: Settings, http: httpx.AsyncClient
+                         ) -> str | None:
+    """Why the AI backend cannot work, or None: an endpoint must answer HTTP at all (any
+    status will do: servers differ in what they serve at /models); the embedded model loads."""
+    if settings.ai is not None:
+        url = settings.ai.base_url.rstrip("/") + "/models"
+        try:
+            await http.get(url, timeout=10.0)
+        except httpx.HTTPError as exc:
+            return (f"the AI endpoint is not answering at {settings.ai.base_url} "
+                    f"({type(exc).__name__}): check [ai] base_url, or remove [ai] to use the "
+                    f"embedded model")
+        return None
+    if isinstance(backend, LocalBackend):
+        try:
+            await backend.start()
+        except WorkError as exc:
+            return f"the embedded model cannot load: {exc} ([ai.local], or configure [ai])"
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:
