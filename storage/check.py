@@ -188,20 +188,27 @@ def _check_jobs(conn: sqlite3.Connection, balances: dict[str, int], violations: 
 
 def _check_paid_jobs(conn: sqlite3.Connection, violations: list[str]) -> None:
     """Invoices are the work amount in whole sats; a job holds at least its work amount and at
-    most its invoice; a settled job charged plus refunded all it held, a failed one refunded it."""
-    for job_id, state, work, invoice, paid, charged, refund in conn.execute(
-        "SELECT id, state, work_amount_msat, invoice_msat, paid_msat, charged_msat, refund_msat"
+    most its invoice; a settled job charged and gave back all it held, a failed one gave it all
+    back; what is given back is a refund of whole sats and the sub-sat rest as balance."""
+    for job_id, state, work, invoice, paid, charged, refund, rest in conn.execute(
+        "SELECT id, state, work_amount_msat, invoice_msat, paid_msat, charged_msat, refund_msat,"
+        " (SELECT t.amount_msat FROM transfers t WHERE t.key = 'job:' || jobs.id || ':remainder')"
         " FROM jobs WHERE serve IN ('partial', 'gate')"
     ).fetchall():
+        given_back = refund + (rest or 0)
+        if refund % 1000 or (rest or 0) >= 1000:
+            violations.append(f"job {job_id}: refund {refund} msat, {rest} msat kept as balance")
         whole = whole_sats_up(work)
         if invoice is not None and invoice != whole:
             violations.append(f"job {job_id}: invoice of {invoice} msat for a work amount {work}")
         if paid and not work <= paid <= whole:
             violations.append(f"job {job_id}: holds {paid} msat for a work amount of {work}")
-        if state == JobState.DONE and (charged or 0) + refund != paid:
-            violations.append(f"job {job_id}: paid {paid}, charged {charged}, refunded {refund}")
-        if state == JobState.FAILED and refund != paid:
-            violations.append(f"job {job_id}: failed after paying {paid}, refunded {refund}")
+        if state == JobState.DONE and (charged or 0) + given_back != paid:
+            violations.append(
+                f"job {job_id}: paid {paid}, charged {charged}, gave back {given_back}"
+            )
+        if state == JobState.FAILED and given_back != paid:
+            violations.append(f"job {job_id}: failed after paying {paid}, gave back {given_back}")
 
 
 def _check_payouts(conn: sqlite3.Connection, violations: list[str]) -> None:

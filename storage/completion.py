@@ -9,18 +9,19 @@ cost (never above the estimate):
 - session: the subsidy is ``min(actual, advisory)`` if the pool and limits still cover it, else 0;
   the balance is charged ``actual - subsidy``; the rest of the hold is released;
 - partial: the user pays ``max(0, actual - absorb)``, the pool keeps ``min(actual, absorb)``, the
-  rest of what was paid is a pending refund;
-- gate: the user pays ``actual``, the rest of what was paid is a pending refund.
+  rest of what was paid (the rounding of the invoice to whole sats included) is given back;
+- gate: the user pays ``actual``, the rest of what was paid is given back.
 
-A failure releases every reservation or hold and makes whatever was paid a pending refund.
+A failure releases every reservation or hold and gives back whatever was paid. What is given
+back is a pending refund of whole sats, its sub-sat rest the asker's balance (``refunds.owe``).
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from storage import subsidy
-from storage.accounts import ESCROW, REFUNDS, REVENUE, Meta, resolve, transfer
+from storage import refunds, subsidy
+from storage.accounts import ESCROW, REVENUE, Meta, resolve, transfer
 from storage.errors import InvalidAmount
 from storage.jobs import get_job, move_job, set_job
 from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
@@ -57,7 +58,7 @@ def record_grant(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int
     """A free job: the pool keeps ``actual``; the rest of the reservation returns to it."""
     returned = _settle_reservation(conn, job, actual, now)
     set_job(conn, job, now, JobOp.SETTLE, actual_msat=actual, absorbed_msat=actual, charged_msat=0)
-    return Completion(job.id, Serve.FREE, actual, 0, actual, 0, returned)
+    return Completion(job.id, Serve.FREE, actual, 0, actual, 0, 0, returned)
 
 
 def session_settle(
@@ -76,7 +77,7 @@ def session_settle(
         conn, job, now, JobOp.SETTLE, actual_msat=actual, absorbed_msat=absorbed,
         charged_msat=charged,
     )
-    return Completion(job.id, Serve.SESSION, actual, charged, absorbed, 0, released)
+    return Completion(job.id, Serve.SESSION, actual, charged, absorbed, 0, 0, released)
 
 
 def settle_paid(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> Completion:
@@ -85,17 +86,15 @@ def settle_paid(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int)
     keep = min(actual, job.absorb_msat) if partial else 0
     released = _settle_reservation(conn, job, keep, now) if partial else 0
     charge = max(0, actual - job.absorb_msat) if partial else actual
-    refund = job.paid_msat - charge
     meta = Meta("settle", now, job.id, job.pubkey)
     if charge:
         transfer(conn, job_key(job.id, "revenue"), ESCROW, REVENUE, charge, meta)
-    if refund:
-        transfer(conn, job_key(job.id, "refund"), ESCROW, REFUNDS, refund, meta)
+    refund, rest = refunds.owe(conn, job, job.paid_msat - charge, "settle", now)
     set_job(
         conn, job, now, JobOp.SETTLE, RefundOp.OWE if refund else None, actual_msat=actual,
         absorbed_msat=keep, charged_msat=charge, refund_msat=refund,
     )
-    return Completion(job.id, job.serve, actual, charge, keep, refund, released)
+    return Completion(job.id, job.serve, actual, charge, keep, refund, rest, released)
 
 
 def settle(
@@ -124,21 +123,12 @@ def fail(conn: sqlite3.Connection, job_id: str, reason: str, now: int) -> Failur
             released += _settle_reservation(conn, job, 0, now)
         if job.hold_transfer is not None:
             released += _resolve_hold(conn, job, 0, now)
-        refund = job.paid_msat
-        if refund:
-            transfer(
-                conn,
-                job_key(job_id, "refund"),
-                ESCROW,
-                REFUNDS,
-                refund,
-                Meta("failed", now, job_id, job.pubkey),
-            )
+        refund, rest = refunds.owe(conn, job, job.paid_msat, "failed", now)
         set_job(
             conn, job, now, JobOp.FAIL, RefundOp.OWE if refund else None, error=reason,
             refund_msat=refund,
         )
-        return Failure(job_id, released, refund)
+        return Failure(job_id, released, refund, rest)
 
     return once(conn, job_key(job_id, "fail"), "fail", [], Failure, compute)
 

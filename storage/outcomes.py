@@ -41,7 +41,8 @@ class PaymentVerdict(StrEnum):
       payment).
     - NOT_DUE: a free job or a session takes no payment: all of it became balance.
     - TERMS_CHANGED: a partial job whose pool share or daily allowance no longer covers the
-      grant: the job failed and the whole payment is a pending refund (excess: balance).
+      grant: the job failed and the whole payment is given back: its whole sats a pending
+      refund, its sub-sat rest (and any excess) balance.
     """
 
     PAID = "paid"
@@ -109,9 +110,10 @@ class Decision(_Value):
 @dataclass(frozen=True, slots=True)
 class PartialGrant(_Value):
     job_id: str
-    granted: bool  # False: the job failed, refund_msat is a pending refund
+    granted: bool  # False: the job failed, what was paid is given back
     absorb_msat: int
-    refund_msat: int
+    refund_msat: int  # pending refund (whole sats)
+    credited_balance_msat: int  # the sub-sat rest of what was paid: the asker's balance
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +135,8 @@ class Completion(_Value):
     actual_msat: int
     charged_msat: int  # revenue: paid from escrow (partial, gate) or the balance (session)
     absorbed_msat: int  # the pool's share (journal and daily counter show this, not the estimate)
-    refund_msat: int  # pending refund created (partial, gate; 0 for none)
+    refund_msat: int  # pending refund created, whole sats (partial, gate; 0 for none)
+    credited_balance_msat: int  # the sub-sat rest of what was given back: the asker's balance
     released_msat: int  # reservation returned to the pool (free, partial) or hold to the balance
 
 
@@ -141,7 +144,8 @@ class Completion(_Value):
 class Failure(_Value):
     job_id: str
     released_msat: int  # pool reservation or balance hold given back
-    refund_msat: int  # pending refund created
+    refund_msat: int  # pending refund created: what was paid, in whole sats
+    credited_balance_msat: int  # the sub-sat rest of what was paid: the asker's balance
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from storage import subsidy
-from storage.accounts import ESCROW, LIGHTNING_IN, REFUNDS, Meta, balance_account, transfer
+from storage import refunds, subsidy
+from storage.accounts import ESCROW, LIGHTNING_IN, Meta, balance_account, transfer
 from storage.amounts import whole_sats_up
 from storage.errors import IdempotencyConflict, IllegalTransition, InvalidAmount
 from storage.jobs import find_job, get_job, move_job, set_job
@@ -110,7 +110,12 @@ def confirm_payment(
             grant = reserve_partial_grant(conn, limits, job.id, now)
             if not grant.granted:
                 return PaymentOutcome(
-                    job.id, PaymentVerdict.TERMS_CHANGED, amount, False, excess, grant.refund_msat
+                    job.id,
+                    PaymentVerdict.TERMS_CHANGED,
+                    amount,
+                    False,
+                    excess + grant.credited_balance_msat,
+                    grant.refund_msat,
                 )
         result = PaymentVerdict.OVERPAID if excess else PaymentVerdict.PAID
         return PaymentOutcome(job.id, result, amount, True, excess, 0)
@@ -143,16 +148,8 @@ def reserve_partial_grant(
                 reserve_transfer=tid,
                 reserve_day=day,
             )
-            return PartialGrant(job_id, True, job.absorb_msat, 0)
-        refund = job.paid_msat
-        transfer(
-            conn,
-            job_key(job_id, "refund"),
-            ESCROW,
-            REFUNDS,
-            refund,
-            Meta("terms_changed", now, job_id, job.pubkey),
-        )
+            return PartialGrant(job_id, True, job.absorb_msat, 0, 0)
+        refund, rest = refunds.owe(conn, job, job.paid_msat, "terms_changed", now)
         set_job(
             conn,
             job,
@@ -162,7 +159,7 @@ def reserve_partial_grant(
             refund_msat=refund,
             error="pool or allowance no longer covers the grant",
         )
-        return PartialGrant(job_id, False, job.absorb_msat, refund)
+        return PartialGrant(job_id, False, job.absorb_msat, refund, rest)
 
     return once(
         conn, job_key(job_id, "partial_grant"), "reserve_partial_grant", [], PartialGrant, compute

@@ -5,6 +5,9 @@ A payout is recorded (with a pending refunds → payouts transfer) *before* it i
 posts it with the payout's reference (preimage), failing voids it and makes the refund claimable
 again. A refund can therefore be claimed by one payout at a time, and paid at most once.
 
+What a job owes back out of escrow (``owe``) is a pending refund of whole sats — what a bolt11 or
+a lightning address can receive — and its sub-sat rest becomes the asker's balance at once.
+
 A payout may send less than the refund (``amount``: e.g. the whole sats of a refund that a
 lightning address cannot receive to the msat); confirming it then moves the remainder to the
 asker's balance in the same transaction, so the refund ends ``paid`` and nothing is lost.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import sqlite3
 
 from storage.accounts import (
+    ESCROW,
     FEES,
     OPERATOR,
     PAYOUTS,
@@ -34,7 +38,7 @@ from storage.lifecycle import (
     RefundOp,
     RefundState,
 )
-from storage.outcomes import Payout, Refund
+from storage.outcomes import JobRecord, Payout, Refund
 
 _PAYOUT_COLUMNS = (
     "id, job_id, pubkey, amount_msat, destination, state, preimage, fee_msat, reason, transfer_id,"
@@ -83,6 +87,22 @@ def pending_refunds(conn: sqlite3.Connection, pubkey: str) -> list[Refund]:
         (pubkey,),
     ).fetchall()
     return [Refund(r[0], r[1], r[2], RefundState(r[3])) for r in rows]
+
+
+def owe(
+    conn: sqlite3.Connection, job: JobRecord, owed: int, code: str, now: int
+) -> tuple[int, int]:
+    """Give ``owed`` msat of ``job``'s escrow back: its whole sats as a pending refund, the rest
+    as balance. Returns ``(refund, to_balance)``; the caller records the refund on the job
+    (``RefundOp.OWE`` when it is not 0)."""
+    refund = owed - owed % 1000
+    rest = owed - refund
+    meta = Meta(code, now, job.id, job.pubkey)
+    if refund:
+        transfer(conn, f"job:{job.id}:refund", ESCROW, REFUNDS, refund, meta)
+    if rest:
+        transfer(conn, f"job:{job.id}:remainder", ESCROW, balance_account(job.pubkey), rest, meta)
+    return refund, rest
 
 
 def begin_payout(

@@ -131,7 +131,7 @@ async def test_refund_to_a_lightning_address(
         await assert_books_balance(ledger)
 
 
-async def test_a_refund_that_is_not_whole_sats_to_a_lightning_address(
+async def test_what_is_owed_in_msat_to_a_lightning_address(
     tmp_path: Path,
     http: httpx.AsyncClient,
     lnbits_server: LnbitsServer,
@@ -149,21 +149,26 @@ async def test_a_refund_that_is_not_whole_sats_to_a_lightning_address(
             await ledger.start(job_id)
             await ledger.settle(job_id, actual_msat)
         assert await asker.balance_msat() == 100_000 - 42_000
+        # owed 13 500 and 500 msat: the ledger's refunds are whole sats (what a lightning
+        # address can receive), the sub-sat rest became balance at settlement
+        owed = [await ledger.job(job_id) for job_id in ("job-msat", "job-crumb")]
+        assert [(j.refund_msat, j.refund_state) for j in owed] == [
+            (13_000, RefundState.PENDING), (0, RefundState.NONE)]
+        assert (await ledger.balance(ASKER)).available_msat == 500 + 500
         payouts = Payouts(ledger, agent, lnurl=lnurl)
         address = asker_account.lightning_address
         with pytest.raises(LnurlError) as exact:  # why: LNbits rounds an msat amount down
             await lnurl.invoice_for_address(address, 13_500, network=agent.network)
         assert exact.value.code == "amount_mismatch"
-        outcome = await payouts.pay_to_address("job-msat", ASKER, address)  # owed: 13 500 msat
+        outcome = await payouts.pay_to_address("job-msat", ASKER, address)
         assert outcome.status is PayoutStatus.PAID, outcome
-        assert (outcome.amount_msat, outcome.kept_as_balance_msat) == (13_000, 500)
+        assert (outcome.amount_msat, outcome.kept_as_balance_msat) == (13_000, 0)
         assert await asker.balance_msat() == 100_000 - 42_000 + 13_000
         job = await ledger.job("job-msat")
         assert job.refund_state is RefundState.PAID and job.refund_ref == outcome.preimage
-        # below one sat nothing can be sent: it stays claimable, and can be kept as balance
+        # less than a sat owed: no refund to claim (it is balance already)
         crumb = await payouts.pay_to_address("job-crumb", ASKER, address)
-        assert crumb.status is PayoutStatus.REJECTED and "1 sat" in (crumb.reason or "")
-        assert (await payouts.keep_as_balance("job-crumb", ASKER)).status is PayoutStatus.PAID
+        assert crumb.status is PayoutStatus.REJECTED
         view = await ledger.balance(ASKER)
         assert (view.available_msat, view.pending_refund_msat) == (1_000, 0)
         assert await payouts.reconcile() == []

@@ -131,9 +131,12 @@ async def test_gate_settlement_refunds_the_difference(ledger: Ledger, db: Databa
     assert (await ledger.start("g1")).state == "running"
     assert (await ledger.start("g1")).state == "running"  # a repeat: no-op
     s = await ledger.settle("g1", 7_500)
-    assert (s.charged_msat, s.refund_msat, s.absorbed_msat) == (7_500, 2_500, 0)
+    # 2 500 msat come back: 2 sats a pending refund, the 500 msat rest balance at once
+    assert (s.charged_msat, s.refund_msat, s.credited_balance_msat, s.absorbed_msat) == (
+        7_500, 2_000, 500, 0)
     balances = await assert_invariants(db, LIMITS)
-    assert (balances["revenue"], balances["refunds"], balances["escrow"]) == (7_500, 2_500, 0)
+    assert (balances["revenue"], balances["refunds"], balances["escrow"]) == (7_500, 2_000, 0)
+    assert balances["balance:alice"] == 500
     exact = await ledger.decide("g2", "alice", 10_000)
     await ledger.attach_invoice("g2", "hash-g2", exact.work_amount_msat, clock.now + 600)
     await ledger.confirm_payment("hash-g2", 10_000, "pay:hash-g2")

@@ -194,8 +194,9 @@ class LedgerMachine(RuleBasedStateMachine):
         elif s.serve is Serve.SESSION:
             assert s.absorbed_msat + s.charged_msat == actual and s.refund_msat == 0
             assert s.released_msat == rec.estimate_msat - s.charged_msat
-        else:
-            assert s.charged_msat + s.refund_msat == rec.paid_msat
+        else:  # all it held: charged, a refund of whole sats, the sub-sat rest as balance
+            assert s.charged_msat + s.refund_msat + s.credited_balance_msat == rec.paid_msat
+            assert s.refund_msat % 1000 == 0 and s.credited_balance_msat < 1000
         assert self.run(self.ledger.settle(job, actual)) == s  # duplicate
 
     @precondition(lambda self: self.jobs)
@@ -210,7 +211,8 @@ class LedgerMachine(RuleBasedStateMachine):
         rec = self.run(self.ledger.job(job))
         f = self.attempt(self.ledger.fail(job, "boom"))
         if f is not None:
-            assert f.refund_msat == rec.paid_msat
+            assert f.refund_msat + f.credited_balance_msat == rec.paid_msat
+            assert f.refund_msat % 1000 == 0 and f.credited_balance_msat < 1000
 
     @precondition(lambda self: self.jobs)
     @rule(i=PICK)

@@ -107,26 +107,28 @@ async def test_a_partial_payout_leaves_the_remainder_as_balance(
     await ledger.attach_invoice("g1", "hash-g1", 11_000, clock.now + 600)  # whole sats
     await ledger.confirm_payment("g1", 11_000, "pay:g1")
     await ledger.start("g1")
-    assert (await ledger.settle("g1", 4_500)).refund_msat == 6_500
+    done = await ledger.settle("g1", 4_500)  # 6 500 back: a refund of 6 sats, 500 msat balance
+    assert (done.refund_msat, done.credited_balance_msat) == (6_000, 500)
     with pytest.raises(InvalidInput):  # more than the refund
-        await ledger.begin_payout("g1", "lnbc-a", "payout:g1:1", amount_msat=6_501)
+        await ledger.begin_payout("g1", "lnbc-a", "payout:g1:1", amount_msat=6_001)
     with pytest.raises(InvalidInput):
         await ledger.begin_payout("g1", "lnbc-a", "payout:g1:1", amount_msat=0)
-    p = await ledger.begin_payout("g1", "lnbc-a", "payout:g1:1", amount_msat=6_000)
-    assert (p.amount_msat, p.remainder_msat) == (6_000, 500)
+    p = await ledger.begin_payout("g1", "lnbc-a", "payout:g1:1", amount_msat=5_000)
+    assert (p.amount_msat, p.remainder_msat) == (5_000, 1_000)
     with pytest.raises(IdempotencyConflict):
-        await ledger.begin_payout("g1", "lnbc-a", "payout:g1:1", amount_msat=5_000)
+        await ledger.begin_payout("g1", "lnbc-a", "payout:g1:1", amount_msat=4_000)
     # a failed attempt gives the whole refund back, remainder included
     await ledger.fail_payout(p.payout_id, "no route")
-    assert (await ledger.balance("alice")).pending_refund_msat == 6_500
-    assert (await ledger.balance("alice")).available_msat == 0
-    p2 = await ledger.begin_payout("g1", "lnbc-b", "payout:g1:2", amount_msat=6_000)
+    assert (await ledger.balance("alice")).pending_refund_msat == 6_000
+    assert (await ledger.balance("alice")).available_msat == 500
+    p2 = await ledger.begin_payout("g1", "lnbc-b", "payout:g1:2", amount_msat=5_000)
     await assert_invariants(db, LIMITS)
-    done = await ledger.confirm_payout(p2.payout_id, "preimage-1", 0)
-    assert (done.state, done.amount_msat, done.remainder_msat) == (PayoutState.PAID, 6_000, 500)
-    assert await ledger.confirm_payout(p2.payout_id, "preimage-1", 0) == done  # repeat
+    paid = await ledger.confirm_payout(p2.payout_id, "preimage-1", 0)
+    assert (paid.state, paid.amount_msat, paid.remainder_msat) == (
+        PayoutState.PAID, 5_000, 1_000)
+    assert await ledger.confirm_payout(p2.payout_id, "preimage-1", 0) == paid  # repeat
     view = await ledger.balance("alice")
-    assert (view.available_msat, view.pending_refund_msat) == (500, 0)
+    assert (view.available_msat, view.pending_refund_msat) == (1_500, 0)
     assert (await ledger.job("g1")).refund_state is RefundState.PAID
     balances = await assert_invariants(db, LIMITS)
-    assert (balances["refunds"], balances["payouts"]) == (0, 6_000)
+    assert (balances["refunds"], balances["payouts"]) == (0, 5_000)

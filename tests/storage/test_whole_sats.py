@@ -1,6 +1,6 @@
 """Whole sats on the wire: an invoice is the work amount rounded up to whole sats; the ledger
 keeps msat, escrows what was paid, and gives the rounding back at settlement like any other part
-of a payment the work did not use."""
+of a payment the work did not use — as a refund of whole sats, its sub-sat rest as balance."""
 
 from __future__ import annotations
 
@@ -57,13 +57,12 @@ async def test_paying_the_invoice_escrows_it_all_and_settlement_returns_the_roun
     assert (await assert_invariants(db, LIMITS))["escrow"] == 11_000
     await ledger.start("g1")
     done = await ledger.settle("g1", 10_500)  # the whole estimate: only the rounding comes back
-    assert (done.charged_msat, done.refund_msat) == (10_500, 500)
+    assert (done.charged_msat, done.refund_msat, done.credited_balance_msat) == (10_500, 0, 500)
+    job = await ledger.job("g1")
+    assert (job.refund_state, job.refund_msat) == (RefundState.NONE, 0)  # no sub-sat refund
     balances = await assert_invariants(db, LIMITS)
-    assert (balances["revenue"], balances["refunds"], balances["escrow"]) == (10_500, 500, 0)
-    refund = await ledger.credit_refund_to_balance("g1")  # a sub-sat-sized refund kept as balance
-    assert (refund.amount_msat, refund.state) == (500, RefundState.CREDITED)
+    assert (balances["revenue"], balances["refunds"], balances["escrow"]) == (10_500, 0, 0)
     assert (await ledger.balance("alice")).available_msat == 500
-    await assert_invariants(db, LIMITS)
 
 
 async def test_a_cheaper_answer_refunds_the_rest_and_the_rounding(
@@ -72,9 +71,10 @@ async def test_a_cheaper_answer_refunds_the_rest_and_the_rounding(
     await ledger.confirm_payment("hash-g1", 11_000, "pay:hash-g1")
     await ledger.start("g1")
     done = await ledger.settle("g1", 3_250)
-    assert (done.charged_msat, done.refund_msat) == (3_250, 7_750)
+    assert (done.charged_msat, done.refund_msat, done.credited_balance_msat) == (3_250, 7_000, 750)
     balances = await assert_invariants(db, LIMITS)
-    assert -balances["lightning_in"] == balances["revenue"] + balances["refunds"] == 11_000
+    assert balances["revenue"] + balances["refunds"] + balances["balance:alice"] == 11_000
+    assert -balances["lightning_in"] == 11_000
 
 
 async def test_partial_settlement_with_rounding(ledger: Ledger, db: Database,
@@ -87,9 +87,10 @@ async def test_partial_settlement_with_rounding(ledger: Ledger, db: Database,
         PaymentVerdict.PAID)
     await ledger.start("p1")
     done = await ledger.settle("p1", 50_500)
-    assert (done.charged_msat, done.absorbed_msat, done.refund_msat) == (20_500, 30_000, 500)
+    assert (done.charged_msat, done.absorbed_msat, done.refund_msat,
+            done.credited_balance_msat) == (20_500, 30_000, 0, 500)
     balances = await assert_invariants(db, LIMITS)
-    assert (balances["revenue"], balances["subsidy"], balances["refunds"]) == (
+    assert (balances["revenue"], balances["subsidy"], balances["balance:alice"]) == (
         20_500, 30_000, 500)
 
 
