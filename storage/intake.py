@@ -122,14 +122,18 @@ class Intake:
         await self.db.write(
             lambda conn: requests.save(conn, request_id, "answer", answer, cost_msat, now))
 
-    async def history(self, sender: str, before: str, limit: int) -> list[tuple[str, str]]:
-        """``sender``'s last ``limit`` (question, answer) pairs, oldest first."""
+    async def history(self, sender: str, before: str, limit: int,
+                      protocols: Sequence[str]) -> list[tuple[str, str]]:
+        """``sender``'s last ``limit`` (question, answer) pairs in ``protocols``, oldest
+        first."""
         text_id(sender, "sender")
         if type(limit) is not int or not 0 <= limit <= 100:
             raise InvalidInput("limit must be an int in 0..100")
-        if limit == 0:
+        names = [text_id(p, "protocol", 32) for p in protocols]
+        if limit == 0 or not names:
             return []
-        return await self.db.read(lambda conn: requests.history(conn, sender, before, limit))
+        return await self.db.read(
+            lambda conn: requests.history(conn, sender, before, limit, names))
 
     async def erase_before(self, cutoff: int) -> int:
         """Erase questions and answers of finished requests older than ``cutoff``."""

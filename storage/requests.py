@@ -166,13 +166,16 @@ def save(conn: sqlite3.Connection, request_id: str, column: str, value: str,
         raise InvalidInput(f"no request column {column!r}")
 
 
-def history(conn: sqlite3.Connection, sender: str, before: str, limit: int
-            ) -> list[tuple[str, str]]:
-    """``sender``'s last ``limit`` answered questions (oldest first), excluding ``before``."""
+def history(conn: sqlite3.Connection, sender: str, before: str, limit: int,
+            protocols: Sequence[str]) -> list[tuple[str, str]]:
+    """``sender``'s last ``limit`` answered questions in ``protocols`` (oldest first),
+    excluding ``before``."""
     rows = conn.execute(
         "SELECT body, answer FROM requests WHERE sender = ? AND id <> ? AND answer IS NOT NULL"
-        " AND body IS NOT NULL AND erased = 0 ORDER BY created_at DESC, rowid DESC LIMIT ?",
-        (sender, before, limit),
+        " AND body IS NOT NULL AND erased = 0"
+        " AND protocol IN (SELECT value FROM json_each(?))"
+        " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        (sender, before, json.dumps(list(protocols)), limit),
     ).fetchall()
     return [(str(b), str(a)) for b, a in reversed(rows)]
 

@@ -24,9 +24,10 @@ from bot.agent.controls import Controls
 from bot.agent.flow import FlowDeps, JobFlow
 from bot.agent.guard import Guard
 from bot.agent.inbox import Inbox
+from bot.agent.jobs import JobInbox
 from bot.agent.outbox import Publisher
 from bot.agent.payouts import Payouts
-from bot.agent.profiles import Profiles, own_profile
+from bot.agent.profiles import Profiles, job_handler, own_profile
 from bot.agent.queue import FairQueue
 from bot.agent.routing import RelayLists
 from bot.agent.settings import ProfileConfig, ServiceConfig
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 
 RECONCILE_S = 10.0
 ERASE_EVERY_S = 3600.0
+ANNOUNCE_EVERY_S = 6 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,8 @@ class Agent:
                                                workers=max(8, 2 * p.service.concurrency))
         self.guard = Guard(p.service)
         self.inbox = Inbox(self.pool, p.keys, self.intake, self.guard, self._on_request)
+        self.jobs = JobInbox(self.pool, p.keys, self.intake, self.guard, self._on_request,
+                             max_age_s=p.service.nip90_max_age_s, clock=clock)
         self.settlements = SettlementProcessor(self.ledger, self.intake,
                                                on_credit=self._on_credit,
                                                expiry_grace_s=p.service.expiry_grace_s)
@@ -146,6 +150,7 @@ class Agent:
         self._loop(self._every(RECONCILE_S, self._reconcile_requests), "reconcile")
         self._loop(self._every(ERASE_EVERY_S, self._erase), "erase")
         await self.inbox.start()
+        await self.jobs.start()
         if p.profile.lud16:
             address = AgentAddress(p.profile.lud16, self.lnurl)
             self.zaps = ZapIntake(agent_pubkey=p.keys.public_hex, address=address,
@@ -153,6 +158,7 @@ class Agent:
                                   job_for_event=self._job_for_event, on_zap=self._on_zap)
             await self.zaps.start(self.pool)
         self._loop(self._publish_profile(), "profile")
+        self._loop(self._announce_every(ANNOUNCE_EVERY_S), "announcement")
         await self.pool.wait_connected(10.0)
         self.started.set()
 
@@ -230,10 +236,21 @@ class Agent:
                 log.warning("profile event kind %d not accepted: %s", event.kind,
                             dict(result.refused))
 
+    async def _announce_every(self, period_s: float) -> None:
+        """The NIP-89 announcement at start, then refreshed (limits may have changed). It is
+        never deleted: clients keep finding the agent across restarts."""
+        while True:
+            p = self.parts
+            event = job_handler(p.keys, p.profile, p.pricing, self.controls.limits, p.max_tokens)
+            result = await self.pool.publish(event, timeout_s=15.0)
+            if not result.ok:
+                log.warning("announcement not accepted: %s", dict(result.refused))
+            await asyncio.sleep(period_s)
+
     async def stop(self) -> None:
         """Stop taking requests, finish or park running work, flush, close. Always returns."""
         grace = float(self.parts.service.stop_grace_s)
-        for sub in self.inbox.subscriptions:
+        for sub in self.inbox.subscriptions + self.jobs.subscriptions:
             with contextlib.suppress(Exception):
                 await self.pool.unsubscribe(sub)
         self.queue.close()

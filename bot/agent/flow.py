@@ -13,23 +13,30 @@ question is its request id.
     paid (wallet, zap, poll) ─ start ─ work ─ save answer ─ settle ─ answer (closed)
     work failed / timed out ─ fail (reservation released, payment refunded) ─ told (closed)
     invoice expired ─ told once (closed)
+    deleted by its author (NIP-90) ─ unpaid: cancel · paid: fail (refunded) · started: goes on
+
+What is said is a :class:`~bot.agent.replies.Reply`; how it is read and said is the request's
+protocol's :class:`~bot.agent.replies.Replier` (a DM, or NIP-90 feedback and results). A request
+is advanced by one task at a time (a deletion waits for its target's step to end).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
 
 from bot.agent import commands, texts
 from bot.agent.commands import Command
 from bot.agent.controls import Controls
-from bot.agent.inbox import build_reply
+from bot.agent.inbox import PROTOCOLS, build_reply
 from bot.agent.outbox import Publisher
 from bot.agent.payouts import Payouts, PayoutStatus
 from bot.agent.profiles import Profiles
+from bot.agent.replies import Ask, Deletion, DirectReplier, JobReplier, Refusal, Replier, Reply
 from bot.agent.settings import ServiceConfig
 from bot.nostr.keys import Keys
 from bot.wallets.base import Wallet, WalletError
@@ -41,6 +48,7 @@ from storage import (
     JobRecord,
     Ledger,
     LedgerError,
+    NotFound,
     Reason,
     RequestRecord,
     RequestState,
@@ -70,6 +78,12 @@ class FlowDeps:
     max_tokens: int
 
 
+@dataclass(slots=True)
+class _Held:
+    lock: asyncio.Lock
+    users: int = 0
+
+
 def _job_log(job_id: str, pubkey: str, step: str, detail: str = "") -> None:
     log.info("job %s %s %s%s", job_id[:8], pubkey[:8], step, f" {detail}" if detail else "")
 
@@ -81,35 +95,73 @@ class JobFlow:
         self._generation = asyncio.Semaphore(deps.service.concurrency)
         self._invoicing = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        self._held: dict[str, _Held] = {}
+        direct = DirectReplier(deps.keys)
+        self._repliers: dict[str, Replier] = {
+            "nip04": direct, "nip17": direct,
+            "nip90": JobReplier(deps.keys, deps.service.max_request_bytes)}
+        self._direct = direct
 
     # ------------------------------------------------------------------ entry
 
     async def advance(self, request_id: str) -> None:
         """Take the next steps of a recorded request (see the module docstring)."""
-        req = await self.d.intake.request(request_id)
-        if req.state in (RequestState.CLOSED, RequestState.DROPPED):
-            return
-        if req.body is None:  # erased before it was finished: nothing left to do
-            await self.d.intake.set_request_state(req.id, RequestState.CLOSED)
-            return
-        command = commands.parse(req.body, req.sender in self.d.admins)
-        if isinstance(command, commands.Question):
-            await self._question(req, command.text)
-        else:
-            await self._reply(req, await self._command(req, command))
+        async with self._exclusive(request_id):
+            req = await self.d.intake.request(request_id)
+            if req.state in (RequestState.CLOSED, RequestState.DROPPED):
+                return
+            if req.body is None:  # erased before it was finished: nothing left to do
+                await self.d.intake.set_request_state(req.id, RequestState.CLOSED)
+                return
+            reading = await self._replier(req).read(req, req.sender in self.d.admins)
+            if isinstance(reading, Ask):
+                await self._question(req, reading)
+            elif isinstance(reading, Deletion):
+                await self._deletion(req, reading)
+            elif isinstance(reading, Refusal):
+                _job_log(req.id, req.sender, "refused", reading.reason)
+                await self._reply(req, Reply(texts.refused(reading.reason), "error"))
+            else:
+                await self._reply(req, Reply(await self._command(req, reading)))
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, request_id: str) -> AsyncIterator[None]:
+        held = self._held.setdefault(request_id, _Held(asyncio.Lock()))
+        held.users += 1
+        try:
+            async with held.lock:
+                yield
+        finally:
+            held.users -= 1
+            if not held.users:
+                del self._held[request_id]
+
+    def _replier(self, req: RequestRecord) -> Replier:
+        return self._repliers.get(req.protocol, self._direct)
 
     # ------------------------------------------------------------------ replies
 
-    async def _reply(self, req: RequestRecord, text: str,
+    async def _reply(self, req: RequestRecord, reply: Reply,
                      state: RequestState = RequestState.CLOSED) -> bool:
         """Sign and store (then publish) the reply to ``req``: its first message, or the final
         one after a quote. The request moves to ``state`` in the same transaction."""
         key = f"reply:{req.id}" if req.state is RequestState.NEW else f"final:{req.id}"
-        events = build_reply(self.d.keys, req.protocol, req.sender, req.reply_to,
-                             self._money_note(text))
+        replier = self._replier(req)
+        said = replace(reply, text=self._money_note(reply.text),
+                       note=self._money_note(reply.note) if reply.note else "")
         return await self.d.publisher.send(
-            key, events, recipient=req.sender, protocol=req.protocol, arrival=req.relays,
-            request_id=req.id, request_state=state)
+            key, replier.events(req, said), recipient=req.sender, protocol=req.protocol,
+            arrival=replier.relays(req), request_id=req.id, request_state=state,
+            all_to_asker=replier.all_to_asker)
+
+    async def _progress(self, req: RequestRecord) -> None:
+        """Say the work started, where the protocol says it (NIP-90 ``processing``)."""
+        replier = self._replier(req)
+        events = replier.progress(req)
+        if events:
+            await self.d.publisher.send(
+                f"processing:{req.id}", events, recipient=req.sender, protocol=req.protocol,
+                arrival=replier.relays(req), all_to_asker=replier.all_to_asker)
 
     def _money_note(self, text: str) -> str:
         """With the dev wallet, every message about money says it is not real money."""
@@ -121,7 +173,7 @@ class JobFlow:
         """A message that answers no request (what became of a payment), once per ``key``, in
         the protocol and to the relays of the asker's latest request."""
         latest = await self.d.intake.latest_request(pubkey)
-        protocol = latest.protocol if latest else "nip17"
+        protocol = latest.protocol if latest and latest.protocol in PROTOCOLS else "nip17"
         events = build_reply(self.d.keys, protocol, pubkey, None, self._money_note(text))
         return await self.d.publisher.send(key, events, recipient=pubkey, protocol=protocol,
                                            arrival=latest.relays if latest else ())
@@ -134,43 +186,62 @@ class JobFlow:
         except UnknownJob:
             return None
 
-    async def _work_request(self, req: RequestRecord, text: str) -> WorkRequest:
+    async def _work_request(self, req: RequestRecord, ask: Ask) -> WorkRequest:
         turns: list[Turn] = []
-        for question, answer in await self.d.intake.history(
-                req.sender, req.id, self.d.service.history_turns):
-            turns += [Turn("user", question), Turn("assistant", answer)]
-        return WorkRequest(question=text, max_tokens=self.d.max_tokens,
+        if ask.history:
+            for question, answer in await self.d.intake.history(
+                    req.sender, req.id, self.d.service.history_turns, PROTOCOLS):
+                turns += [Turn("user", question), Turn("assistant", answer)]
+        max_tokens = min(ask.max_tokens or self.d.max_tokens, self.d.max_tokens)
+        return WorkRequest(question=ask.text, max_tokens=max_tokens,
                            timeout_s=float(self.d.service.work_timeout_s),
                            system=SYSTEM_PROMPT, history=tuple(turns))
 
-    async def _question(self, req: RequestRecord, text: str) -> None:
+    async def _question(self, req: RequestRecord, ask: Ask) -> None:
         job = await self._job(req.id)
         if job is None:
-            work = await self._work_request(req, text)
+            work = await self._work_request(req, ask)
             quote = await estimate(self.d.backend, work, self.d.pricing)
             if isinstance(quote, WorkFailure):
                 _job_log(req.id, req.sender, "refused", quote.kind.value)
-                await self._reply(req, texts.failed(quote.message, 0, None))
+                await self._reply(req, Reply(texts.failed(quote.message, 0, None), "error"))
                 return
+            if ask.bid_msat is not None:
+                dry = await self.d.ledger.decide_dry_run(req.sender, quote.amount_msat)
+                if await self._over_bid(req, ask.bid_msat, _price(dry.serve.value,
+                                                                  dry.work_amount_msat)):
+                    return
             decision = await self.d.ledger.decide(req.id, req.sender, quote.amount_msat)
             _job_log(req.id, req.sender, "decided",
                      f"{decision.serve.value} estimate={quote.amount_msat}msat")
             job = await self.d.ledger.job(req.id)
         state = str(job.state)
-        if state == "quoted":
+        price = _price(str(job.serve), job.work_amount_msat)
+        if state == "quoted" and ask.bid_msat is not None and price > ask.bid_msat:
+            await self.d.ledger.cancel(job.id)  # the pool moved since the dry run: nothing moved
+            await self._over_bid(req, ask.bid_msat, price)
+        elif state == "quoted":
             await self._quote(req, job)
         elif state == "invoiced":
             if req.state is RequestState.NEW and req.invoice:
                 await self._send_quote(req, job, req.invoice)
         elif state in ("paid", "running"):
-            await self._work(req, job, text)
+            await self._work(req, job, ask)
         elif state == "done":
             await self._finish(req, job)
         elif state == "failed":
-            await self._reply(req, texts.failed(job.error or "the job failed", job.refund_msat,
-                                                None))
+            await self._reply(req, Reply(texts.failed(job.error or "the job failed",
+                                                      job.refund_msat, None), "error"))
         elif state in ("expired", "cancelled"):
-            await self._reply(req, texts.expired())
+            await self._reply(req, Reply(texts.expired(), "error"))
+
+    async def _over_bid(self, req: RequestRecord, bid_msat: int, price_msat: int) -> bool:
+        """A price above the asker's bid: one refusal naming the price (True), nothing moved."""
+        if price_msat <= bid_msat:
+            return False
+        _job_log(req.id, req.sender, "refused", f"price {price_msat}msat > bid {bid_msat}msat")
+        await self._reply(req, Reply(texts.over_bid(price_msat, bid_msat), "error"))
+        return True
 
     async def _quote(self, req: RequestRecord, job: JobRecord) -> None:
         async with self._invoicing:  # caps counted and the invoice attached as one step
@@ -179,8 +250,9 @@ class JobFlow:
                 if not await self._may_invoice(req.sender):
                     await self.d.ledger.cancel(job.id)
                     _job_log(job.id, req.sender, "cancelled", "too many open invoices")
-                    await self._reply(req, "Too many unpaid quotes right now. Pay one or wait "
-                                           "for them to expire, then ask again.")
+                    await self._reply(req, Reply("Too many unpaid quotes right now. Pay one or "
+                                                 "wait for them to expire, then ask again.",
+                                                 "error"))
                     return
                 try:
                     invoice = await self.d.wallet.make_invoice(
@@ -190,8 +262,9 @@ class JobFlow:
                 except WalletError as exc:
                     log.warning("job %s: no invoice: %s", job.id[:8], type(exc).__name__)
                     await self.d.ledger.cancel(job.id)
-                    await self._reply(req, "Sorry, my wallet is not answering right now. "
-                                           "Nothing was charged; please ask again later.")
+                    await self._reply(req, Reply("Sorry, my wallet is not answering right now. "
+                                                 "Nothing was charged; please ask again later.",
+                                                 "error"))
                     return
                 bolt11 = invoice.bolt11
                 await self.d.intake.save_invoice(req.id, bolt11)
@@ -207,7 +280,8 @@ class JobFlow:
         paused = self.d.controls.paused
         text = texts.quote(job_decision(job, decision.reason), job.invoice_msat or 0, bolt11,
                            self.d.service.invoice_expiry_s, paused)
-        await self._reply(req, text, RequestState.OPEN)
+        await self._reply(req, Reply(text, "quote", amount_msat=job.invoice_msat or 0,
+                                     bolt11=bolt11), RequestState.OPEN)
 
     async def _may_invoice(self, pubkey: str) -> bool:
         open_invoices = await self.d.ledger.open_invoices()
@@ -215,11 +289,12 @@ class JobFlow:
         return (mine < self.d.service.max_open_invoices_per_pubkey
                 and len(open_invoices) < self.d.service.max_open_invoices)
 
-    async def _work(self, req: RequestRecord, job: JobRecord, text: str) -> None:
+    async def _work(self, req: RequestRecord, job: JobRecord, ask: Ask) -> None:
         if str(job.state) == "paid":
             job = await self.d.ledger.start(job.id)
         if req.answer is None:
-            work = await self._work_request(req, text)
+            await self._progress(req)
+            work = await self._work_request(req, ask)
             _job_log(job.id, req.sender, "working")
             async with self._generation:
                 result = await self.d.backend.answer(work)
@@ -248,12 +323,13 @@ class JobFlow:
                  f"refund={done.refund_msat}")
         footer = texts.answer_footer(str(job.serve), done.actual_msat, done.charged_msat,
                                      done.refund_msat, done.absorbed_msat)
-        text = f"{req.answer}\n\n{footer}"
+        note = footer
         sending_to = None
         if done.refund_msat:
             sending_to = await self._auto_refund_target(req.sender, done.refund_msat)
-            text += "\n" + texts.refund_note(done.refund_msat, sending_to)
-        await self._reply(req, text)
+            note += "\n" + texts.refund_note(done.refund_msat, sending_to)
+        await self._reply(req, Reply(f"{req.answer}\n\n{note}", "answer",
+                                     amount_msat=done.charged_msat, output=req.answer, note=note))
         if sending_to:
             self._spawn(self._pay_refund(job.id, req.sender, sending_to))
 
@@ -262,9 +338,45 @@ class JobFlow:
         sending_to = None
         if refund_msat:
             sending_to = await self._auto_refund_target(req.sender, refund_msat)
-        await self._reply(req, texts.failed(reason, refund_msat, sending_to))
+        await self._reply(req, Reply(texts.failed(reason, refund_msat, sending_to), "error"))
         if sending_to:
             self._spawn(self._pay_refund(job.id, req.sender, sending_to))
+
+    # ------------------------------------------------------------------ cancellation
+
+    async def _deletion(self, req: RequestRecord, deletion: Deletion) -> None:
+        """Cancel what the deletion's author asked of us; a deletion by anyone else of a
+        request is ignored. The deletion itself is never answered."""
+        for target_id in deletion.request_ids:
+            try:
+                target = await self.d.intake.request(target_id)
+            except NotFound:
+                continue
+            if target.sender != req.sender or target.protocol != req.protocol:
+                log.info("deletion %s of %s by another pubkey ignored", req.id[:8],
+                         target_id[:8])
+                continue
+            async with self._exclusive(target.id):
+                await self._cancel(await self.d.intake.request(target.id))
+        await self.d.intake.set_request_state(req.id, RequestState.CLOSED)
+
+    async def _cancel(self, req: RequestRecord) -> None:
+        """Unpaid: cancelled, nothing moved; paid, not started: failed, all refunded; started
+        (or finished): it goes on."""
+        if req.state not in (RequestState.NEW, RequestState.OPEN):
+            return
+        job = await self._job(req.id)
+        state = None if job is None else str(job.state)
+        if job is None or state in ("quoted", "invoiced"):
+            if job is not None:
+                await self.d.ledger.cancel(job.id)
+            _job_log(req.id, req.sender, "cancelled", "by its author")
+            await self._reply(req, Reply(texts.cancelled(), "error"))
+        elif job is not None and state == "paid":
+            failure = await self.d.ledger.fail(job.id, "cancelled by its author")
+            _job_log(req.id, req.sender, "cancelled", f"refund={failure.refund_msat}msat")
+            job = await self.d.ledger.job(job.id)
+            await self._tell_failure(req, job, "you cancelled the request", failure.refund_msat)
 
     # ------------------------------------------------------------------ refunds
 
@@ -320,7 +432,7 @@ class JobFlow:
             case commands.Invalid(reason=reason):
                 return f"{reason}.\nSend `help` for the commands."
             case commands.Estimate(question=question):
-                work = await self._work_request(req, question)
+                work = await self._work_request(req, Ask(question))
                 quote = await estimate(d.backend, work, d.pricing)
                 if isinstance(quote, WorkFailure):
                     return f"I could not price that: {quote.message}."
@@ -385,6 +497,16 @@ class JobFlow:
     async def drain(self, timeout_s: float) -> None:
         if self._background:
             await asyncio.wait(set(self._background), timeout=timeout_s)
+
+
+def _price(serve: str, work_amount_msat: int) -> int:
+    """What the asker pays for a decision: nothing when free, the balance's share for a
+    session, the invoice (whole sats) for partial and gate."""
+    if serve == "free":
+        return 0
+    if serve == "session":
+        return work_amount_msat
+    return whole_sats_up(work_amount_msat)
 
 
 def job_decision(job: JobRecord, reason: Reason) -> texts.QuoteTerms:

@@ -43,14 +43,16 @@ class Publisher:
 
     async def send(self, key: str, events: Sequence[Event], *, recipient: str | None,
                    protocol: str, arrival: Sequence[str] = (), request_id: str | None = None,
-                   request_state: RequestState | None = None) -> bool:
+                   request_state: RequestState | None = None,
+                   all_to_asker: bool = False) -> bool:
         """Store and publish one message (False: ``key`` was stored before, nothing sent now).
-        ``events[0]`` is the one addressed to ``recipient`` (a NIP-17 self copy follows it)."""
+        ``events[0]`` is the one addressed to ``recipient`` (a NIP-17 self copy follows it);
+        ``all_to_asker``: every event is (a NIP-90 result and its ``success`` feedback)."""
         targets = tuple(dict.fromkeys(arrival))
         known = self.lists.known(recipient, protocol) if recipient else None
         rows = []
         for i, ev in enumerate(events):
-            to_asker = i == 0 and recipient is not None
+            to_asker = (i == 0 or all_to_asker) and recipient is not None
             relays = targets + (known or ()) if to_asker else ()
             rows.append(OutgoingEvent(ev.id, ev.to_json(), recipient if to_asker else None,
                                       tuple(dict.fromkeys(relays))))

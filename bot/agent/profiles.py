@@ -1,5 +1,6 @@
 """Profiles: the asker's lightning address (kind 0 ``lud16``, for refunds) and the agent's own
-profile and relay lists (kind 0, 10002, 10050), published at every start so they stay current."""
+profile and relay lists (kind 0, 10002, 10050), published at every start so they stay current,
+and its NIP-89 announcement as a kind-5050 job handler (``job_handler``)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from bot.agent.settings import ProfileConfig
-from bot.nostr import nip65
+from bot.nostr import nip65, nip89, nip90
 from bot.nostr.event import Event, sign_event
 from bot.nostr.keys import Keys
 from bot.relays.config import RelayConfig
 from bot.relays.pool import RelayPool
 from bot.untrusted import load_json
+from bot.work import Pricing
+from storage import Limits
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,9 @@ KIND_METADATA: Final = 0
 TTL_S: Final = 600.0
 MAX_CACHED: Final = 50_000
 MAX_PROFILE_CHARS: Final = 65_536
+HANDLER_D: Final = "timmy-text-generation"
+"""The d identifier of the agent's kind-31990 announcement: the same at every start, so each
+announcement replaces the previous one."""
 _ADDRESS = re.compile(r"^[a-z0-9._+-]{1,64}@[a-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 
 
@@ -89,3 +95,22 @@ def own_profile(keys: Keys, profile: ProfileConfig, lud16: str | None,
     relay_list = nip65.relay_list_event(keys, entries)
     dm_relays = nip65.dm_relay_list_event(keys, [r.url for r in relays if r.read])
     return [metadata, relay_list, dm_relays]
+
+
+def job_handler(keys: Keys, profile: ProfileConfig, pricing: Pricing, limits: Limits,
+                max_tokens: int) -> Event:
+    """The NIP-89 announcement (kind 31990) of the agent as a kind-5050 handler: name, about
+    and picture, what it charges and what it gives free each day."""
+    meta: dict[str, object] = {"name": profile.name, "about": profile.about}
+    if profile.picture:
+        meta["picture"] = profile.picture
+    meta["pricing"] = {"unit": "msat", "input_per_tokens": pricing.input_msat,
+                       "output_per_tokens": pricing.output_msat,
+                       "per_tokens": pricing.per_tokens, "fixed_fee": pricing.fixed_fee_msat}
+    meta["free_allowance"] = {"daily_msat": limits.daily_free_msat,
+                              "daily_jobs": limits.daily_free_jobs,
+                              "while": "the zap-funded pool lasts"}
+    meta["nip90Params"] = {"max_tokens": {"required": False,
+                                          "values": [str(max_tokens)]}}
+    meta["encryption"] = ["nip04", "nip44"]
+    return nip89.handler_info(keys, HANDLER_D, [nip90.KIND_TEXT_JOB], meta)

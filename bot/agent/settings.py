@@ -43,6 +43,7 @@ class ServiceConfig:
       asker and in all; beyond them no new invoice is made.
     - ``auto_refund``: pay refunds to the lud16 of the asker's profile by themselves.
     - ``stop_grace_s``: on SIGTERM, how long running work may finish before it is parked.
+    - ``nip90_max_age_s``: a NIP-90 job request dated longer ago than this is ignored.
     """
 
     concurrency: int = 4
@@ -59,6 +60,7 @@ class ServiceConfig:
     max_open_invoices: int = 1000
     auto_refund: bool = True
     stop_grace_s: int = 10
+    nip90_max_age_s: int = 3600
 
     def __post_init__(self) -> None:
         _int_in("concurrency", self.concurrency, 1, 256)
@@ -76,6 +78,7 @@ class ServiceConfig:
         if not isinstance(self.auto_refund, bool):
             raise AgentSettingsError("auto_refund must be true or false")
         _int_in("stop_grace_s", self.stop_grace_s, 0, 600)
+        _int_in("nip90_max_age_s", self.nip90_max_age_s, 60, 7 * 86_400)
 
 
 @dataclass(frozen=True, slots=True)

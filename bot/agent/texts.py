@@ -129,6 +129,19 @@ def failed(reason: str, refund_msat: int, sending_to: str | None) -> str:
     return text
 
 
+def refused(reason: str) -> str:
+    return f"Sorry, I cannot take this request: {reason}. Nothing was charged."
+
+
+def over_bid(price_msat: int, bid_msat: int) -> str:
+    return (f"This answer costs {sats(price_msat)}, above your bid of {sats(bid_msat)}. "
+            f"Nothing was charged; raise the bid to at least {price_msat} msat to have it.")
+
+
+def cancelled() -> str:
+    return "Cancelled as you asked. Nothing was charged."
+
+
 def expired() -> str:
     return "Your quote expired unpaid. Nothing was charged; ask again any time."
 

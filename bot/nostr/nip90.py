@@ -170,25 +170,29 @@ def parse_request(keys: Keys, event: Event) -> JobRequest:
                       tuple(dict.fromkeys(relays))[:MAX_RELAYS], targets, scheme)
 
 
-def _refs(request: JobRequest, relay_hint: str) -> list[list[str]]:
-    return [["e", request.id, relay_hint], ["p", request.customer]]
+def _refs(request: JobRequest | Event, relay_hint: str) -> list[list[str]]:
+    event = request.event if isinstance(request, JobRequest) else request
+    return [["e", event.id, relay_hint], ["p", event.pubkey]]
 
 
-def feedback(keys: Keys, request: JobRequest, status: Status, info: str = "", *,
+def feedback(keys: Keys, request: JobRequest | Event, status: Status, info: str = "", *,
              amount_msat: int | None = None, bolt11: str | None = None,
              relay_hint: str = "") -> Event:
-    """Kind-7000 feedback on ``request``. ``info`` is the human text: in the ``status`` tag,
-    or encrypted in ``content`` for an encrypted request."""
+    """Kind-7000 feedback on ``request`` (a bare event: a request that could not be read, to
+    which an ``error`` is said in clear). ``info`` is the human text: in the ``status`` tag, or
+    encrypted in ``content`` for an encrypted request."""
+    scheme = request.encryption if isinstance(request, JobRequest) else ""
     tags: list[list[str]] = [["status", status]]
     content = ""
-    if info and request.encryption:
-        content = encrypt(keys, request.encryption, request.customer, info)
+    if info and scheme:
+        content = encrypt(keys, scheme, request.pubkey if isinstance(request, Event)
+                          else request.customer, info)
     elif info:
         tags[0].append(info)
     if amount_msat is not None:
         tags.append(["amount", str(amount_msat)] + ([bolt11] if bolt11 else []))
     tags += _refs(request, relay_hint)
-    if request.encryption:
+    if scheme:
         tags.append(["encrypted"])
     return sign_event(keys, KIND_FEEDBACK, content, tags)
 

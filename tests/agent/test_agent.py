@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +56,8 @@ class Running:
 @contextlib.asynccontextmanager
 async def start_agent(tmp_path: Path, relay_url: str, ai_server: AiTestServer,
                       profile: ProfileConfig | None = None,
-                      lnurl_hosts: frozenset[str] = frozenset()) -> AsyncIterator[Running]:
+                      lnurl_hosts: frozenset[str] = frozenset(),
+                      more_relays: Sequence[str] = ()) -> AsyncIterator[Running]:
     db = await Database.open(tmp_path / "agent.sqlite3")
     scenario = ai_server.scenario()
     wallet = DevWallet()
@@ -65,7 +66,8 @@ async def start_agent(tmp_path: Path, relay_url: str, ai_server: AiTestServer,
         backend = OpenAIBackend(OpenAIConfig(base_url=ai_server.url, model="test", max_tokens=32,
                                              headers=scenario.headers), http)
         parts = AgentParts(
-            keys=Keys.generate(), relays=[RelayConfig(relay_url)], db=db, wallet=wallet,
+            keys=Keys.generate(), relays=[RelayConfig(u) for u in (relay_url, *more_relays)],
+            db=db, wallet=wallet,
             backend=backend, http=http, pricing=PRICING, limits=LIMITS,
             service=ServiceConfig(work_timeout_s=10, burst=20, rate_per_minute=600),
             profile=profile or ProfileConfig(), admins=frozenset({admin.public_hex}),

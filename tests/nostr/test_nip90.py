@@ -140,3 +140,13 @@ def test_handler_info_announcement() -> None:
     assert json.loads(ev.content) == {"name": "Timmy", "about": "AI"}
     parsed = sdk.Event.from_json(ev.to_json())  # nostr-sdk reads it as a valid event
     assert parsed.kind().as_u16() == 31990 and parsed.verify()
+
+
+def test_error_feedback_on_an_unreadable_request() -> None:
+    customer = Keys.generate()
+    event = sign_event(customer, 5050, "AAAA", [["p", PROVIDER.public_hex], ["encrypted"]])
+    fb = nip90.feedback(PROVIDER, event, "error", "does not decrypt")
+    tags = [list(t) for t in fb.tags]
+    assert ["status", "error", "does not decrypt"] in tags  # said in clear: no scheme known
+    assert ["e", event.id, ""] in tags and ["p", customer.public_hex] in tags
+    assert ["encrypted"] not in tags

@@ -80,11 +80,17 @@ async def test_history_and_erasure(db: Database, clock: ManualClock) -> None:
         await intake.save_answer(f"q{i}", f"answer {i}", 1000)
         await intake.set_request_state(f"q{i}", RequestState.CLOSED)
         clock.advance(10)
-    assert await intake.history("bob", "q3", 2) == [("question 1", "answer 1"),
-                                                    ("question 2", "answer 2")]
-    assert await intake.history("carol", "x", 5) == []
+    await intake.record(NewRequest("j9", "bob", "nip90", '{"kind":5050}', "j9", ()), ["j9"])
+    await intake.save_answer("j9", "a job's result", 1000)  # another protocol: not history
+    dms = ("nip04", "nip17")
+    assert await intake.history("bob", "q3", 2, dms) == [("question 1", "answer 1"),
+                                                         ("question 2", "answer 2")]
+    assert await intake.history("bob", "q3", 1, ("nip90",)) == [('{"kind":5050}',
+                                                                 "a job's result")]
+    assert await intake.history("carol", "x", 5, dms) == []
+    assert await intake.history("bob", "x", 5, ()) == []
     assert await intake.erase_before(clock.now - 15) == 3
-    assert await intake.history("bob", "none", 5) == [("question 3", "answer 3")]
+    assert await intake.history("bob", "none", 5, dms) == [("question 3", "answer 3")]
     rec = await intake.request("q0")
     assert rec.body is None and rec.answer is None and rec.answer_msat == 1000
 
