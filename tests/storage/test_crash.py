@@ -70,3 +70,4 @@ def test_sigkill_loses_no_acknowledged_transfer(tmp_path: Path) -> None:
         assert lost_zaps == [], f"run {run}: acknowledged zap transfers lost: {lost_zaps[:5]}"
     assert len(acked) > RUNS * 10
     assert any(k.startswith("payout:") for k in acked)  # the refund payouts were exercised
+    assert any(k.startswith("top:") for k in acked)  # and the sessions

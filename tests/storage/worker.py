@@ -4,7 +4,8 @@
 keys and jobs shared by every process; prints ``DONE`` when finished.
 ``python -m tests.storage.worker crash DB RUN`` — writes forever with 16 concurrent tasks, printing
 ``ACK <key>`` after each operation returns (i.e. after its durable commit), until killed: zaps,
-free jobs, and paid jobs taken through payment, settlement and a refund payout.
+free jobs, sessions (top-up, hold, charge), and paid jobs taken through payment, settlement and a
+refund payout.
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ async def crash(path: str, run: int) -> None:
     async def paid_job(key: str) -> None:
         """Payment → escrow → settlement → refund → payout: each step acked once committed."""
         d = await gate.decide(key, "payer", 5_000)
-        await gate.attach_invoice(key, f"hash-{key}", d.work_amount_msat, 4_000_000_000)
-        await gate.confirm_payment(f"hash-{key}", d.work_amount_msat, f"pay:hash-{key}")
+        invoice = whole_sats_up(d.work_amount_msat)
+        await gate.attach_invoice(key, f"hash-{key}", invoice, 4_000_000_000)
+        await gate.confirm_payment(f"hash-{key}", invoice, f"pay:hash-{key}")
         print(f"ACK pay:hash-{key}", flush=True)
         await gate.start(key)
         await gate.settle(key, 2_000)
@@ -71,6 +73,16 @@ async def crash(path: str, run: int) -> None:
         p = await gate.begin_payout(key, "lnbc-refund", f"payout:{key}")
         await gate.confirm_payout(p.payout_id, f"preimage-{key}", 1)
         print(f"ACK payout:{key}", flush=True)
+
+    async def session_job(key: str) -> None:
+        """Top-up → the decision holds the balance → settlement charges it: each step acked."""
+        await gate.credit_balance(f"saver-{key}", 5_000, f"top:{key}", "topup")
+        print(f"ACK top:{key}", flush=True)
+        d = await gate.decide(key, f"saver-{key}", 5_000)
+        assert d.serve is Serve.SESSION, d
+        print(f"ACK job:{key}:decide", flush=True)
+        await gate.settle(key, 3_000)
+        print(f"ACK job:{key}:settle", flush=True)
 
     async def loop() -> None:
         while True:
@@ -81,6 +93,8 @@ async def crash(path: str, run: int) -> None:
                 print(f"ACK zap:{key}", flush=True)
             elif i % 4 == 3:
                 await paid_job(key)
+            elif i % 8 == 1:
+                await session_job(key)
             else:
                 d = await ledger.decide(key, f"user{i % 5}", 900)
                 if d.serve is Serve.FREE:
