@@ -43,7 +43,7 @@ from bot.nostr.keys import Keys
 
 Protocol = Literal["nip04", "nip17"]
 REPLY_TIMEOUT_S = 20.0
-SETTLE_S = 1.5
+SETTLE_S = 1.0
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -388,6 +388,10 @@ class Hub:
         if not accepted:
             raise RuntimeError(f"no relay accepted {event.id().to_hex()}: {out.failed}")
         return accepted
+
+    async def publish_again(self, event: sdk.Event) -> None:
+        """Send an event the relays already have (they may answer ``duplicate:``)."""
+        await self.client.send_event(event)
 
     async def publish_ours(self, event: Event) -> set[str]:
         """Send an event built with our own ``bot.nostr`` code."""

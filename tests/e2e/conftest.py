@@ -11,8 +11,6 @@ test server, and nostr-sdk askers.
   whose invoices the askers pay from their own LNbits wallets.
 - ``hubs`` (function, async): ``await hubs(urls)`` → a started :class:`Hub` (nostr-sdk client),
   closed at the end of the test.
-- ``fund_pool(agent.db_path, msat, key)``: an operator top-up of the agent's pool written to its
-  ledger from this process (the ledger serializes writers across processes).
 
 Scenario tests that need the running agent carry ``needs_agent``: they are skipped, with that
 reason, only while ``bot/agent/run.py`` does not exist or ``python -m bot run`` is no command.
@@ -32,7 +30,6 @@ from typing import Any
 
 import pytest
 
-from storage import Database, Ledger, Limits
 from tests.e2e.agent_process import (
     LIVE,
     ROOT,
@@ -176,13 +173,3 @@ async def hubs() -> AsyncIterator[Callable[[Sequence[str]], Awaitable[Hub]]]:
     finally:
         for hub in opened:
             await hub.close()
-
-
-async def fund_pool(db_path: Path, amount_msat: int, key: str) -> None:
-    """An operator top-up of the pool of the ledger at ``db_path``, idempotent by ``key``."""
-    db = await Database.open(db_path)
-    try:
-        await Ledger(db, Limits(daily_free_msat=0, daily_free_jobs=0)).credit_pool(
-            amount_msat, key, source="operator")
-    finally:
-        await db.close()

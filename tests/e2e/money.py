@@ -3,6 +3,9 @@
 What a job must cost comes from the AI test server's own records (the messages the agent sent
 and the tokens the server answered with), priced with the configured prices: so a test asserts
 the exact msat the ledger must show without trusting the agent's arithmetic.
+
+``fund_pool(db_path, msat, key)`` is an operator top-up of an agent's pool, written to its ledger
+from this process (the ledger serializes writers across processes).
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from bot.work import Pricing
+from storage import Database, Ledger, Limits
 from tests.e2e.ledger_view import LedgerView, Row
 from tests.fixtures.ai_server import AiTestServer, prompt_tokens
 
@@ -82,3 +87,13 @@ async def job_in(view: LedgerView, job_id: str, *states: str,
     row = last[0]
     assert row is not None
     return row
+
+
+async def fund_pool(db_path: Path, amount_msat: int, key: str) -> None:
+    """An operator top-up of the pool of the ledger at ``db_path``, idempotent by ``key``."""
+    db = await Database.open(db_path)
+    try:
+        await Ledger(db, Limits(daily_free_msat=0, daily_free_jobs=0)).credit_pool(
+            amount_msat, key, source="operator")
+    finally:
+        await db.close()

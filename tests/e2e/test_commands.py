@@ -17,10 +17,10 @@ import pytest
 
 from tests.e2e.agent_process import AgentProcess, WalletSetup
 from tests.e2e.askers import Asker, Hub, Protocol
-from tests.e2e.conftest import AgentFactory, fund_pool, needs_agent
+from tests.e2e.conftest import AgentFactory, needs_agent
 from tests.e2e.ledger_view import MONEY_TABLES, LedgerView, changed_tables
 from tests.e2e.lightning import LnbitsUser, find_bolt11, require_bolt11
-from tests.e2e.money import job_in, until
+from tests.e2e.money import fund_pool, job_in, until
 from tests.fixtures.ai_server import AiTestServer
 from tests.fixtures.relay import RelayProcess
 
@@ -181,7 +181,7 @@ async def test_admin_commands(agent: AgentProcess, hub: Hub, admin: Asker) -> No
     before = view.pool_available()
     rid, event = admin.build("admin credit 7", "nip17")
     await admin.send_event(event, rid, "nip17", "admin credit 7")
-    await hub.publish(event)  # the same message again
+    await hub.publish_again(event)  # the same message again
     [reply] = await admin.exactly(rid, settle_s=1.0)
     assert "7 sats" in reply.text
     assert view.pool_available() == before + 7_000

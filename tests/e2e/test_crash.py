@@ -27,10 +27,10 @@ import pytest
 from bot.wallets.bolt11 import decode_invoice
 from tests.e2e.agent_process import AgentProcess, WalletSetup
 from tests.e2e.askers import Asker, Hub, Protocol
-from tests.e2e.conftest import AgentFactory, fund_pool, needs_agent
+from tests.e2e.conftest import AgentFactory, needs_agent
 from tests.e2e.ledger_view import LedgerView
 from tests.e2e.lightning import LnbitsUser, PaymentFailed, find_bolt11
-from tests.e2e.money import until
+from tests.e2e.money import fund_pool, until
 from tests.fixtures.relay import RelayProcess
 
 pytestmark = [needs_agent, pytest.mark.slow]

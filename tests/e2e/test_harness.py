@@ -27,9 +27,10 @@ from bot.relays.config import RelayConfig
 from storage import Database
 from tests.e2e.agent_process import AgentError, AgentProcess
 from tests.e2e.askers import Hub, Malformed, NoReply
-from tests.e2e.conftest import AgentFactory, fund_pool
+from tests.e2e.conftest import AgentFactory
 from tests.e2e.ledger_view import MONEY_TABLES, LedgerView, changed_tables
 from tests.e2e.lightning import LnbitsUser, find_bolt11, require_bolt11, sats_mentioned
+from tests.e2e.money import fund_pool
 from tests.fixtures.ai_server import AiTestServer, marker_behaviour
 from tests.fixtures.relay import RelayProcess
 

@@ -13,9 +13,9 @@ import pytest
 
 from tests.e2e.agent_process import AgentProcess
 from tests.e2e.askers import Hub, Malformed, Protocol
-from tests.e2e.conftest import AgentFactory, fund_pool, needs_agent
+from tests.e2e.conftest import AgentFactory, needs_agent
 from tests.e2e.ledger_view import MONEY_TABLES, LedgerView
-from tests.e2e.money import job_in
+from tests.e2e.money import fund_pool, job_in
 from tests.fixtures.relay import RelayProcess
 
 pytestmark = needs_agent

@@ -16,10 +16,10 @@ import pytest
 
 from tests.e2e.agent_process import WalletSetup
 from tests.e2e.askers import Hub
-from tests.e2e.conftest import AgentFactory, fund_pool, needs_agent
+from tests.e2e.conftest import AgentFactory, needs_agent
 from tests.e2e.ledger_view import LedgerView
 from tests.e2e.lightning import LnbitsUser, find_bolt11
-from tests.e2e.money import job_in
+from tests.e2e.money import fund_pool, job_in
 from tests.fixtures.relay import RelayProcess
 
 pytestmark = needs_agent
@@ -85,6 +85,10 @@ async def test_fifty_askers_and_a_pool_for_ten(
     agent.ledger_check()
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "agent bug: the open-invoice caps are checked before any invoice is attached, not "
+    "atomically (bot/agent/flow.py _may_invoice): three requests of one pubkey admitted at "
+    "once made three invoices with max_open_invoices_per_pubkey = 2"))
 async def test_floods_do_not_flood_the_wallet(
         agent_factory: AgentFactory, relay: str, hubs: HubMaker,
         agent_lnbits: Callable[[], tuple[WalletSetup, LnbitsUser]]) -> None:

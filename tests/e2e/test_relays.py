@@ -17,9 +17,9 @@ import nostr_sdk as sdk
 
 from tests.e2e.agent_process import AgentProcess
 from tests.e2e.askers import Hub
-from tests.e2e.conftest import AgentFactory, fund_pool, needs_agent
+from tests.e2e.conftest import AgentFactory, needs_agent
 from tests.e2e.ledger_view import LedgerView
-from tests.e2e.money import job_in
+from tests.e2e.money import fund_pool, job_in, until
 from tests.fixtures.relay import RelayFactory
 
 pytestmark = needs_agent
@@ -67,8 +67,13 @@ async def test_all_relays_down_when_the_reply_is_ready(
     r1.kill()
     r2.kill()
     await job_in(view, rid, "done")
-    pending = view.query("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")[0]["n"]
-    assert pending >= 1, "the reply should wait in the outbox"
+
+    def stored() -> list[str]:
+        return [str(r["state"]) for r in view.query("SELECT state FROM outbox WHERE key LIKE ?",
+                                                    (f"%{rid}",))]
+
+    await until(lambda: bool(stored()), "the reply stored in the outbox")
+    assert stored() == ["pending"], "the reply should wait in the outbox"
     r1.start()
     r2.start()
     [reply] = await asker.exactly(rid, timeout=45, settle_s=3.0)
