@@ -12,18 +12,12 @@ test server, and nostr-sdk askers.
 - ``hubs`` (function, async): ``await hubs(urls)`` → a started :class:`Hub` (nostr-sdk client),
   closed at the end of the test.
 
-Scenario tests that need the running agent carry ``needs_agent``: they are skipped, with that
-reason, only while ``bot/agent/run.py`` does not exist or ``python -m bot run`` is no command.
-
 A failed test shows the log tail of every agent still running.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +26,6 @@ import pytest
 
 from tests.e2e.agent_process import (
     LIVE,
-    ROOT,
     AgentConfig,
     AgentError,
     AgentProcess,
@@ -46,24 +39,6 @@ from tests.e2e.lightning import LnbitsUser
 from tests.fixtures.ai_server import AiTestServer
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 from tests.fixtures.relay import RelayFactory, RelayProcess
-
-AGENT_RUNNER = ROOT / "bot" / "agent" / "run.py"
-
-
-def _agent_runs() -> bool:
-    """``bot/agent/run.py`` exists and ``python -m bot run --help`` answers."""
-    if not AGENT_RUNNER.exists():
-        return False
-    probe = subprocess.run([sys.executable, "-m", "bot", "run", "--help"], cwd=ROOT,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                           timeout=60, check=False)
-    return probe.returncode == 0
-
-
-needs_agent = pytest.mark.skipif(
-    not _agent_runs(),
-    reason="the running agent is not there yet (bot/agent/run.py, `python -m bot run`)",
-)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -158,8 +133,12 @@ def agent_lnbits(lnbits_user: Callable[..., LnbitsUser]
     return make
 
 
+HubMaker = Callable[[Sequence[str]], Awaitable[Hub]]
+"""The ``hubs`` fixture: ``await hubs(relay_urls)`` → a started hub."""
+
+
 @pytest.fixture
-async def hubs() -> AsyncIterator[Callable[[Sequence[str]], Awaitable[Hub]]]:
+async def hubs() -> AsyncIterator[HubMaker]:
     opened: list[Hub] = []
 
     async def make(urls: Sequence[str]) -> Hub:

@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 
 import nostr_sdk as sdk
 import pytest
 
 from tests.e2e.agent_process import AgentProcess, WalletSetup
 from tests.e2e.askers import Asker, Hub, Protocol
-from tests.e2e.conftest import AgentFactory, needs_agent
+from tests.e2e.conftest import AgentFactory, HubMaker
 from tests.e2e.ledger_view import MONEY_TABLES, LedgerView, changed_tables
 from tests.e2e.lightning import LnbitsUser, find_bolt11, require_bolt11
 from tests.e2e.money import fund_pool, job_in, until
 from tests.fixtures.ai_server import AiTestServer
 from tests.fixtures.relay import RelayProcess
 
-pytestmark = needs_agent
-
-HubMaker = Callable[[Sequence[str]], Awaitable[Hub]]
 PROTOCOLS: list[Protocol] = ["nip17", "nip04"]
 POOL_MSAT = 200_000
 INTAKE_TABLES = {"requests", "outbox", "processed_events", "relay_cursors", "agent_state"}

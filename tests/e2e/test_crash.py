@@ -19,23 +19,22 @@ import collections
 import contextlib
 import os
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
 from bot.wallets.bolt11 import decode_invoice
 from tests.e2e.agent_process import AgentProcess, WalletSetup
-from tests.e2e.askers import Asker, Hub, Protocol
-from tests.e2e.conftest import AgentFactory, needs_agent
+from tests.e2e.askers import Asker, Protocol
+from tests.e2e.conftest import AgentFactory, HubMaker
 from tests.e2e.ledger_view import LedgerView
 from tests.e2e.lightning import LnbitsUser, PaymentFailed, find_bolt11
 from tests.e2e.money import fund_pool, until
 from tests.fixtures.relay import RelayProcess
 
-pytestmark = [needs_agent, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
-HubMaker = Callable[[Sequence[str]], Awaitable[Hub]]
 KILLS = int(os.environ.get("TIMMY_E2E_KILLS", "30"))
 REQUESTS_PER_RUN = 2
 ALLOWANCE_MSAT = 12_000

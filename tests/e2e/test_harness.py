@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -26,8 +26,8 @@ from bot.relays import RelayPool
 from bot.relays.config import RelayConfig
 from storage import Database
 from tests.e2e.agent_process import AgentError, AgentProcess
-from tests.e2e.askers import Hub, Malformed, NoReply
-from tests.e2e.conftest import AgentFactory
+from tests.e2e.askers import Malformed, NoReply
+from tests.e2e.conftest import AgentFactory, HubMaker
 from tests.e2e.ledger_view import MONEY_TABLES, LedgerView, changed_tables
 from tests.e2e.lightning import LnbitsUser, find_bolt11, require_bolt11, sats_mentioned
 from tests.e2e.money import fund_pool
@@ -35,7 +35,6 @@ from tests.fixtures.ai_server import AiTestServer, marker_behaviour
 from tests.fixtures.relay import RelayProcess
 
 ECHO = [sys.executable, "-m", "tests.e2e.echo_agent"]
-HubMaker = Callable[[Sequence[str]], Awaitable[Hub]]
 
 
 @pytest.fixture(scope="module")

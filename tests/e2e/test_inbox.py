@@ -7,20 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
 from tests.e2e.agent_process import AgentProcess
-from tests.e2e.askers import Hub, Malformed, Protocol
-from tests.e2e.conftest import AgentFactory, needs_agent
+from tests.e2e.askers import Malformed, Protocol
+from tests.e2e.conftest import AgentFactory, HubMaker
 from tests.e2e.ledger_view import MONEY_TABLES, LedgerView
 from tests.e2e.money import fund_pool, job_in
 from tests.fixtures.relay import RelayProcess
 
-pytestmark = needs_agent
-
-HubMaker = Callable[[Sequence[str]], Awaitable[Hub]]
 TWO_DAYS_S = 2 * 86_400
 
 

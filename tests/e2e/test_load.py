@@ -10,21 +10,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 
 import pytest
 
 from tests.e2e.agent_process import WalletSetup
-from tests.e2e.askers import Hub
-from tests.e2e.conftest import AgentFactory, needs_agent
+from tests.e2e.conftest import AgentFactory, HubMaker
 from tests.e2e.ledger_view import LedgerView
 from tests.e2e.lightning import LnbitsUser, find_bolt11
 from tests.e2e.money import fund_pool, job_in
 from tests.fixtures.relay import RelayProcess
 
-pytestmark = needs_agent
-
-HubMaker = Callable[[Sequence[str]], Awaitable[Hub]]
 CROWD = 50
 FREE_ANSWERS = 10
 QUESTION = "What is the capital of France? [[tokens:64]]"

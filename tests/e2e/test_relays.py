@@ -11,20 +11,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import nostr_sdk as sdk
 
 from tests.e2e.agent_process import AgentProcess
-from tests.e2e.askers import Hub
-from tests.e2e.conftest import AgentFactory, needs_agent
+from tests.e2e.conftest import AgentFactory, HubMaker
 from tests.e2e.ledger_view import LedgerView
 from tests.e2e.money import fund_pool, job_in, until
 from tests.fixtures.relay import RelayFactory
-
-pytestmark = needs_agent
-
-HubMaker = Callable[[Sequence[str]], Awaitable[Hub]]
 
 
 async def _agent(agent_factory: AgentFactory, urls: Sequence[str]) -> AgentProcess:
