@@ -51,10 +51,6 @@ async def test_malformed_dms_get_no_reply_and_change_nothing(agent: AgentProcess
     agent.ledger_check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "deviation from issue 8 (malformed DMs, oversized included → no reply): the agent answers "
-    "a DM over max_request_bytes with a short refusal (bot/agent/guard.py TOO_LONG); the lead "
-    "decides which rule holds"))
 @pytest.mark.parametrize("protocol", ["nip17", "nip04"])
 async def test_oversized_dm_gets_no_reply(agent: AgentProcess, relay: str, hubs: HubMaker,
                                           protocol: Protocol) -> None:

@@ -81,10 +81,6 @@ async def test_fifty_askers_and_a_pool_for_ten(
     agent.ledger_check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent bug: the open-invoice caps are checked before any invoice is attached, not "
-    "atomically (bot/agent/flow.py _may_invoice): three requests of one pubkey admitted at "
-    "once made three invoices with max_open_invoices_per_pubkey = 2"))
 async def test_floods_do_not_flood_the_wallet(
         agent_factory: AgentFactory, relay: str, hubs: HubMaker,
         agent_lnbits: Callable[[], tuple[WalletSetup, LnbitsUser]]) -> None:
