@@ -229,10 +229,12 @@ async def test_partial(rich: AgentProcess, hubs: HubMaker, relay: str, payer: Ln
     assert job["paid_msat"] == paid and job["charged_msat"] == user_charge
     assert job["absorbed_msat"] == pool_kept
     assert view.pool_available() == pool_before - pool_kept
-    # the seed's refund: what the payment did not use (the invoice's rounding included)
-    assert job["refund_msat"] == paid - user_charge
-    assert job["refund_state"] == ("pending" if paid > user_charge else "none")
-    assert view.balance(asker.pubkey) == 0
+    # the seed's refund: what the payment did not use (the invoice's rounding included), in
+    # whole sats; its sub-sat rest is the asker's balance at once
+    owed = paid - user_charge
+    assert job["refund_msat"] == owed // 1000 * 1000
+    assert job["refund_state"] == ("pending" if owed >= 1000 else "none")
+    assert view.balance(asker.pubkey) == owed % 1000
     assert_daily(view, asker.pubkey, pool_kept, 1)
     asker.assert_clean()
     rich.ledger_check()
@@ -315,17 +317,18 @@ async def test_gate_and_refund_kept_as_balance(
     estimate, actual = cost(DEFAULT_PRICING, usage_of(ai_server, bare.config.ai_scenario, marker))
     assert (job["estimate_msat"], job["actual_msat"]) == (estimate, actual)
     assert job["paid_msat"] == paid and job["charged_msat"] == actual
+    owed = paid - actual
     refund = job["refund_msat"]
-    assert refund == paid - actual and job["refund_state"] == "pending"
+    assert refund == owed // 1000 * 1000 > 0 and job["refund_state"] == "pending"
     assert view.pool_available() == 0 and not job["absorbed_msat"]
-    assert view.balance(asker.pubkey) == 0
+    assert view.balance(asker.pubkey) == owed % 1000
 
     # `refund` without an invoice keeps it as balance
     claim_id = await asker.send("refund", protocol)
     [claimed] = await asker.exactly(claim_id)
     assert "balance" in claimed.text.lower()
     job = await job_in(view, rid, "done")
-    assert job["refund_state"] == "credited" and view.balance(asker.pubkey) == refund
+    assert job["refund_state"] == "credited" and view.balance(asker.pubkey) == owed
     assert view.payouts(rid) == []
     bare.ledger_check()
 
@@ -333,8 +336,8 @@ async def test_gate_and_refund_kept_as_balance(
 async def test_refund_claimed_with_a_whole_sat_invoice(
         bare: AgentProcess, hubs: HubMaker, relay: str, payer: LnbitsUser,
         lnbits_user: Callable[..., LnbitsUser]) -> None:
-    """A refund with a sub-sat part is claimed with an invoice for its whole sats; the rest
-    becomes balance (issue 8, whole sats on the wire)."""
+    """What the work did not use comes back: whole sats claimed with an invoice, the sub-sat
+    rest as balance (issue 8, whole sats on the wire)."""
     view = view_of(bare)
     hub = await hubs([relay])
     asker = await hub.new_asker(bare.pubkey_hex)
@@ -344,9 +347,11 @@ async def test_refund_claimed_with_a_whole_sat_invoice(
     await payer.pay(require_bolt11(quote.text).bolt11)
     await asker.exactly(rid, 2)
     job = await job_in(view, rid, "done")
-    refund = job["refund_msat"]
-    assert refund % 1000, "this scenario needs a refund with a sub-sat part"
-    whole = refund // 1000
+    owed = job["paid_msat"] - job["charged_msat"]
+    assert owed % 1000, "this scenario needs a refund with a sub-sat part"
+    whole = owed // 1000
+    assert job["refund_msat"] == whole * 1000
+    assert view.balance(asker.pubkey) == owed % 1000
     invoice, payment_hash = await wallet.invoice(whole, "my refund")
     claim_id = await asker.send(f"refund {invoice}")
     [claimed] = await asker.exactly(claim_id)
@@ -356,7 +361,7 @@ async def test_refund_claimed_with_a_whole_sat_invoice(
     payouts = view.payouts(rid)
     assert [(p["state"], p["amount_msat"]) for p in payouts] == [("paid", whole * 1000)]
     assert await wallet.balance_msat() == whole * 1000
-    assert view.balance(asker.pubkey) == refund - whole * 1000
+    assert view.balance(asker.pubkey) == owed % 1000
     bare.ledger_check()
 
 
