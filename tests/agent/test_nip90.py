@@ -6,21 +6,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 import bot.agent.agent as agent_module
-from bot.nostr import nip90
+from bot.agent.settings import ProfileConfig
+from bot.nostr import nip57, nip90
 from bot.nostr.event import Event, sign_event
 from bot.nostr.keys import Keys
 from bot.relays import RelayPool
 from bot.relays.config import RelayConfig
 from bot.wallets.bolt11 import decode_invoice
+from bot.wallets.lightning_address import AgentAddress
+from bot.wallets.lnurl import LnurlClient
 from storage import check
 from tests.agent.test_agent import Running, start_agent
 from tests.fixtures.ai_server import AiTestServer
+from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
+from tests.fixtures.lnurl_provider import LnurlProvider
+from tests.fixtures.nwc_service import LnbitsRest
 from tests.fixtures.relay import RelayFactory
 
 
@@ -290,3 +297,34 @@ async def test_handler_announcement_is_published(running: Running) -> None:
     meta = json.loads(announcement.content)
     assert meta["name"] == "Timmy" and meta["free_allowance"]["daily_jobs"] == 5
     assert meta["pricing"]["fixed_fee"] == 1000
+
+
+async def test_a_zap_of_the_payment_required_feedback_pays_the_job(
+        tmp_path: Path, relay_url: str, ai_server: AiTestServer,
+        lnurl_provider_factory: Callable[..., LnurlProvider], lnbits_server: LnbitsServer,
+        lnbits_new_wallet: Callable[..., LnbitsAccount]) -> None:
+    provider = lnurl_provider_factory("timmy")
+    profile = ProfileConfig(lud16=provider.address)
+    async with (start_agent(tmp_path, relay_url, ai_server, profile,
+                            frozenset({provider.host})) as running,
+                customer_of(running) as customer,
+                httpx.AsyncClient(timeout=30.0) as http,
+                httpx.AsyncClient(base_url=lnbits_server.url, timeout=30.0) as lnbits_http):
+        request = await customer.request("a job paid by a zap")
+        quote = await customer.wait_for(request, nip90.KIND_FEEDBACK, "payment-required")
+        amount = int(next(t for t in quote.tags if t[0] == "amount")[1])
+        lnurl = LnurlClient(http, insecure_hosts=frozenset({provider.host}))
+        address = AgentAddress(provider.address, lnurl)
+        zap_request = nip57.build_zap_request(
+            Keys.generate(), recipient_pubkey=running.agent.parts.keys.public_hex,
+            amount_msat=amount, relays=[relay_url], lnurl=address.lnurl, event_id=quote.id)
+        got = await lnurl.fetch_invoice(await address.pay_request(), amount,
+                                        zap_request_json=zap_request.to_json())
+        payer = LnbitsRest(lnbits_http, lnbits_new_wallet("zapper", 10_000))
+        status, _ = await payer.pay(got.bolt11)
+        assert status in (200, 201)
+        out = await customer.wait_for(request, nip90.KIND_TEXT_RESULT, timeout_s=30)
+        job = await running.agent.ledger.job(request.id)
+        assert str(job.state) == "done" and job.paid_msat == amount
+        assert out.first_tag("amount") == str(job.charged_msat)
+        await _books_ok(running)
