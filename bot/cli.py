@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.agent.demo import add_demo_command
 from bot.agent.run import add_run_command
 from bot.commands import add_operator_commands
 from storage import Database, LedgerError, Limits, check
@@ -77,7 +78,7 @@ def add_ledger_commands(sub: Subparsers) -> None:
 
 
 COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
-    add_run_command, add_ledger_commands, add_operator_commands]
+    add_run_command, add_demo_command, add_ledger_commands, add_operator_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:
