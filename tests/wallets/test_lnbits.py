@@ -219,6 +219,11 @@ async def test_webhook_is_verified_against_lnbits(
 def test_ws_message_parsing_ignores_junk() -> None:
     assert parse_ws_message("[]") is None
     assert parse_ws_message("{") is None
+    # found by the fuzz suite on the code before issue 12: RecursionError escaped both parsers
+    deep = '{"payment_hash":' + "[" * 2000 + "]" * 2000 + "}"
+    assert parse_ws_message(deep) is None and parse_webhook_hash(deep) is None
+    assert parse_webhook_hash('{"payment_hash":"' + "a" * 64 + '","n":' + "9" * 5000 + "}") \
+        is None
     assert parse_ws_message('{"payment": {"status": "success", "amount": -5,'
                             ' "payment_hash": "' + "a" * 64 + '"}}') is None
     ok = parse_ws_message('{"payment": {"status": "success", "amount": 5000,'

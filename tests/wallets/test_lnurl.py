@@ -203,3 +203,22 @@ async def test_well_formed_pay_request_with_nostr() -> None:
     assert pay.allows_nostr and pay.nostr_pubkey == "ab" * 32
     assert (pay.min_sendable_msat, pay.max_sendable_msat) == (1_000, 10_000)
     assert pay.comment_allowed == 20
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"tag":"payRequest","callback":' + b"[" * 2000 + b"]" * 2000 + b"}",
+        b'{"tag":"payRequest","minSendable":' + b"9" * 5000 + b"}",
+        b'{"tag":"payRequest","callback":"\\udfff"}',
+    ],
+)
+async def test_answers_json_cannot_hold_are_malformed(body: bytes) -> None:
+    # found by the fuzz suite on the code before issue 12: RecursionError escaped _get_json
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        with pytest.raises(LnurlError) as info:
+            await LnurlClient(http).fetch_pay_request("https://service.example/p")
+        assert info.value.code == "malformed"

@@ -18,6 +18,7 @@ from bot.work.wire import (
     classify_error,
     names_max_completion_tokens,
     parse_completion,
+    parse_json_bytes,
     parse_retry_after,
     scrub,
 )
@@ -135,6 +136,13 @@ def test_stream_cut_before_finish_is_interrupted_not_partial() -> None:
     assert isinstance(result, ParseProblem)
     assert (result.kind, result.code) == (FailureKind.UNREACHABLE, "interrupted")
     assert not result.retryable
+
+
+def test_bodies_json_cannot_hold_are_malformed() -> None:
+    # found by the fuzz suite on the code before issue 12: RecursionError escaped the parser
+    for body in (b"[" * 2000 + b"]" * 2000, b'{"usage":' + b"9" * 5000 + b"}", b"[NaN]"):
+        result = parse_json_bytes(body)
+        assert isinstance(result, ParseProblem) and result.code == "not_json"
 
 
 @pytest.mark.parametrize(
