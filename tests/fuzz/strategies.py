@@ -545,6 +545,22 @@ nip47_notifications = st.sampled_from(NIP47_NOTIFICATIONS).flatmap(mutated_docum
 nip47_requests = st.sampled_from(NIP47_REQUESTS).flatmap(mutated_document)
 
 
+@st.composite
+def nwc_uris(draw: st.DrawFn) -> str:
+    """A connection URI: the right shape with hostile relays, secrets, pubkeys, or edited."""
+    pubkey = draw(mostly(st.just(WALLET.public_hex), hex64 | texts))
+    relays = draw(st.lists(mostly(st.sampled_from(["wss://relay.example", "ws://127.0.0.1:7000"]),
+                                  st.sampled_from(["wss://[", "wss://[]", "wss://[::1", "ws://",
+                                                   "wss://:99999", "https://r.example",
+                                                   "wss://r.example:x", "wss://%zz"]) | texts),
+                          max_size=3))
+    secret = draw(mostly(st.just(ME.secret_hex), hex64 | texts))
+    query = "&".join([*(f"relay={r}" for r in relays), f"secret={secret}"])
+    uri = f"{draw(st.sampled_from(['nostr+walletconnect://', 'nostr+walletconnect:']))}" \
+          f"{pubkey}?{query}"
+    return str(draw(mostly(st.just(uri), edited(uri), 8)))
+
+
 # --- NIP-11 -----------------------------------------------------------------------------------
 NIP11 = {"name": "relay", "description": "d", "pubkey": "ab" * 32, "software": "s",
          "version": "1", "supported_nips": [1, 11, 42],

@@ -304,6 +304,16 @@ class _NwcAnswerTarget:
         return run(self._deliver(case))
 
 
+def check_nwc_uri(text: str) -> bool:
+    try:
+        uri = nip47.parse_nwc_uri(text)
+    except Nip47Error as exc:
+        assert S.ME.secret_hex not in str(exc), "the secret leaked into an error"
+        return False
+    assert nip47.parse_nwc_uri(uri.to_uri()) == uri
+    return True
+
+
 def _sealable(payload: str) -> bool:
     try:
         payload.encode("utf-8")
@@ -460,6 +470,7 @@ TARGETS: list[Target] = [
     Target("nip47_request", "nip47.decode_request", S.nip47_requests, check_nip47_request, 150),
     Target("nwc_answer", "NwcWallet answer event for a waiting request (fails at once)",
            nwc_answers, _NwcAnswerTarget().check, 120),
+    Target("nwc_uri", "nip47.parse_nwc_uri", S.nwc_uris(), check_nwc_uri, 300),
     Target("nip11", "parse_relay_document", S.nip11_documents,
            lambda raw: refused(lambda: parse_relay_document(raw), NostrError), 200),
     Target("profile_lud16", "bot.agent.profiles.parse_lud16 of a kind-0 event", profile_events,
