@@ -3,7 +3,11 @@ error, everything Python's json lets through or turns into an untyped exception.
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.untrusted import MAX_DEPTH, MAX_INT_DIGITS, load_json
 
@@ -56,3 +60,44 @@ def test_what_is_accepted() -> None:
 def test_not_text_is_refused() -> None:
     with pytest.raises(CallerError):
         load_json(None, max_chars=10, error=CallerError, what="doc")  # type: ignore[arg-type]
+
+
+def test_depth_counts_objects_and_arrays_alike() -> None:
+    alternating = '{"a":[' * 16 + "1" + "]}" * 16  # 32 levels
+    assert load(alternating) is not None
+    with pytest.raises(CallerError, match="nested deeper"):
+        load('{"a":[' * 16 + '{"b":1}' + "]}" * 16)  # 33 levels
+    quoted = '["\\"' + "[" * 100 + '\\\\", "{{{", 1]'  # brackets and quotes inside strings
+    assert load(quoted) == ['"' + "[" * 100 + "\\", "{{{", 1]
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+nested = st.recursive(
+    st.integers() | st.text(st.sampled_from('[]{}"\\ ,:a\udfff😀')),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(st.sampled_from('[]{}"\\a'), max_size=3), inner, max_size=3),
+    max_leaves=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(nested, st.integers(0, 40), st.booleans())
+def test_refusal_matches_the_real_depth_and_surrogates(value: object, wrap: int,
+                                                       ascii_only: bool) -> None:
+    for _ in range(wrap):
+        value = [value]
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    lone = any(0xD800 <= ord(c) <= 0xDFFF for c in json.dumps(value, ensure_ascii=False))
+    try:
+        got = load(text)
+    except CallerError as exc:
+        assert _depth(value) > MAX_DEPTH or lone, exc
+        return
+    assert _depth(value) <= MAX_DEPTH and not lone and got == value
