@@ -4,8 +4,10 @@
 - ``timmy config``: the effective configuration (no secret is printed), exit 2 when invalid.
 - ``timmy estimate [--pubkey P] QUESTION``: the quote for a question (a dry run: it writes
   nothing; with ``--pubkey`` and an existing ledger, also the free/partial/gate decision).
-- ``timmy ask QUESTION``: runs the configured AI backend once and prints the answer, its token
-  usage and what it would cost.
+- ``timmy ask [--nip04|--nip17] [--to NPUB] [--relay URL] QUESTION``: DMs a running agent
+  (from a throwaway key, or ``--key-file``) through its relays and prints the replies; a quote's
+  invoice is printed and the answer awaited. ``--local`` instead runs the configured AI backend
+  once here and prints the answer, its token usage and what it would cost.
 - ``timmy pool``: the public pool's status from the ledger.
 
 Exit codes: 0 done, 1 the work failed, 2 bad configuration or input.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
@@ -26,9 +29,13 @@ import httpx
 
 from bot.agent.settings import ProfileConfig, ServiceConfig
 from bot.config import ConfigError, Settings, load_settings
+from bot.dm_client import DmClient, DmClientError
+from bot.dm_client import Protocol as DmProtocol
 from bot.nostr.errors import NostrError
 from bot.nostr.keys import Keys, parse_public_key
-from bot.secrets import SecretError, write_secret_file
+from bot.relays import RelayPool
+from bot.relays.config import RelayConfig, load_relays_toml
+from bot.secrets import SecretError, read_secret_file, write_secret_file
 from bot.wallets.config import (
     LightningAddressConfig,
     LnbitsConfig,
@@ -238,7 +245,7 @@ def _estimate(args: argparse.Namespace) -> int:
     return _quote_then(s, request, decide)
 
 
-def _ask(args: argparse.Namespace) -> int:
+def _ask_local(args: argparse.Namespace) -> int:
     try:
         s = _settings(args)
         request = _request(s, args.question)
@@ -259,6 +266,47 @@ def _ask(args: argparse.Namespace) -> int:
         return 0
 
     return _quote_then(s, request, answer)
+
+
+INVOICE = re.compile(r"\bln(?:bcrt|bc|tbs|tb)[0-9]+[munp]?1[0-9a-z]+\b", re.IGNORECASE)
+
+
+def _ask(args: argparse.Namespace) -> int:
+    if args.local:
+        return _ask_local(args)
+    try:
+        s = _settings(args)
+        agent = parse_public_key(args.to) if args.to else s.agent_keys().public_hex
+        relays = ([RelayConfig(url) for url in args.relay] if args.relay
+                  else load_relays_toml(s.relays_path))
+        keys = (Keys.parse(read_secret_file(Path(args.key_file), "asker key").reveal())
+                if args.key_file else Keys.generate())
+    except (ConfigError, NostrError, SecretError) as exc:
+        return _fail(str(exc))
+    protocol: DmProtocol = "nip04" if args.nip04 else "nip17"
+
+    async def run() -> int:
+        client = DmClient(keys, agent, RelayPool(relays, keys=keys))
+        try:
+            await client.start()
+            print(f"asking {agent[:16]}… from {keys.npub} over {protocol} on "
+                  f"{len(relays)} relay(s)", file=sys.stderr)
+            request_id = await client.send(args.question, protocol)
+            index = 0
+            while True:
+                text = await client.reply(request_id, index, args.timeout)
+                print(text, flush=True)
+                if not INVOICE.search(text):
+                    return 0
+                print("-- pay the invoice above and the answer follows; waiting "
+                      f"(up to {args.timeout:.0f} s)", file=sys.stderr, flush=True)
+                index += 1
+        except DmClientError as exc:
+            return _fail(str(exc), 1)
+        finally:
+            await client.stop()
+
+    return asyncio.run(run())
 
 
 def _pool(args: argparse.Namespace) -> int:
@@ -312,7 +360,24 @@ def add_operator_commands(sub: Subparsers) -> None:
     est.add_argument("question")
     est.set_defaults(handler=_estimate)
 
-    ask = _with_config(sub.add_parser("ask", help="answer a question with the AI backend"))
+    ask = _with_config(sub.add_parser(
+        "ask", help="DM a running agent a question and print its reply (a smoke test)",
+        description="Send a DM to a running agent over its relays and print the replies (a "
+                    "quote's invoice is printed; pay it and the answer follows). "
+                    "Examples: timmy ask --config timmy.toml \"What is Nostr?\"   "
+                    "timmy ask --to npub1... --relay wss://relay.example --nip04 balance   "
+                    "timmy ask --local \"What is Nostr?\" (the AI backend alone, no Nostr)"))
+    ask.add_argument("--local", action="store_true",
+                     help="answer with the configured AI backend here (no agent, no Nostr)")
+    proto = ask.add_mutually_exclusive_group()
+    proto.add_argument("--nip17", action="store_true", help="gift-wrapped DM (the default)")
+    proto.add_argument("--nip04", action="store_true", help="legacy NIP-04 DM")
+    ask.add_argument("--to", help="the agent's npub or hex (default: the configured agent key)")
+    ask.add_argument("--relay", action="append", default=[],
+                     help="a relay URL (repeatable; default: the configured relays.toml)")
+    ask.add_argument("--key-file", help="the asker's nsec file (default: a throwaway key)")
+    ask.add_argument("--timeout", type=float, default=120.0,
+                     help="seconds to wait for each reply (default 120)")
     ask.add_argument("question")
     ask.set_defaults(handler=_ask)
 

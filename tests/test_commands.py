@@ -140,7 +140,7 @@ def test_ask_answers_and_prices_the_real_usage(
 ) -> None:
     scenario = ai_server.scenario().script(Behaviour(answer_tokens=7))
     cfg = _config(tmp_path, ai_server, scenario.headers)
-    assert main(["ask", "--config", str(cfg), "why is the sky blue?"]) == 0
+    assert main(["ask", "--local", "--config", str(cfg), "why is the sky blue?"]) == 0
     out = capsys.readouterr().out
     assert "7 answer tokens (reported)" in out
     assert scenario.generations() == 1
@@ -151,7 +151,7 @@ def test_ask_reports_a_failed_backend(
 ) -> None:
     scenario = ai_server.scenario().script(Behaviour(kind="garbage"))
     cfg = _config(tmp_path, ai_server, scenario.headers)
-    assert main(["ask", "--config", str(cfg), "why is the sky blue?"]) == 1
+    assert main(["ask", "--local", "--config", str(cfg), "why is the sky blue?"]) == 1
     assert "the work failed (malformed" in capsys.readouterr().err
 
 

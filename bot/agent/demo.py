@@ -7,8 +7,8 @@ What runs, all started and stopped by the demo:
   wallet, a fresh ledger in a temporary directory, a pool funded by an operator top-up
   (``Ledger.credit_pool(..., source="operator")``), and the embedded model (or the
   OpenAI-compatible endpoint of ``--config``'s ``[ai]``);
-- a scripted asker: a real Nostr client (its own keys and relay connection) that sends NIP-17
-  DMs through the relay and reads the agent's replies from it.
+- a scripted asker: a real Nostr client (:class:`bot.dm_client.DmClient`: its own keys and relay
+  connection) that sends NIP-17 DMs through the relay and reads the agent's replies from it.
 
 Paying: the dev wallet settles only what another dev wallet pays on the same
 :class:`~bot.wallets.dev.DevNetwork`. The demo keeps the agent and the asker in one process, each
@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import re
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,15 +43,12 @@ import httpx
 from bot.agent.agent import Agent, AgentParts
 from bot.agent.settings import ProfileConfig, ServiceConfig
 from bot.config import ConfigError, load_settings
+from bot.dm_client import DmClient, DmClientError
 from bot.logs import configure_logging
-from bot.nostr import nip17
-from bot.nostr.errors import NostrError
-from bot.nostr.event import Event
 from bot.nostr.keys import Keys
 from bot.relays import RelayPool
 from bot.relays.config import RelayConfig
 from bot.relays.local import LocalRelay, LocalRelayError
-from bot.relays.pool import GIFT_WRAP_LOOKBACK_S
 from bot.wallets.bolt11 import decode_invoice
 from bot.wallets.config import PayoutPolicy
 from bot.wallets.dev import NOT_REAL_MONEY, DevNetwork, DevWallet
@@ -218,55 +214,6 @@ class RichView:
         self._live.stop()
 
 
-# ---------------------------------------------------------------------------- the asker
-
-
-@dataclass
-class DemoAsker:
-    """A Nostr client with its own keys and relay connection, sending NIP-17 DMs."""
-
-    keys: Keys
-    agent_pubkey: str
-    pool: RelayPool
-    replies: dict[str, list[str]] = field(default_factory=dict)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def start(self) -> None:
-        await self.pool.start()
-        await self.pool.subscribe([{"kinds": [1059], "#p": [self.keys.public_hex]}],
-                                  self._on_event, lookback_s=GIFT_WRAP_LOOKBACK_S)
-        if not await self.pool.wait_connected(10.0):
-            raise LocalRelayError("the asker could not connect to the relay")
-
-    async def _on_event(self, event: Event, relay_url: str) -> None:
-        try:
-            message = nip17.receive(self.keys, event)
-        except NostrError:
-            return
-        if message.sender != self.agent_pubkey or message.reply_to is None:
-            return
-        self.replies.setdefault(message.reply_to, []).append(message.text)
-        self.arrived.set()
-
-    async def send(self, text: str) -> str:
-        out = nip17.private_message(self.keys, self.agent_pubkey, text)
-        result = await self.pool.publish(out.to_recipient)
-        if not result.ok:
-            raise LocalRelayError(f"the relay refused the asker's DM: {dict(result.refused)}")
-        return out.rumor.id
-
-    async def reply(self, request_id: str, index: int = 0) -> str:
-        deadline = time.monotonic() + REPLY_TIMEOUT_S
-        while len(self.replies.get(request_id, [])) <= index:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no reply #{index + 1} to the asker's DM in time")
-            self.arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.arrived.wait(), min(left, 1.0))
-        return self.replies[request_id][index]
-
-
 # ---------------------------------------------------------------------------- the scenario
 
 
@@ -274,7 +221,7 @@ class DemoAsker:
 class Demo:
     view: View
     ledger: Ledger
-    asker: DemoAsker
+    asker: DmClient
     asker_wallet: DevWallet
     agent_wallet: DevWallet
     answered: int = 0
@@ -302,7 +249,7 @@ class Demo:
         return await self.asker.send(text)
 
     async def heard(self, request_id: str, index: int = 0) -> str:
-        text = await self.asker.reply(request_id, index)
+        text = await self.asker.reply(request_id, index, REPLY_TIMEOUT_S)
         self.view.said("agent", text)
         self.answered += 1
         return text
@@ -398,7 +345,7 @@ async def _with_relay(args: argparse.Namespace, view: View, workdir: Path, relay
             try:
                 await agent.start()
                 view.note(f"agent: {agent_keys.npub}")
-                asker = DemoAsker(asker_keys, agent_keys.public_hex, asker_pool)
+                asker = DmClient(asker_keys, agent_keys.public_hex, asker_pool)
                 await asker.start()
                 demo = Demo(view, ledger, asker, asker_wallet, agent_wallet)
                 await demo.show_ledger()
@@ -436,10 +383,10 @@ def _run_demo(args: argparse.Namespace) -> int:
         view.close()
         print("timmy demo: stopped", file=sys.stderr)
         return 130
-    except (ConfigError, LocalRelayError, TimeoutError) as exc:
+    except (ConfigError, LocalRelayError, DmClientError) as exc:
         view.close()
         print(f"error: {exc}", file=sys.stderr)
-        return 2 if not isinstance(exc, TimeoutError) else 1
+        return 1 if isinstance(exc, DmClientError) else 2
     view.close()
     print(f"timmy demo: {'done' if code == 0 else 'FAILED'} in "
           f"{time.monotonic() - started:.0f} s", file=sys.stderr)
