@@ -17,6 +17,7 @@ from typing import Any
 from bot.agent.demo import add_demo_command
 from bot.agent.run import add_run_command
 from bot.commands import add_operator_commands
+from bot.operator_reads import add_operator_reads
 from storage import Database, LedgerError, Limits, check
 
 Subparsers = Any  # argparse's private _SubParsersAction
@@ -78,7 +79,8 @@ def add_ledger_commands(sub: Subparsers) -> None:
 
 
 COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
-    add_run_command, add_demo_command, add_ledger_commands, add_operator_commands]
+    add_run_command, add_demo_command, add_ledger_commands, add_operator_commands,
+    add_operator_reads]
 
 
 def build_parser() -> argparse.ArgumentParser:

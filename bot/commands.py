@@ -363,10 +363,11 @@ def add_operator_commands(sub: Subparsers) -> None:
     ask = _with_config(sub.add_parser(
         "ask", help="DM a running agent a question and print its reply (a smoke test)",
         description="Send a DM to a running agent over its relays and print the replies (a "
-                    "quote's invoice is printed; pay it and the answer follows). "
-                    "Examples: timmy ask --config timmy.toml \"What is Nostr?\"   "
-                    "timmy ask --to npub1... --relay wss://relay.example --nip04 balance   "
-                    "timmy ask --local \"What is Nostr?\" (the AI backend alone, no Nostr)"))
+                    "quote's invoice is printed; pay it and the answer follows).\n\nexamples:\n"
+                    "  timmy ask --config timmy.toml \"What is Nostr?\"\n"
+                    "  timmy ask --to npub1... --relay wss://relay.example.com --nip04 balance\n"
+                    "  timmy ask --local \"What is Nostr?\"   (the AI backend alone, no Nostr)",
+        formatter_class=argparse.RawDescriptionHelpFormatter))
     ask.add_argument("--local", action="store_true",
                      help="answer with the configured AI backend here (no agent, no Nostr)")
     proto = ask.add_mutually_exclusive_group()

@@ -398,8 +398,11 @@ def add_demo_command(sub: Subparsers) -> None:
         "demo", help="the whole agent on this machine, NOT REAL MONEY (no configuration)",
         description="Start a local relay, the agent with a dev wallet and a funded pool, and a "
                     "scripted asker that DMs it over the relay: a free question, a partial "
-                    "payment, estimate, balance, refund; then the ledger check. "
-                    "Example: timmy demo   (or: scripts/run demo)")
+                    "payment, estimate, balance, refund; then the ledger check.\n\nexamples:\n"
+                    "  scripts/run demo          (set-up included)\n"
+                    "  timmy demo --plain        (plain lines)\n"
+                    "  timmy demo --interactive  (then DM the agent yourself)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plain", action="store_true",
                         help="plain lines instead of the live view (for logs and tests)")
     parser.add_argument("--interactive", action="store_true",
