@@ -157,7 +157,8 @@ def parse_request(keys: Keys, event: Event) -> JobRequest:
                 raise JobRequestError("a param tag needs a short name and value")
             params.append((tag[1], tag[2]))
         elif name == "bid":
-            if len(tag) < 2 or not tag[1].isdigit() or len(tag[1]) > MAX_BID_DIGITS:
+            if (len(tag) < 2 or not tag[1].isascii() or not tag[1].isdigit()
+                    or len(tag[1]) > MAX_BID_DIGITS):  # "²".isdigit() is True; int() refuses it
                 raise JobRequestError("bid must be a whole number of millisats")
             bid = int(tag[1])
         elif name == "relays":

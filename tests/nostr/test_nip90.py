@@ -102,6 +102,8 @@ def test_feedback_and_result_tags() -> None:
     ([["i", "nothex", "event"]], "", "not an event id"),
     ([["i", "x", "text"], ["bid", "12.5"]], "", "bid"),
     ([["i", "x", "text"], ["bid", "abc"]], "", "bid"),
+    ([["i", "x", "text"], ["bid", "²"]], "", "bid"),  # found by the fuzz suite: ValueError
+    ([["i", "x", "text"], ["bid", "١٢٣"]], "", "bid"),  # other scripts' digits are not millisats
     ([["i", "x", "text"], ["param", "k", "v" * 300]], "", "param"),
     ([["i", "x", "text"]] * 9, "", "too many"),
     ([["p", "zz"], ["i", "x"]], "", "p tag"),
