@@ -155,8 +155,8 @@ class JobReplier:
         if len(text.encode("utf-8", "surrogatepass")) > self.max_text_bytes:
             return Refusal(f"the input is longer than {self.max_text_bytes} bytes")
         max_tokens = job.param("max_tokens")
-        cap = int(max_tokens) if max_tokens and max_tokens.isdigit() and len(max_tokens) < 7 \
-            else None
+        cap = int(max_tokens) if (max_tokens and max_tokens.isascii() and max_tokens.isdigit()
+                                  and len(max_tokens) < 7) else None  # "²".isdigit() is True
         if max_tokens is not None and not cap:
             return Refusal("param max_tokens must be a positive whole number")
         return Ask(text, bid_msat=job.bid_msat, max_tokens=cap, history=False)

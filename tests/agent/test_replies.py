@@ -1,0 +1,34 @@
+"""The NIP-90 replier reads a stored request into an Ask or a Refusal, whatever it holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.agent.replies import Ask, JobReplier, Refusal
+from bot.nostr.event import Event, sign_event
+from bot.nostr.keys import Keys
+from storage import RequestRecord, RequestState
+
+PROVIDER = Keys.generate()
+CUSTOMER = Keys.generate()
+
+
+def record(event: Event) -> RequestRecord:
+    return RequestRecord(id=event.id, sender=event.pubkey, protocol="nip90",
+                         body=event.to_json(), reply_to=event.id, relays=(),
+                         state=RequestState.NEW, invoice=None, answer=None, answer_msat=None,
+                         created_at=event.created_at, updated_at=event.created_at)
+
+
+async def test_max_tokens_is_read() -> None:
+    event = sign_event(CUSTOMER, 5050, "", [["i", "hi", "text"], ["param", "max_tokens", "64"]])
+    reading = await JobReplier(PROVIDER, 4000).read(record(event), False)
+    assert isinstance(reading, Ask) and reading.max_tokens == 64
+
+
+@pytest.mark.parametrize("value", ["²", "١٢٣", "0", "-1", "1e3", "9999999"])
+async def test_max_tokens_that_is_not_a_small_whole_number_is_refused(value: str) -> None:
+    # "²" is a digit to str.isdigit but not to int(): it raised ValueError out of read
+    event = sign_event(CUSTOMER, 5050, "", [["i", "hi", "text"], ["param", "max_tokens", value]])
+    reading = await JobReplier(PROVIDER, 4000).read(record(event), False)
+    assert isinstance(reading, Refusal) and "max_tokens" in reading.reason
