@@ -561,6 +561,50 @@ def nwc_uris(draw: st.DrawFn) -> str:
     return str(draw(mostly(st.just(uri), edited(uri), 8)))
 
 
+# --- NIP-90 -----------------------------------------------------------------------------------
+numbers_as_text = st.one_of(st.integers(0, 10**20).map(str),
+                            st.sampled_from(["²", "١٢٣", "1e3", "-1", "0x10", "", " 1", "1_0"]),
+                            st.integers(1, 5000).map(lambda n: "9" * n))
+job_tags = st.lists(st.one_of(
+    st.tuples(st.just("i"), texts, st.sampled_from(["text", "event", "url", "job", "", "x"]),
+              st.sampled_from(["", "wss://r.example"]), texts).map(list)
+    .flatmap(lambda tag: st.integers(1, 5).map(lambda n: tag[:n])),
+    st.tuples(st.just("param"), mostly(st.just("max_tokens"), texts, 5),
+              numbers_as_text | texts).map(list),
+    st.tuples(st.just("bid"), numbers_as_text).map(list),
+    st.lists(st.sampled_from(["wss://r.example", "ws://x", "http://y"]) | texts, max_size=3)
+    .map(lambda urls: ["relays", *urls]),
+    st.sampled_from([["p", ME.public_hex], ["p", PEER.public_hex], ["p", "zz"], ["encrypted"],
+                     ["i"], ["bid"], []]),
+    tag_lists.map(lambda ts: ts[0] if ts else []),
+), max_size=10)
+
+
+@st.composite
+def job_requests(draw: st.DrawFn) -> Event:
+    """A kind-5050 request signed by PEER: hostile clear tags, or ``encrypted`` with a correct
+    NIP-04 or NIP-44 encryption (to ME) of hostile tag JSON."""
+    tags = [*draw(mostly(st.just([["i", "what is a zap?", "text"]]), st.just([]), 7)),
+            *(list(t) for t in draw(job_tags))]
+    content = ""
+    if draw(st.booleans()):
+        tags += [["p", ME.public_hex], ["encrypted"]]
+        hidden = draw(mostly(job_tags.map(lambda ts: dump(ts)),
+                             json_values.map(dump) | texts, 7))
+        scheme = draw(st.sampled_from(["nip04", "nip44", "junk"]))
+        try:
+            if scheme == "nip04":
+                content = nip04.encrypt(PEER.secret_hex, ME.public_hex, hidden)
+            elif scheme == "nip44":
+                content = nip44.encrypt(hidden, PEER_ME_CONV, allow_extended=True)
+            else:
+                content = hidden
+        except ValueError:
+            content = hidden
+    kind = draw(mostly(st.just(5050), st.sampled_from([5, 5000, 6050]), 9))
+    return sign_anyway(PEER, kind, content, tags)
+
+
 # --- NIP-11 -----------------------------------------------------------------------------------
 NIP11 = {"name": "relay", "description": "d", "pubkey": "ab" * 32, "software": "s",
          "version": "1", "supported_nips": [1, 11, 42],

@@ -24,9 +24,10 @@ from hypothesis import strategies as st
 
 from bot.agent import commands, profiles
 from bot.agent.inbox import open_dm
+from bot.agent.replies import Ask, JobReplier
 from bot.config import ConfigError, load_toml, parse_settings
 from bot.logs import SafeFormatter
-from bot.nostr import nip19, nip44, nip47, nip65
+from bot.nostr import nip19, nip44, nip47, nip65, nip90
 from bot.nostr.errors import InvalidEvent, Nip44Error, NostrError
 from bot.nostr.event import Event, sign_event
 from bot.nostr.nip11 import parse_relay_document
@@ -43,6 +44,7 @@ from bot.wallets.bolt11 import decode_invoice
 from bot.wallets.lnurl import LnurlClient, PayRequest
 from bot.wallets.nwc import NwcWallet
 from bot.work import wire
+from storage import RequestRecord, RequestState
 from tests.fuzz import strategies as S
 
 T = TypeVar("T")
@@ -314,6 +316,30 @@ def check_nwc_uri(text: str) -> bool:
     return True
 
 
+JOB_REPLIER = JobReplier(S.ME, 4000)
+
+
+def check_job_request(event: Event) -> bool:
+    """``nip90.parse_request``, then what the agent reads from the stored request (an Ask or a
+    Refusal value, never an exception)."""
+    if event.kind == nip90.KIND_DELETION:
+        return refused(lambda: nip90.deleted_ids(event), NostrError)
+    stored = RequestRecord(id=event.id, sender=event.pubkey, protocol="nip90",
+                           body=event.to_json(), reply_to=event.id, relays=(),
+                           state=RequestState.NEW, invoice=None, answer=None,
+                           answer_msat=None, created_at=event.created_at,
+                           updated_at=event.created_at)
+    reading = run(JOB_REPLIER.read(stored, False))
+    try:
+        request = nip90.parse_request(S.ME, event)
+    except NostrError:
+        assert not isinstance(reading, Ask), "a refused request was read as a question"
+        return False
+    assert request.inputs and len(request.inputs) <= nip90.MAX_INPUTS
+    assert request.bid_msat is None or request.bid_msat >= 0
+    return isinstance(reading, Ask)
+
+
 def _sealable(payload: str) -> bool:
     try:
         payload.encode("utf-8")
@@ -471,6 +497,8 @@ TARGETS: list[Target] = [
     Target("nwc_answer", "NwcWallet answer event for a waiting request (fails at once)",
            nwc_answers, _NwcAnswerTarget().check, 120),
     Target("nwc_uri", "nip47.parse_nwc_uri", S.nwc_uris(), check_nwc_uri, 300),
+    Target("nip90_request", "nip90.parse_request (clear and encrypted) and deleted_ids",
+           S.job_requests(), check_job_request, 250),
     Target("nip11", "parse_relay_document", S.nip11_documents,
            lambda raw: refused(lambda: parse_relay_document(raw), NostrError), 200),
     Target("profile_lud16", "bot.agent.profiles.parse_lud16 of a kind-0 event", profile_events,
