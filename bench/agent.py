@@ -15,7 +15,8 @@ NIP-17:
   websockets) that answers each DM at once with ready-made events of the sizes the agent sends
   (the reply wrap and its self copy): what the relay alone costs;
 - ``cpu_ms_per_job`` — the agent process's own CPU time (``/proc/<pid>/stat``, user + system)
-  over the ``--rounds`` × ``--parallel`` soak, per job;
+  over the ``--rounds`` × ``--parallel`` soak, per job (and per round: the first with fresh
+  keys, the others with known ones);
 - ``rss_growth_mib`` — the agent's RSS (``VmRSS``) after a warm-up and after the soak;
 - ``crypto_ms_per_job`` — in a fresh Python process (the agent's process type): a job's
   cryptography alone with our ``bot.nostr`` code: the request wrap's id and signature checked,
@@ -129,6 +130,8 @@ def rss_mib(pid: int) -> float:
 class Round:
     latencies_ms: list[float]
     replies_per_s: float
+    cpu_ms_per_job: float = 0.0
+    """The agent's CPU per job in this round (soak rounds only)."""
 
     @property
     def p50(self) -> float:
@@ -193,7 +196,12 @@ async def measure_agent(agent: AgentProcess, relay: str, n_parallel: int, n_seq:
         rss_before = rss_mib(pid)
         crowd = await hub.new_askers(agent.pubkey_hex, n_parallel)
         cpu_before = cpu_ms(pid)
-        soak = [await parallel(crowd) for _ in range(rounds)]
+        soak = []
+        for _ in range(rounds):
+            start = cpu_ms(pid)
+            done = await parallel(crowd)
+            done.cpu_ms_per_job = (cpu_ms(pid) - start) / n_parallel
+            soak.append(done)
         cpu_per_job = (cpu_ms(pid) - cpu_before) / (rounds * n_parallel)
         rss_after = rss_mib(pid)
         seq = await sequential(await hub.new_askers(agent.pubkey_hex, n_seq))
@@ -302,8 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(floor_par.line(f"floor parallel {args.parallel}"))
     print(floor_seq.line(f"floor sequential {args.sequential}"))
     for i, r in enumerate(soak):
-        print(f"  soak round {i + 1}: p50 {r.p50:.1f} ms p99 {r.p99:.1f} ms "
-              f"{r.replies_per_s:.1f} replies/s")
+        keys = "fresh keys" if i == 0 else "known keys"
+        print(f"  soak round {i + 1} ({keys}): p50 {r.p50:.1f} ms p99 {r.p99:.1f} ms "
+              f"{r.replies_per_s:.1f} replies/s, {r.cpu_ms_per_job:.2f} ms CPU per job")
     print(f"agent cpu: {cpu_per_job:.2f} ms per job over {len(soak) * args.parallel} jobs; "
           f"crypto floor {crypto_ms:.2f} ms per job (reply text {reply_bytes} bytes)")
     print(f"agent rss: {rss_before:.1f} MiB after warm-up, {rss_after:.1f} MiB after "
