@@ -10,7 +10,8 @@ tail.
 - ``start()`` / ``restart()``; ``kill()`` = SIGKILL (a crash, no shutdown); ``stop()`` = SIGTERM,
   and it must exit with code 0 within ``stop_bound_s``.
 - ``db_path`` (read it with :mod:`tests.e2e.ledger_view`), ``ledger_check()`` runs
-  ``python -m bot ledger check --db PATH`` and fails unless it exits 0.
+  ``python -m bot ledger check --db PATH`` and fails unless it exits 0; ``log_problems()`` lists
+  the log's ERROR/CRITICAL lines and tracebacks.
 
 The configuration is an :class:`AgentConfig`; the wallet part is a :class:`WalletSetup`
 (``dev_wallet()`` or ``lnbits_wallet(account, url)``): the ``[wallet]`` table plus the environment
@@ -309,6 +310,12 @@ class AgentProcess:
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         text = self.log_text().splitlines()[-lines:]
         return f"--- {self.log_path} (last {len(text)} lines)\n" + "\n".join(text)
+
+    def log_problems(self) -> list[str]:
+        """Lines of the log at ERROR or CRITICAL level, and tracebacks: an agent that handled
+        everything it met has none, whatever the scenario threw at it."""
+        return [line for line in self.log_text().splitlines()
+                if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback")]
 
     def ledger_check(self, *, limits: bool = True) -> str:
         """``python -m bot ledger check --db PATH`` (with the configured daily limits unless

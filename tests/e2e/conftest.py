@@ -12,7 +12,8 @@ test server, and nostr-sdk askers.
 - ``hubs`` (function, async): ``await hubs(urls)`` → a started :class:`Hub` (nostr-sdk client),
   closed at the end of the test.
 
-A failed test shows the log tail of every agent still running.
+A failed test shows the log tail of every agent still running; a module whose agents logged an
+error or a traceback fails its teardown.
 """
 
 from __future__ import annotations
@@ -88,19 +89,23 @@ class AgentFactory:
         return agent
 
     def close_all(self) -> None:
-        """Stop every agent; one that does not exit 0 on SIGTERM in time fails the teardown."""
+        """Stop every agent. The teardown fails when one does not exit 0 on SIGTERM in time, or
+        logged an error or a traceback at any point (the test itself may have passed)."""
         failures: list[str] = []
         for agent in self.agents:
-            if not agent.running:
-                continue
-            try:
-                agent.stop()
-            except AgentError as exc:
-                failures.append(str(exc))
-            finally:
-                agent.close()
+            if agent.running:
+                try:
+                    agent.stop()
+                except AgentError as exc:
+                    failures.append(str(exc))
+                finally:
+                    agent.close()
+            problems = agent.log_problems()
+            if problems:
+                failures.append(f"{agent!r} logged {len(problems)} error line(s):\n"
+                                + "\n".join(problems[:20]))
         if failures:
-            raise AgentError("graceful stop failed:\n" + "\n".join(failures))
+            raise AgentError("\n".join(failures))
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from bot.nostr.nip65 import parse_dm_relays
 from bot.relays import RelayPool
 from bot.relays.config import RelayConfig
 from storage import Database
-from tests.e2e.agent_process import AgentError, AgentProcess
+from tests.e2e.agent_process import AgentConfig, AgentError, AgentProcess, RelayEntry, dev_wallet
 from tests.e2e.askers import Malformed, NoReply
 from tests.e2e.conftest import AgentFactory, HubMaker
 from tests.e2e.ledger_view import MONEY_TABLES, LedgerView, changed_tables
@@ -253,3 +253,17 @@ async def test_pay_an_invoice_from_another_lnbits_wallet(
     assert await payee.balance_msat() == 21_000
     assert await payer.balance_msat() <= 979_000
     assert find_bolt11("no invoice here\nlnbc is a prefix") is None
+
+
+def test_log_problems_finds_errors_and_tracebacks(tmp_path: Path,
+                                                  e2e_relays: list[RelayProcess]) -> None:
+    agent = AgentProcess(tmp_path / "agent", AgentConfig([RelayEntry(e2e_relays[0].url)],
+                                                         "http://127.0.0.1:9/v1", dev_wallet()))
+    agent.log_path.write_text(
+        "2026-12-01 00:00:00,000 INFO bot.agent: fine\n"
+        "2026-12-01 00:00:01,000 WARNING bot.agent.inbox: dropped (rate limited)\n"
+        "2026-12-01 00:00:02,000 ERROR bot.agent.queue: work item 1 failed\n"
+        "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: boom\n")
+    assert agent.log_problems() == [
+        "2026-12-01 00:00:02,000 ERROR bot.agent.queue: work item 1 failed",
+        "Traceback (most recent call last):"]
