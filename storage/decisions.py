@@ -24,10 +24,13 @@ from storage.outcomes import Decision, Reason, Serve
 
 
 def quote(
-    conn: sqlite3.Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, day: str
+    conn: sqlite3.Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, day: str,
+    subsidised: bool = True,
 ) -> Decision:
-    """The decision for now; reads only."""
-    room, reason = subsidy.room(conn, limits, pubkey, day)
+    """The decision for now; reads only. ``subsidised=False``: the pool gives nothing (session
+    or gate only)."""
+    room, reason = (subsidy.room(conn, limits, pubkey, day) if subsidised
+                    else (0, Reason.PAID_ONLY))
     if room >= estimate:
         return Decision(job_id, pubkey, Serve.FREE, Reason.COVERED, estimate, estimate, 0, 0)
     if available(conn, balance_account(pubkey)) >= estimate:
@@ -39,7 +42,8 @@ def quote(
 
 
 def decide(
-    conn: sqlite3.Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, now: int
+    conn: sqlite3.Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, now: int,
+    subsidised: bool = True,
 ) -> Decision:
     """Decide and record the job, making the decision's moves in this same transaction."""
     day = utc_day(now)
@@ -47,7 +51,7 @@ def decide(
     def compute() -> Decision:
         if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
             raise IdempotencyConflict(f"job {job_id} already exists")
-        d = quote(conn, limits, job_id, pubkey, estimate, day)
+        d = quote(conn, limits, job_id, pubkey, estimate, day, subsidised)
         reserve_tid = hold_tid = None
         if d.serve is Serve.FREE:
             reserve_tid = subsidy.reserve(
@@ -86,4 +90,5 @@ def decide(
         )
         return d
 
-    return once(conn, job_key(job_id, "decide"), "decide", [pubkey, estimate], Decision, compute)
+    args: list[object] = [pubkey, estimate] if subsidised else [pubkey, estimate, "paid_only"]
+    return once(conn, job_key(job_id, "decide"), "decide", args, Decision, compute)

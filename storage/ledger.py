@@ -85,30 +85,35 @@ class Ledger:
 
     # ------------------------------------------------------------------ decisions
 
-    async def decide(self, job_id: str, pubkey: str, estimate_msat: int) -> Decision:
+    async def decide(self, job_id: str, pubkey: str, estimate_msat: int, *,
+                     subsidised: bool = True) -> Decision:
         """Decide free / session / partial / gate for a new job and record the job, atomically.
 
         free: the pool is reserved in this same transaction (job ``running``); session: the
         estimate is held from the asker's balance in this same transaction (job ``running``);
         partial and gate: nothing is moved (job ``quoted``: attach an invoice next). A repeat
-        with the same arguments returns the original decision.
+        with the same arguments returns the original decision. ``subsidised=False``: the pool
+        gives nothing (session or gate; ``Reason.PAID_ONLY``).
         """
         text_id(job_id, "job_id")
         text_id(pubkey, "pubkey")
         estimate = positive_msat(estimate_msat, "estimate_msat")
+        _flag(subsidised, "subsidised")
         now, limits = self.clock(), self.limits
         return await self.db.write(
-            lambda conn: decisions.decide(conn, limits, job_id, pubkey, estimate, now)
+            lambda conn: decisions.decide(conn, limits, job_id, pubkey, estimate, now, subsidised)
         )
 
-    async def decide_dry_run(self, pubkey: str, estimate_msat: int) -> Decision:
+    async def decide_dry_run(self, pubkey: str, estimate_msat: int, *,
+                             subsidised: bool = True) -> Decision:
         """The decision ``decide`` would take now (``job_id=""``, session included); writes
         nothing at all."""
         text_id(pubkey, "pubkey")
         estimate = positive_msat(estimate_msat, "estimate_msat")
+        _flag(subsidised, "subsidised")
         day, limits = utc_day(self.clock()), self.limits
         return await self.db.read(
-            lambda conn: decisions.quote(conn, limits, "", pubkey, estimate, day)
+            lambda conn: decisions.quote(conn, limits, "", pubkey, estimate, day, subsidised)
         )
 
     # ------------------------------------------------------------------ invoices and payments
@@ -376,6 +381,11 @@ class Ledger:
             )
 
         return await self.db.read(run)
+
+
+def _flag(value: object, name: str) -> None:
+    if type(value) is not bool:
+        raise InvalidInput(f"{name} must be a bool")
 
 
 def _payout_id(value: object) -> int:

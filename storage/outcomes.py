@@ -25,6 +25,7 @@ class Reason(StrEnum):
     ALLOWANCE_SHORT = "allowance_short"  # the pubkey's free msat for today is (partly) used
     JOBS_LIMIT = "jobs_limit"  # the pubkey used today's subsidised jobs
     POOL_CAP = "pool_cap"  # the pool's global daily cap is (partly) used
+    PAID_ONLY = "paid_only"  # the request may not be subsidised (decide(..., subsidy=False))
 
 
 class PaymentVerdict(StrEnum):

@@ -105,7 +105,8 @@ class Agent:
         self.guard = Guard(p.service)
         self.inbox = Inbox(self.pool, p.keys, self.intake, self.guard, self._on_request)
         self.jobs = JobInbox(self.pool, p.keys, self.intake, self.guard, self._on_request,
-                             max_age_s=p.service.nip90_max_age_s, clock=clock)
+                             max_age_s=p.service.nip90_max_age_s,
+                             untargeted=p.service.nip90_untargeted, clock=clock)
         self.settlements = SettlementProcessor(self.ledger, self.intake,
                                                on_credit=self._on_credit,
                                                expiry_grace_s=p.service.expiry_grace_s)

@@ -207,11 +207,13 @@ class JobFlow:
                 await self._reply(req, Reply(texts.failed(quote.message, 0, None), "error"))
                 return
             if ask.bid_msat is not None:
-                dry = await self.d.ledger.decide_dry_run(req.sender, quote.amount_msat)
+                dry = await self.d.ledger.decide_dry_run(req.sender, quote.amount_msat,
+                                                         subsidised=ask.subsidised)
                 if await self._over_bid(req, ask.bid_msat, _price(dry.serve.value,
                                                                   dry.work_amount_msat)):
                     return
-            decision = await self.d.ledger.decide(req.id, req.sender, quote.amount_msat)
+            decision = await self.d.ledger.decide(req.id, req.sender, quote.amount_msat,
+                                                  subsidised=ask.subsidised)
             _job_log(req.id, req.sender, "decided",
                      f"{decision.serve.value} estimate={quote.amount_msat}msat")
             job = await self.d.ledger.job(req.id)
@@ -221,10 +223,10 @@ class JobFlow:
             await self.d.ledger.cancel(job.id)  # the pool moved since the dry run: nothing moved
             await self._over_bid(req, ask.bid_msat, price)
         elif state == "quoted":
-            await self._quote(req, job)
+            await self._quote(req, job, ask.subsidised)
         elif state == "invoiced":
             if req.state is RequestState.NEW and req.invoice:
-                await self._send_quote(req, job, req.invoice)
+                await self._send_quote(req, job, req.invoice, ask.subsidised)
         elif state in ("paid", "running"):
             await self._work(req, job, ask)
         elif state == "done":
@@ -243,7 +245,7 @@ class JobFlow:
         await self._reply(req, Reply(texts.over_bid(price_msat, bid_msat), "error"))
         return True
 
-    async def _quote(self, req: RequestRecord, job: JobRecord) -> None:
+    async def _quote(self, req: RequestRecord, job: JobRecord, subsidised: bool) -> None:
         async with self._invoicing:  # caps counted and the invoice attached as one step
             bolt11 = req.invoice
             if bolt11 is None:
@@ -273,10 +275,12 @@ class JobFlow:
                 job.id, decoded.payment_hash, decoded.amount_msat or 0,
                 decoded.created_at + decoded.expiry_s)
         _job_log(job.id, req.sender, "invoiced", f"{decoded.amount_msat}msat")
-        await self._send_quote(req, job, bolt11)
+        await self._send_quote(req, job, bolt11, subsidised)
 
-    async def _send_quote(self, req: RequestRecord, job: JobRecord, bolt11: str) -> None:
-        decision = await self.d.ledger.decide_dry_run(req.sender, job.estimate_msat)
+    async def _send_quote(self, req: RequestRecord, job: JobRecord, bolt11: str,
+                          subsidised: bool) -> None:
+        decision = await self.d.ledger.decide_dry_run(req.sender, job.estimate_msat,
+                                                      subsidised=subsidised)
         paused = self.d.controls.paused
         text = texts.quote(job_decision(job, decision.reason), job.invoice_msat or 0, bolt11,
                            self.d.service.invoice_expiry_s, paused)

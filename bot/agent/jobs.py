@@ -8,10 +8,14 @@ they delete), without the pool's claim-before-handling: each event is checked an
 the event as received, in one transaction — and only then handed on. The job flow reads the body
 (``bot.agent.replies.JobReplier``): a malformed request gets one ``error`` feedback there.
 
+With ``untargeted`` (``[service] nip90_untargeted``) it also takes requests that tag no
+provider; the flow serves those paid only (``Ask.subsidised`` is false: the pool never pays).
+
 Dropped without a reply (claimed, counted, logged): the agent's own events, requests dated
 before ``nip90_max_age_s`` or more than :data:`FUTURE_SLACK_S` ahead (a request dated in the
 future is never re-run at each start either: its claim is kept like any other), requests that
-tag other providers, events too large to record, and floods (``Guard``, per pubkey).
+tag other providers (or nobody, unless ``untargeted``), events too large to record, and floods
+(``Guard``, per pubkey).
 """
 
 from __future__ import annotations
@@ -41,13 +45,14 @@ class JobInbox:
 
     def __init__(self, pool: RelayPool, keys: Keys, intake: Intake, guard: Guard,
                  on_request: Callable[[RequestRecord], None], *, max_age_s: int,
-                 clock: Callable[[], float] = time.time) -> None:
+                 untargeted: bool = False, clock: Callable[[], float] = time.time) -> None:
         self.pool = pool
         self.keys = keys
         self.intake = intake
         self.guard = guard
         self.on_request = on_request
         self.max_age_s = max_age_s
+        self.untargeted = untargeted
         self.clock = clock
         self.ignored = 0
         self.dropped = 0
@@ -55,10 +60,11 @@ class JobInbox:
 
     async def start(self) -> None:
         me = self.keys.public_hex
+        jobs: dict[str, object] = ({"kinds": [nip90.KIND_TEXT_JOB]} if self.untargeted
+                                   else {"kinds": [nip90.KIND_TEXT_JOB], "#p": [me]})
         self.subscriptions = [
             await self.pool.subscribe(
-                [{"kinds": [nip90.KIND_TEXT_JOB], "#p": [me]},
-                 {"kinds": [nip90.KIND_DELETION], "#k": [str(nip90.KIND_TEXT_JOB)]}],
+                [jobs, {"kinds": [nip90.KIND_DELETION], "#k": [str(nip90.KIND_TEXT_JOB)]}],
                 self.handle, lookback_s=min(DEFAULT_LOOKBACK_S, self.max_age_s),
                 durable_claim=False),
         ]
@@ -83,7 +89,8 @@ class JobInbox:
             if event.created_at > now + FUTURE_SLACK_S:
                 await self._ignore(event, "dated in the future")
                 return
-            if self.keys.public_hex not in event.tag_values("p"):
+            targets = event.tag_values("p")
+            if self.keys.public_hex not in targets and (targets or not self.untargeted):
                 await self._ignore(event, "not addressed to us")
                 return
         elif event.kind != nip90.KIND_DELETION or not nip90.deleted_ids(event):

@@ -52,12 +52,14 @@ class Reply:
 class Ask:
     """A question to answer. ``bid_msat``: the most the asker will pay (None: no limit);
     ``max_tokens``: the asker's own cap (None: the operator's); ``history``: whether the asker's
-    earlier exchanges are context (a DM conversation; never for a job request)."""
+    earlier exchanges are context (a DM conversation; never for a job request); ``subsidised``:
+    whether the pool may pay (not for a job request that tags no provider)."""
 
     text: str
     bid_msat: int | None = None
     max_tokens: int | None = None
     history: bool = True
+    subsidised: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +161,8 @@ class JobReplier:
                                   and len(max_tokens) < 7) else None  # "²".isdigit() is True
         if max_tokens is not None and not cap:
             return Refusal("param max_tokens must be a positive whole number")
-        return Ask(text, bid_msat=job.bid_msat, max_tokens=cap, history=False)
+        return Ask(text, bid_msat=job.bid_msat, max_tokens=cap, history=False,
+                   subsidised=self.keys.public_hex in job.targets)
 
     def events(self, req: RequestRecord, reply: Reply) -> list[Event]:
         job = self._request(req)

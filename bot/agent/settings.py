@@ -44,6 +44,8 @@ class ServiceConfig:
     - ``auto_refund``: pay refunds to the lud16 of the asker's profile by themselves.
     - ``stop_grace_s``: on SIGTERM, how long running work may finish before it is parked.
     - ``nip90_max_age_s``: a NIP-90 job request dated longer ago than this is ignored.
+    - ``nip90_untargeted``: also take kind-5050 requests that tag no provider — paid service
+      only (session or invoice; the pool never pays for them).
     """
 
     concurrency: int = 4
@@ -61,6 +63,7 @@ class ServiceConfig:
     auto_refund: bool = True
     stop_grace_s: int = 10
     nip90_max_age_s: int = 3600
+    nip90_untargeted: bool = False
 
     def __post_init__(self) -> None:
         _int_in("concurrency", self.concurrency, 1, 256)
@@ -79,6 +82,8 @@ class ServiceConfig:
             raise AgentSettingsError("auto_refund must be true or false")
         _int_in("stop_grace_s", self.stop_grace_s, 0, 600)
         _int_in("nip90_max_age_s", self.nip90_max_age_s, 60, 7 * 86_400)
+        if not isinstance(self.nip90_untargeted, bool):
+            raise AgentSettingsError("nip90_untargeted must be true or false")
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ _WHY = {
     Reason.ALLOWANCE_SHORT: "you used today's free allowance",
     Reason.JOBS_LIMIT: "you used today's free questions",
     Reason.POOL_CAP: "the pool reached today's spending cap",
+    Reason.PAID_ONLY: "a request that tags no provider is served paid only",
     Reason.COVERED: "",
 }
 

@@ -8,9 +8,10 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -57,7 +58,8 @@ class Running:
 async def start_agent(tmp_path: Path, relay_url: str, ai_server: AiTestServer,
                       profile: ProfileConfig | None = None,
                       lnurl_hosts: frozenset[str] = frozenset(),
-                      more_relays: Sequence[str] = ()) -> AsyncIterator[Running]:
+                      more_relays: Sequence[str] = (),
+                      service: Mapping[str, Any] | None = None) -> AsyncIterator[Running]:
     db = await Database.open(tmp_path / "agent.sqlite3")
     scenario = ai_server.scenario()
     wallet = DevWallet()
@@ -69,7 +71,8 @@ async def start_agent(tmp_path: Path, relay_url: str, ai_server: AiTestServer,
             keys=Keys.generate(), relays=[RelayConfig(u) for u in (relay_url, *more_relays)],
             db=db, wallet=wallet,
             backend=backend, http=http, pricing=PRICING, limits=LIMITS,
-            service=ServiceConfig(work_timeout_s=10, burst=20, rate_per_minute=600),
+            service=replace(ServiceConfig(work_timeout_s=10, burst=20, rate_per_minute=600),
+                            **(service or {})),
             profile=profile or ProfileConfig(), admins=frozenset({admin.public_hex}),
             max_tokens=32, payout_policy=PayoutPolicy(), lnurl_insecure_hosts=lnurl_hosts)
         agent = Agent(parts)

@@ -53,9 +53,9 @@ class Customer:
             self.events.append(event)
 
     async def request(self, text: str, *tags: list[str], scheme: nip90.Encryption = "",
-                      to: list[str] | None = None) -> Event:
+                      to: list[str] | None = None, targeted: bool = True) -> Event:
         params = [["i", text, "text"], *tags]
-        targets = [["p", self.agent.public_hex]]
+        targets = [["p", self.agent.public_hex]] if targeted else []
         if scheme:
             content = nip90.encrypt(self.keys, scheme, self.agent.public_hex, json.dumps(params))
             event = sign_event(self.keys, 5050, content, [*targets, ["encrypted"]])
@@ -327,4 +327,32 @@ async def test_a_zap_of_the_payment_required_feedback_pays_the_job(
         job = await running.agent.ledger.job(request.id)
         assert str(job.state) == "done" and job.paid_msat == amount
         assert out.first_tag("amount") == str(job.charged_msat)
+        await _books_ok(running)
+
+
+async def test_untargeted_requests_are_ignored_unless_configured(
+        running: Running, customer: Customer) -> None:
+    await _fund(running)
+    request = await customer.request("anyone there?", targeted=False)
+    await asyncio.sleep(1.0)
+    assert customer.about(request) == []
+    assert await running.agent.ledger.recent_jobs(customer.keys.public_hex) == []
+
+
+async def test_untargeted_requests_are_served_paid_only(
+        tmp_path: Path, relay_url: str, ai_server: AiTestServer) -> None:
+    async with start_agent(tmp_path, relay_url, ai_server,
+                           service={"nip90_untargeted": True}) as running, \
+            customer_of(running) as customer:
+        await _fund(running)
+        pool = (await running.agent.ledger.pool_status()).available_msat
+        untargeted = await customer.request("for any provider", targeted=False)
+        quote = await customer.wait_for(untargeted, nip90.KIND_FEEDBACK, "payment-required")
+        assert "tags no provider" in customer.info(quote)
+        job = await running.agent.ledger.job(untargeted.id)
+        assert (str(job.serve), job.absorb_msat) == ("gate", 0)
+        assert (await running.agent.ledger.pool_status()).available_msat == pool
+        targeted = await customer.request("for you")  # the same customer, tagging the agent
+        await customer.wait_for(targeted, nip90.KIND_TEXT_RESULT)
+        assert str((await running.agent.ledger.job(targeted.id)).serve) == "free"
         await _books_ok(running)

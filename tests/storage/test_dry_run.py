@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage import Database, Ledger, Serve
+import pytest
+
+from storage import Database, IdempotencyConflict, InvalidInput, Ledger, Reason, Serve
 from tests.storage.conftest import LIMITS
 from tests.storage.support import ManualClock, file_digest
 
@@ -35,4 +37,26 @@ async def test_dry_run_writes_nothing(db_path: Path, clock: ManualClock) -> None
     assert (dry.serve, dry.reason, dry.absorb_msat, dry.work_amount_msat) == (
         real.serve, real.reason, real.absorb_msat, real.work_amount_msat)
     assert {a.serve for a in answers} == {Serve.FREE, Serve.PARTIAL}
+    await db.close()
+
+
+async def test_paid_only_decisions_never_touch_the_pool(db_path: Path,
+                                                        clock: ManualClock) -> None:
+    db = await Database.open(db_path)
+    ledger = Ledger(db, LIMITS, clock=clock)
+    await ledger.credit_pool(50_000, "zap:1")
+    dry = await ledger.decide_dry_run("dave", 1_000, subsidised=False)
+    real = await ledger.decide("j1", "dave", 1_000, subsidised=False)
+    assert (dry.serve, dry.reason, dry.absorb_msat) == (Serve.GATE, Reason.PAID_ONLY, 0)
+    assert (real.serve, real.absorb_msat, real.work_amount_msat) == (Serve.GATE, 0, 1_000)
+    assert (await ledger.pool_status()).available_msat == 50_000
+    assert await ledger.decide("j1", "dave", 1_000, subsidised=False) == real  # a repeat
+    with pytest.raises(IdempotencyConflict):
+        await ledger.decide("j1", "dave", 1_000)  # the same job, other terms
+    await ledger.credit_balance("erin", 5_000, "gift")
+    session = await ledger.decide("j2", "erin", 1_000, subsidised=False)
+    assert (session.serve, session.absorb_msat) == (Serve.SESSION, 0)
+    with pytest.raises(InvalidInput):
+        await ledger.decide("j3", "erin", 1_000, subsidised=1)  # type: ignore[arg-type]
+    assert (await ledger.decide("j4", "frank", 1_000)).serve is Serve.FREE  # others as before
     await db.close()
