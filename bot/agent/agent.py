@@ -33,6 +33,7 @@ from bot.agent.routing import RelayLists
 from bot.agent.settings import ProfileConfig, ServiceConfig
 from bot.agent.settlements import Applied, SettlementProcessor, payer_message
 from bot.agent.zaps import ZapIntake, ZapResult
+from bot.nostr.event import Event
 from bot.nostr.keys import Keys
 from bot.relays.config import RelayConfig
 from bot.relays.pool import RelayPool
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 RECONCILE_S = 10.0
 ERASE_EVERY_S = 3600.0
 ANNOUNCE_EVERY_S = 6 * 3600.0
+FETCH_EVENT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,7 @@ class Agent:
             keys=p.keys, ledger=self.ledger, intake=self.intake, publisher=self.publisher,
             wallet=p.wallet, backend=p.backend, pricing=p.pricing, service=p.service,
             payouts=self.payouts, profiles=self.profiles, controls=self.controls,
-            admins=p.admins, max_tokens=p.max_tokens))
+            admins=p.admins, max_tokens=p.max_tokens, fetch_event=self._fetch_event))
         self.queue: FairQueue[str] = FairQueue(self.flow.advance,
                                                workers=max(8, 2 * p.service.concurrency))
         self.guard = Guard(p.service)
@@ -210,6 +212,12 @@ class Agent:
         erased = await self.intake.erase_before(cutoff)
         if erased:
             log.info("erased the texts of %d old requests", erased)
+
+    async def _fetch_event(self, event_id: str) -> Event | None:
+        """An event by id from the read relays (a NIP-90 ``event`` input), within 5 s."""
+        found = await self.pool.fetch([{"ids": [event_id], "limit": 1}],
+                                      timeout_s=FETCH_EVENT_S)
+        return next((e for e in found if e.id == event_id), None)
 
     async def _job_for_event(self, event_id: str) -> str | None:
         """A zap whose request names one of our quotes pays that quote's job."""

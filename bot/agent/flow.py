@@ -36,7 +36,16 @@ from bot.agent.inbox import PROTOCOLS, build_reply
 from bot.agent.outbox import Publisher
 from bot.agent.payouts import Payouts, PayoutStatus
 from bot.agent.profiles import Profiles
-from bot.agent.replies import Ask, Deletion, DirectReplier, JobReplier, Refusal, Replier, Reply
+from bot.agent.replies import (
+    Ask,
+    Deletion,
+    DirectReplier,
+    EventSource,
+    JobReplier,
+    Refusal,
+    Replier,
+    Reply,
+)
 from bot.agent.settings import ServiceConfig
 from bot.nostr.keys import Keys
 from bot.wallets.base import Wallet, WalletError
@@ -76,6 +85,7 @@ class FlowDeps:
     controls: Controls
     admins: frozenset[str]
     max_tokens: int
+    fetch_event: EventSource
 
 
 @dataclass(slots=True)
@@ -99,7 +109,7 @@ class JobFlow:
         direct = DirectReplier(deps.keys)
         self._repliers: dict[str, Replier] = {
             "nip04": direct, "nip17": direct,
-            "nip90": JobReplier(deps.keys, deps.service.max_request_bytes)}
+            "nip90": JobReplier(deps.keys, deps.service.max_request_bytes, deps.fetch_event)}
         self._direct = direct
 
     # ------------------------------------------------------------------ entry
@@ -119,10 +129,24 @@ class JobFlow:
             elif isinstance(reading, Deletion):
                 await self._deletion(req, reading)
             elif isinstance(reading, Refusal):
-                _job_log(req.id, req.sender, "refused", reading.reason)
-                await self._reply(req, Reply(texts.refused(reading.reason), "error"))
+                await self._refuse(req, reading.reason)
             else:
                 await self._reply(req, Reply(await self._command(req, reading)))
+
+    async def _refuse(self, req: RequestRecord, reason: str) -> None:
+        """A request that cannot be served: one refusal. A job already paid for it (its input
+        could be read before, not now) fails and is refunded like any failed work."""
+        job = await self._job(req.id)
+        if job is not None and str(job.state) in ("paid", "running"):
+            failure = await self.d.ledger.fail(job.id, "input no longer readable")
+            _job_log(job.id, req.sender, "work failed", reason)
+            await self._tell_failure(req, await self.d.ledger.job(job.id), reason,
+                                     failure.refund_msat)
+            return
+        if job is not None and str(job.state) in ("quoted", "invoiced"):
+            await self.d.ledger.cancel(job.id)
+        _job_log(req.id, req.sender, "refused", reason)
+        await self._reply(req, Reply(texts.refused(reason), "error"))
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, request_id: str) -> AsyncIterator[None]:

@@ -10,14 +10,18 @@ protocol reads the request and turns each reply into signed events:
 - :class:`JobReplier` (``nip90``): the body is the kind-5050 request (or a kind-5 deletion) as
   received; it is read with ``bot.nostr.nip90`` into an :class:`Ask` (the text, the bid, the
   ``max_tokens`` param), a :class:`Deletion`, or a :class:`Refusal` (a malformed request:
-  one ``error`` feedback). Replies are kind-7000 feedback (``payment-required`` with amount and
-  bolt11, ``error`` with the reason, ``processing``) and, for an answer, the kind-6050 result
-  with what was charged then ``success`` — encrypted in the request's scheme when it was. They
-  go to the request's ``relays`` too, besides the arrival relays.
+  one ``error`` feedback). An ``event`` input is the content of that event, fetched from the
+  agent's relays (``EventSource``; a bounded wait, so an unknown id is a refusal, not a
+  stall); ``url`` and ``job`` inputs are refused. Replies are kind-7000 feedback
+  (``payment-required`` with amount and bolt11, ``error`` with the reason, ``processing``)
+  and, for an answer, the kind-6050 result with what was charged then ``success`` — encrypted
+  in the request's scheme when it was. They go to the request's ``relays`` too, besides the
+  arrival relays.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
@@ -32,6 +36,9 @@ from storage import RequestRecord
 
 MAX_INFO_CHARS: Final = 1000
 """Longest human text in a feedback's status tag (the rest is cut)."""
+
+EventSource = Callable[[str], Awaitable[Event | None]]
+"""Fetch a verified event by id from the relays (None: not found in time)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +129,10 @@ class DirectReplier:
 
 
 class JobReplier:
-    def __init__(self, keys: Keys, max_text_bytes: int) -> None:
+    def __init__(self, keys: Keys, max_text_bytes: int, fetch: EventSource) -> None:
         self.keys = keys
         self.max_text_bytes = max_text_bytes
+        self.fetch = fetch
 
     def _event(self, req: RequestRecord) -> Event:
         return Event.from_json(req.body or "")
@@ -147,10 +155,16 @@ class JobReplier:
             return Refusal(str(exc))
         texts = []
         for item in job.inputs:
-            if item.type != "text":
-                return Refusal(f"input type {item.type} is not served here: send the "
-                                        f"text itself")
-            texts.append(item.data)
+            if item.type == "event":
+                found = await self.fetch(item.data)
+                if found is None or found.id != item.data:
+                    return Refusal(f"event {item.data[:16]}… was not found on my relays")
+                texts.append(found.content)
+            elif item.type == "text":
+                texts.append(item.data)
+            else:
+                return Refusal(f"input type {item.type} is not served here: send the text "
+                               f"itself")
         text = "\n\n".join(texts).strip()
         if not text:
             return Refusal("the input is empty")

@@ -22,7 +22,7 @@ from bot.relays.config import RelayConfig
 from bot.wallets.bolt11 import decode_invoice
 from bot.wallets.lightning_address import AgentAddress
 from bot.wallets.lnurl import LnurlClient
-from storage import check
+from storage import UnknownJob, check
 from tests.agent.test_agent import Running, start_agent
 from tests.fixtures.ai_server import AiTestServer
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
@@ -356,3 +356,23 @@ async def test_untargeted_requests_are_served_paid_only(
         await customer.wait_for(targeted, nip90.KIND_TEXT_RESULT)
         assert str((await running.agent.ledger.job(targeted.id)).serve) == "free"
         await _books_ok(running)
+
+
+async def test_event_input_is_fetched_and_an_unknown_one_refused(
+        running: Running, customer: Customer) -> None:
+    await _fund(running)
+    note = sign_event(customer.keys, 1, "what is the speed of light?", [])
+    assert (await customer.pool.publish(note)).ok
+    request = sign_event(customer.keys, 5050, "", [["i", note.id, "event", running.relay_url],
+                                                   ["p", running.agent.parts.keys.public_hex]])
+    assert (await customer.pool.publish(request)).ok
+    out = await customer.wait_for(request, nip90.KIND_TEXT_RESULT)
+    assert ["i", note.id, "event", running.relay_url] in [list(t) for t in out.tags]
+    unknown = sign_event(customer.keys, 5050, "", [["i", "ab" * 32, "event"],
+                                                   ["p", running.agent.parts.keys.public_hex]])
+    assert (await customer.pool.publish(unknown)).ok
+    error = await customer.wait_for(unknown, nip90.KIND_FEEDBACK, "error")
+    assert "was not found" in customer.info(error)
+    with pytest.raises(UnknownJob):  # refused before any decision: nothing recorded
+        await running.agent.ledger.job(unknown.id)
+    await _books_ok(running)

@@ -13,6 +13,11 @@ PROVIDER = Keys.generate()
 CUSTOMER = Keys.generate()
 
 
+async def nowhere(event_id: str) -> Event | None:
+    """An event source that holds nothing."""
+    return None
+
+
 def record(event: Event) -> RequestRecord:
     return RequestRecord(id=event.id, sender=event.pubkey, protocol="nip90",
                          body=event.to_json(), reply_to=event.id, relays=(),
@@ -22,7 +27,7 @@ def record(event: Event) -> RequestRecord:
 
 async def test_max_tokens_is_read() -> None:
     event = sign_event(CUSTOMER, 5050, "", [["i", "hi", "text"], ["param", "max_tokens", "64"]])
-    reading = await JobReplier(PROVIDER, 4000).read(record(event), False)
+    reading = await JobReplier(PROVIDER, 4000, nowhere).read(record(event), False)
     assert isinstance(reading, Ask) and reading.max_tokens == 64
 
 
@@ -30,5 +35,22 @@ async def test_max_tokens_is_read() -> None:
 async def test_max_tokens_that_is_not_a_small_whole_number_is_refused(value: str) -> None:
     # "²" is a digit to str.isdigit but not to int(): it raised ValueError out of read
     event = sign_event(CUSTOMER, 5050, "", [["i", "hi", "text"], ["param", "max_tokens", value]])
-    reading = await JobReplier(PROVIDER, 4000).read(record(event), False)
+    reading = await JobReplier(PROVIDER, 4000, nowhere).read(record(event), False)
     assert isinstance(reading, Refusal) and "max_tokens" in reading.reason
+
+
+async def test_event_input_unknown_to_the_source_is_refused() -> None:
+    event = sign_event(CUSTOMER, 5050, "", [["i", "ab" * 32, "event"]])
+    reading = await JobReplier(PROVIDER, 4000, nowhere).read(record(event), False)
+    assert isinstance(reading, Refusal) and "not found" in reading.reason
+
+
+async def test_event_input_is_the_fetched_content() -> None:
+    note = sign_event(CUSTOMER, 1, "the text of a note", [])
+
+    async def holding(event_id: str) -> Event | None:
+        return note if event_id == note.id else None
+
+    event = sign_event(CUSTOMER, 5050, "", [["i", note.id, "event"], ["i", "and this", "text"]])
+    reading = await JobReplier(PROVIDER, 4000, holding).read(record(event), False)
+    assert isinstance(reading, Ask) and reading.text == "the text of a note\n\nand this"
