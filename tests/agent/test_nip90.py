@@ -24,7 +24,7 @@ from bot.wallets.lightning_address import AgentAddress
 from bot.wallets.lnurl import LnurlClient
 from storage import UnknownJob, check
 from tests.agent.test_agent import Running, start_agent
-from tests.fixtures.ai_server import AiTestServer
+from tests.fixtures.ai_server import AiTestServer, Behaviour
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
 from tests.fixtures.lnurl_provider import LnurlProvider
 from tests.fixtures.nwc_service import LnbitsRest
@@ -375,4 +375,19 @@ async def test_event_input_is_fetched_and_an_unknown_one_refused(
     assert "was not found" in customer.info(error)
     with pytest.raises(UnknownJob):  # refused before any decision: nothing recorded
         await running.agent.ledger.job(unknown.id)
+    await _books_ok(running)
+
+
+async def test_backend_failure_after_payment_is_one_error_and_a_full_refund(
+        running: Running, customer: Customer) -> None:
+    running.scenario.script(Behaviour(kind="status", status=400, message="bad"))
+    request = await customer.request("a job whose work fails")
+    quote = await customer.wait_for(request, nip90.KIND_FEEDBACK, "payment-required")
+    running.wallet.settle(decode_invoice(
+        next(t for t in quote.tags if t[0] == "amount")[2]).payment_hash)
+    error = await customer.wait_for(request, nip90.KIND_FEEDBACK, "error")
+    assert "could not answer" in customer.info(error) and "Refund" in customer.info(error)
+    job = await running.agent.ledger.job(request.id)
+    assert str(job.state) == "failed" and job.refund_msat == job.paid_msat
+    assert not customer.about(request, nip90.KIND_TEXT_RESULT)
     await _books_ok(running)
