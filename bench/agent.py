@@ -23,6 +23,12 @@ NIP-17:
   unwrapped (ECDH, NIP-44, the seal's signature), and the reply wrapped twice (recipient and self
   copy: four signatures, four ECDH, four NIP-44 encryptions), fresh keys each time.
 
+With ``--nip90`` the same agent is driven with NIP-90 instead: ``--parallel`` customers with
+fresh keys (our own relay pool, one connection) publish a kind-5050 request each at once, and
+the latency is request → kind-6050 result (p50/p99, results per second), over ``--rounds``
+rounds; its last line is ``nip90_p50_ms=… nip90_p99_ms=… results_per_s=…`` (compare with
+NostrDVM on the same relay: 53–66 requests/s, p99 1.5–1.9 s measured for issue 9).
+
 The last line is ``p50_ms=… p99_ms=… floor_p99_ms=… replies_per_s=… floor_replies_per_s=…
 cpu_ms_per_job=… crypto_ms_per_job=… rss_growth_mib=…`` (p50/p99/replies_per_s: the fresh-key
 parallel round). Targets (issue 8): p99 ≤ floor p99 + 100 ms, replies/s ≥ 90 % of the floor's,
@@ -50,9 +56,11 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 import nostr_sdk as sdk
 import websockets
 
-from bot.nostr import nip17
-from bot.nostr.event import Event
+from bot.nostr import nip17, nip90
+from bot.nostr.event import Event, sign_event
 from bot.nostr.keys import Keys
+from bot.relays import RelayPool
+from bot.relays.config import RelayConfig
 from tests.e2e.agent_process import AgentConfig, AgentProcess, RelayEntry, dev_wallet
 from tests.e2e.askers import Asker, Hub
 from tests.e2e.money import fund_pool
@@ -239,6 +247,46 @@ async def measure_floor(relay: str, prepared_path: str, n_parallel: int, n_seq: 
     return par, seq
 
 
+async def _send(pool: RelayPool, request: Event, sent: dict[str, float]) -> None:
+    sent[request.id] = time.monotonic()
+    await pool.publish(request)
+
+
+async def measure_nip90(agent_pubkey: str, relay: str, n_parallel: int, rounds: int
+                        ) -> list[Round]:
+    """``rounds`` rounds of ``n_parallel`` fresh customers each sending one request at once."""
+    results: dict[str, float] = {}
+    arrived = asyncio.Event()
+
+    async def on_result(event: Event, relay_url: str) -> None:
+        for request_id in event.tag_values("e"):
+            results.setdefault(request_id, time.monotonic())
+        arrived.set()
+
+    out = []
+    async with RelayPool([RelayConfig(relay)], keys=Keys.generate()) as pool:
+        await pool.wait_connected(10)
+        for _ in range(rounds):
+            customers = [Keys.generate() for _ in range(n_parallel)]
+            await pool.subscribe([{"kinds": [nip90.KIND_TEXT_RESULT],
+                                   "#p": [c.public_hex for c in customers]}], on_result,
+                                 lookback_s=60)
+            requests = [sign_event(c, nip90.KIND_TEXT_JOB, "", [["i", QUESTION, "text"],
+                                                                ["p", agent_pubkey]])
+                        for c in customers]
+            sent: dict[str, float] = {}
+            start = time.monotonic()
+            await asyncio.gather(*(_send(pool, r, sent) for r in requests))
+            async with asyncio.timeout(REPLY_TIMEOUT_S):
+                while not all(r.id in results for r in requests):
+                    arrived.clear()
+                    await arrived.wait()
+            latencies = [(results[r.id] - sent[r.id]) * 1000 for r in requests]
+            last = max(results[r.id] for r in requests)
+            out.append(Round(latencies, n_parallel / (last - start)))
+    return out
+
+
 def _write(path: str, text: str) -> None:
     Path(path).write_text(text, encoding="utf-8")
 
@@ -255,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=100)
     parser.add_argument("--sequential", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--nip90", action="store_true",
+                        help="drive the agent with NIP-90 job requests instead of DMs")
     parser.add_argument("--ai-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--echo", help=argparse.SUPPRESS)
     parser.add_argument("--relay", help=argparse.SUPPRESS)
@@ -288,6 +338,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 service={"concurrency": 8, "rate_per_minute": 6000, "burst": 100}))
             agent.start()
             asyncio.run(fund_pool(agent.db_path, jobs * 20_000, "bench:pool"))
+            if args.nip90:
+                nip90_rounds = asyncio.run(measure_nip90(agent.pubkey_hex, relay, args.parallel,
+                                                         args.rounds))
+                agent.stop()
+                for i, r in enumerate(nip90_rounds):
+                    print(r.line(f"nip90 parallel {args.parallel} round {i + 1}"))
+                first = nip90_rounds[0]
+                print(f"nip90_p50_ms={first.p50:.1f} nip90_p99_ms={first.p99:.1f} "
+                      f"results_per_s={first.replies_per_s:.1f}")
+                return 0
             soak, seq, cpu_per_job, rss_before, rss_after, reply_bytes = asyncio.run(
                 measure_agent(agent, relay, args.parallel, args.sequential, args.rounds))
             floor_par, floor_seq = asyncio.run(

@@ -21,6 +21,7 @@ protocol reads the request and turns each reply into signed events:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
@@ -36,6 +37,9 @@ from storage import RequestRecord
 
 MAX_INFO_CHARS: Final = 1000
 """Longest human text in a feedback's status tag (the rest is cut)."""
+
+MAX_READ_CACHED: Final = 4096
+"""Job requests kept read (parsed, decrypted) by ``JobReplier``."""
 
 EventSource = Callable[[str], Awaitable[Event | None]]
 """Fetch a verified event by id from the relays (None: not found in time)."""
@@ -133,17 +137,31 @@ class JobReplier:
         self.keys = keys
         self.max_text_bytes = max_text_bytes
         self.fetch = fetch
+        self._read: OrderedDict[str, nip90.JobRequest | Event] = OrderedDict()
 
     def _event(self, req: RequestRecord) -> Event:
         return Event.from_json(req.body or "")
 
     def _request(self, req: RequestRecord) -> nip90.JobRequest | Event:
-        """The request as read, or the bare event when it cannot be read (an error reply)."""
+        """The request as read, or the bare event when it cannot be read (an error reply);
+        the last :data:`MAX_READ_CACHED` are kept (a job's replies read it several times)."""
+        known = self._read.get(req.id)
+        if known is not None:
+            self._read.move_to_end(req.id)
+            return known
         event = self._event(req)
         try:
-            return nip90.parse_request(self.keys, event)
+            read: nip90.JobRequest | Event = nip90.parse_request(self.keys, event)
         except NostrError:
-            return event
+            read = event
+        return self._keep(req.id, read)
+
+    def _keep(self, request_id: str, read: nip90.JobRequest | Event
+              ) -> nip90.JobRequest | Event:
+        self._read[request_id] = read
+        if len(self._read) > MAX_READ_CACHED:
+            self._read.popitem(last=False)
+        return read
 
     async def read(self, req: RequestRecord, is_admin: bool) -> Reading:
         try:
@@ -153,6 +171,7 @@ class JobReplier:
             job = nip90.parse_request(self.keys, event)
         except NostrError as exc:
             return Refusal(str(exc))
+        self._keep(req.id, job)
         texts = []
         for item in job.inputs:
             if item.type == "event":
