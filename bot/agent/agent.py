@@ -105,7 +105,8 @@ class Agent:
         self.queue: FairQueue[str] = FairQueue(self.flow.advance,
                                                workers=max(8, 2 * p.service.concurrency))
         self.guard = Guard(p.service)
-        self.inbox = Inbox(self.pool, p.keys, self.intake, self.guard, self._on_request)
+        self.inbox = Inbox(self.pool, p.keys, self.intake, self.guard, self._on_request,
+                           self.publisher.sent_here)
         self.jobs = JobInbox(self.pool, p.keys, self.intake, self.guard, self._on_request,
                              max_age_s=p.service.nip90_max_age_s,
                              untargeted=p.service.nip90_untargeted, clock=clock)

@@ -96,8 +96,10 @@ class Inbox:
     """See the module docstring. ``on_request(record)`` is called once per new request."""
 
     def __init__(self, pool: RelayPool, keys: Keys, intake: Intake, guard: Guard,
-                 on_request: Callable[[RequestRecord], None]) -> None:
+                 on_request: Callable[[RequestRecord], None],
+                 is_own: Callable[[str], bool] = lambda event_id: False) -> None:
         self.pool = pool
+        self.is_own = is_own
         self.keys = keys
         self.intake = intake
         self.guard = guard
@@ -118,6 +120,9 @@ class Inbox:
 
     async def handle(self, event: Event, relay_url: str) -> None:
         """Open, check and record one event (the pool's handler)."""
+        if self.is_own(event.id):  # a self copy this process just sent: no crypto, no write
+            self.own_skipped += 1
+            return
         if await self.intake.seen(event.id):
             return
         try:
