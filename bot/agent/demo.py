@@ -42,6 +42,7 @@ import httpx
 
 from bot.agent.agent import Agent, AgentParts
 from bot.agent.settings import ProfileConfig, ServiceConfig
+from bot.agent.web import StatusServer
 from bot.config import ConfigError, load_settings
 from bot.dm_client import DmClient, DmClientError
 from bot.logs import configure_logging
@@ -342,9 +343,14 @@ async def _with_relay(args: argparse.Namespace, view: View, workdir: Path, relay
                 profile=ProfileConfig(name="Timmy (demo)"), admins=frozenset(),
                 max_tokens=max_tokens, payout_policy=PayoutPolicy()))
             asker_pool = RelayPool(relays, keys=asker_keys)
+            status: StatusServer | None = None
             try:
                 await agent.start()
                 view.note(f"agent: {agent_keys.npub}")
+                status = StatusServer(agent)
+                await status.start()
+                view.note(f"pool page: {status.url}/  (and {status.url}/metrics, "
+                          f"{status.url}/healthz)")
                 asker = DmClient(asker_keys, agent_keys.public_hex, asker_pool)
                 await asker.start()
                 demo = Demo(view, ledger, asker, asker_wallet, agent_wallet)
@@ -362,6 +368,8 @@ async def _with_relay(args: argparse.Namespace, view: View, workdir: Path, relay
                     await asyncio.Event().wait()
                 return 0 if report.ok else 1
             finally:
+                if status is not None:
+                    await status.stop()
                 await asker_pool.stop()
                 await agent.stop()
                 await backend.aclose()

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from bot.agent.agent import Agent, AgentParts
+from bot.agent.web import StatusServer
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging
 from bot.nostr.keys import Keys
@@ -46,7 +47,9 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig]) -> int:
+async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig],
+                status_at: tuple[str, int] | None = None) -> int:
+    """Run until stopped; ``status_at`` (host, port) also serves the read-only status port."""
     try:
         settings.db_path.parent.mkdir(parents=True, exist_ok=True)
         db = await Database.open(settings.db_path)
@@ -79,14 +82,25 @@ async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig]) -> in
             payout_policy=settings.wallet.payout_policy if settings.wallet else PayoutPolicy(),
             lnurl_insecure_hosts=frozenset(settings.wallet.lnurl_insecure_hosts)
             if settings.wallet else frozenset()))
+        status: StatusServer | None = None
         try:
             await agent.start()
+            if status_at is not None:
+                status = StatusServer(agent, *status_at)
+                try:
+                    await status.start()
+                except OSError as exc:
+                    return _fail(f"cannot serve the status port {status_at[0]}:{status_at[1]} "
+                                 f"(--http-port): {exc.strerror}")
+                log.info("status page, /metrics and /healthz at %s", status.url)
             where = "dev wallet: NOT REAL MONEY" if not wallet.is_real_money else wallet.name
             print(f"timmy: running as {keys.npub} ({keys.public_hex}) on {len(relays)} relays,"
                   f" wallet {where}", file=sys.stderr, flush=True)
             await stop.wait()
             log.info("stopping")
         finally:
+            if status is not None:
+                await status.stop()
             await agent.stop()
             await wallet.aclose()
             await backend.aclose()
@@ -127,7 +141,8 @@ def _run(args: argparse.Namespace) -> int:
         relays = load_relays_toml(settings.relays_path)
     except RelayConfigError as exc:
         return _fail(f"{exc} ([agent] relays = {settings.relays_path})")
-    return asyncio.run(serve(settings, keys, relays))
+    status_at = (args.http_host, args.http_port) if args.http_port is not None else None
+    return asyncio.run(serve(settings, keys, relays, status_at))
 
 
 def add_run_command(sub: Subparsers) -> None:
@@ -140,4 +155,9 @@ def add_run_command(sub: Subparsers) -> None:
                         help="allow the dev wallet (NOT REAL MONEY)")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--http-port", type=int, help="serve the read-only pool page, /metrics "
+                        "and /healthz on this port (default: off)")
+    parser.add_argument("--http-host", default="127.0.0.1",
+                        help="the address of --http-port (default 127.0.0.1; 0.0.0.0 in a "
+                        "container)")
     parser.set_defaults(handler=_run)

@@ -1,0 +1,223 @@
+"""The agent's optional read-only HTTP port: a pool page for zappers, ``/metrics`` and ``/healthz``.
+
+:class:`StatusServer` (off unless ``timmy run --http-port`` is given; on in ``timmy demo``) is a
+small HTTP/1.1 server on asyncio streams that answers ``GET`` (and ``HEAD``) only:
+
+- ``/``: an HTML page with the pool's figures (available, given today, funded by how many zaps from
+  how many zappers), the agent's npub and its lightning address (a ``lightning:`` link) to zap
+  it. No element takes input; nothing on it names a secret or an asker's question.
+- ``/metrics``: the Prometheus text format (written here, version 0.0.4): pool figures, open
+  invoices, jobs not yet finished by state, the outbox backlog, each relay's connection state
+  and event counters.
+- ``/healthz``: JSON ``{"ok": ..., "relays": ..., "wallet": ..., "database": ...}``, HTTP 200 when
+  at least one relay is connected, the wallet answers (a refusal is an answer: a lightning
+  address has no readable balance) and the database takes a write transaction; 503 otherwise.
+
+A request line or header block over :data:`MAX_REQUEST_BYTES`, or slower than
+:data:`READ_TIMEOUT_S`, is dropped; anything else than ``GET``/``HEAD`` gets 405.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.agent.agent import Agent
+from bot.relays.status import RelayState
+from bot.wallets.base import WalletRefused
+from storage import JobState
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 8192
+READ_TIMEOUT_S = 5.0
+CHECK_TIMEOUT_S = 5.0
+OPEN_JOB_STATES = (JobState.QUOTED, JobState.INVOICED, JobState.PAID, JobState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+
+
+REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
+
+def _sats(msat: int) -> str:
+    whole, rest = divmod(msat, 1000)
+    return f"{whole:,}.{rest:03d}".rstrip("0").rstrip(".") if rest else f"{whole:,}"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class StatusServer:
+    def __init__(self, agent: Agent, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.agent = agent
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._routes: dict[str, Callable[[], Awaitable[Response]]] = {
+            "/": self.page, "/metrics": self.metrics, "/healthz": self.health}
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port,
+                                                  limit=MAX_REQUEST_BYTES)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                head = await reader.readuntil(b"\r\n\r\n")
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ConnectionError):
+            writer.close()
+            return
+        try:
+            method, target, _ = head.split(b"\r\n", 1)[0].decode("ascii").split(" ", 2)
+        except (UnicodeDecodeError, ValueError):
+            writer.close()
+            return
+        path = target.split("?", 1)[0]
+        route = self._routes.get(path)
+        if method not in {"GET", "HEAD"}:
+            response = Response(405, "text/plain; charset=utf-8", b"read-only\n")
+        elif route is None:
+            response = Response(404, "text/plain; charset=utf-8", b"not found\n")
+        else:
+            try:
+                response = await route()
+            except Exception:
+                log.exception("status page %s failed", path)
+                response = Response(503, "text/plain; charset=utf-8", b"unavailable\n")
+        headers = (f"HTTP/1.1 {response.status} {REASONS.get(response.status, '')}\r\n"
+                   f"Content-Type: {response.content_type}\r\n"
+                   f"Content-Length: {len(response.body)}\r\n"
+                   "Cache-Control: no-store\r\n"
+                   "X-Content-Type-Options: nosniff\r\n"
+                   "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'\r\n"
+                   "Connection: close\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            writer.write(headers.encode("ascii") + (b"" if method == "HEAD" else response.body))
+            await writer.drain()
+        writer.close()
+
+    # ------------------------------------------------------------------ the routes
+
+    async def page(self) -> Response:
+        a = self.agent
+        pool = await a.ledger.pool_status()
+        npub = a.parts.keys.npub
+        lud16 = a.parts.profile.lud16
+        zap = (f'<p>Zap it at <a href="lightning:{html.escape(lud16)}">{html.escape(lud16)}'
+               "</a> to fund free answers for everyone.</p>") if lud16 else (
+               "<p>This agent has no lightning address set, so it cannot be zapped yet.</p>")
+        real = "" if a.parts.wallet.is_real_money else (
+            '<p class="warn">Test wallet: NOT REAL MONEY.</p>')
+        body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(a.parts.profile.name)}: the pool</title>
+<style>body{{font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em}}
+dt{{font-weight:bold}}dd{{margin:0 0 .8em 0;font-size:1.4em}}.warn{{color:#a00}}
+code{{word-break:break-all}}</style></head>
+<body>
+<h1>{html.escape(a.parts.profile.name)}</h1>
+<p>An AI agent on Nostr: DM it a question. Answers are free while this pool lasts.</p>
+{real}
+<dl>
+<dt>Pool available</dt><dd id="available">{_sats(pool.available_msat)} sats</dd>
+<dt>Given today</dt><dd id="given-today">{_sats(pool.spent_today_msat)} sats</dd>
+<dt>Funded</dt><dd id="funded">{_sats(pool.total_in_msat)} sats by {pool.zap_count} zaps
+from {pool.zapper_count} zappers</dd>
+<dt>Given in all</dt><dd id="given">{_sats(pool.total_spent_msat)} sats</dd>
+</dl>
+<p>The agent: <code id="npub">{npub}</code></p>
+{zap}
+</body></html>
+"""
+        return Response(200, "text/html; charset=utf-8", body.encode("utf-8"))
+
+    async def metrics(self) -> Response:
+        a = self.agent
+        pool = await a.ledger.pool_status()
+        open_invoices = len(await a.ledger.open_invoices())
+        jobs = await a.ledger.jobs_in_state(*OPEN_JOB_STATES)
+        backlog = len(await a.outbox.pending())
+        out: list[str] = []
+
+        def metric(name: str, kind: str, text: str,
+                   samples: list[tuple[dict[str, str], int]]) -> None:
+            out.append(f"# HELP {name} {text}")
+            out.append(f"# TYPE {name} {kind}")
+            for labels, value in samples:
+                inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+                out.append(f"{name}{{{inner}}} {value}" if inner else f"{name} {value}")
+
+        metric("timmy_pool_available_msat", "gauge", "Pool balance spendable now.",
+               [({}, pool.available_msat)])
+        metric("timmy_pool_reserved_msat", "gauge", "Pool held by running jobs.",
+               [({}, pool.reserved_msat)])
+        metric("timmy_pool_subsidy_today_msat", "gauge", "Pool given away today (UTC).",
+               [({}, pool.spent_today_msat)])
+        metric("timmy_pool_funded_msat_total", "counter", "Pool funding received in all.",
+               [({}, pool.total_in_msat)])
+        metric("timmy_pool_zaps_total", "counter", "Zaps that funded the pool.",
+               [({}, pool.zap_count)])
+        metric("timmy_invoices_open", "gauge", "Invoices awaiting payment.",
+               [({}, open_invoices)])
+        metric("timmy_jobs_open", "gauge", "Jobs not yet finished, by state.",
+               [({"state": s.value}, sum(j.state is s for j in jobs)) for s in OPEN_JOB_STATES])
+        metric("timmy_outbox_backlog", "gauge", "Events stored and not yet accepted by a relay.",
+               [({}, backlog)])
+        statuses = a.pool.status()
+        metric("timmy_relay_connected", "gauge", "1 when the relay is connected.",
+               [({"url": s.url}, int(s.state is RelayState.CONNECTED)) for s in statuses])
+        metric("timmy_relay_events_in_total", "counter", "Verified events received.",
+               [({"url": s.url}, s.events_in) for s in statuses])
+        metric("timmy_relay_events_out_total", "counter", "Events the relay accepted from us.",
+               [({"url": s.url}, s.events_out) for s in statuses])
+        metric("timmy_relay_rejected_in_total", "counter", "Frames or events we rejected.",
+               [({"url": s.url}, s.invalid_in) for s in statuses])
+        body = "\n".join(out) + "\n"
+        return Response(200, "text/plain; version=0.0.4; charset=utf-8", body.encode())
+
+    async def health(self) -> Response:
+        a = self.agent
+        relays = sum(s.state is RelayState.CONNECTED for s in a.pool.status())
+        wallet = await _answers(a.parts.wallet.balance_msat())
+        database = await _answers(a.parts.db.write(lambda conn: conn.execute("SELECT 1")
+                                                   .fetchone()))
+        ok = relays > 0 and wallet and database
+        body = json.dumps({"ok": ok, "relays": relays, "wallet": wallet, "database": database})
+        return Response(200 if ok else 503, "application/json", body.encode() + b"\n")
+
+
+async def _answers(call: Awaitable[object]) -> bool:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await call
+    except WalletRefused:
+        return True  # it answered, with a refusal (a lightning address has no balance)
+    except Exception:
+        return False
+    return True

@@ -1,0 +1,123 @@
+"""The read-only status port (bot/agent/web.py) of a real agent on a real relay: the pool page and
+``/metrics`` change after a job answered free, ``/healthz`` is 200 and turns 503 when the relay
+dies, and nothing but GET/HEAD of the three paths is served."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.agent.agent import Agent, AgentParts
+from bot.agent.demo import DEMO_LIMITS, DEMO_PRICING
+from bot.agent.settings import ProfileConfig, ServiceConfig
+from bot.agent.web import StatusServer
+from bot.dm_client import DmClient
+from bot.nostr.keys import Keys
+from bot.relays import RelayPool
+from bot.relays.config import RelayConfig
+from bot.wallets.config import PayoutPolicy
+from bot.wallets.dev import DevWallet
+from bot.work import OpenAIConfig
+from bot.work.openai_compat import OpenAIBackend
+from storage import Database, Ledger
+from tests.fixtures.ai_server import AiTestServer
+from tests.fixtures.relay import RelayFactory, RelayProcess
+
+POOL_MSAT = 50_000
+
+
+@dataclass
+class Running:
+    agent: Agent
+    status: StatusServer
+    relay: RelayProcess
+    http: httpx.AsyncClient
+
+
+@pytest.fixture
+async def running(tmp_path: Path, relay_factory: RelayFactory,
+                  ai_server: AiTestServer) -> AsyncIterator[Running]:
+    relay = relay_factory()
+    db = await Database.open(tmp_path / "agent.sqlite3")
+    await Ledger(db, DEMO_LIMITS).credit_pool(POOL_MSAT, "test-topup", source="operator")
+    scenario = ai_server.scenario()
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        backend = OpenAIBackend(OpenAIConfig(base_url=ai_server.url, model="test", max_tokens=24,
+                                             headers=scenario.headers), http)
+        agent = Agent(AgentParts(
+            keys=Keys.generate(), relays=[RelayConfig(relay.url)], db=db, wallet=DevWallet(),
+            backend=backend, http=http, pricing=DEMO_PRICING, limits=DEMO_LIMITS,
+            service=ServiceConfig(), profile=ProfileConfig(lud16="timmy@example.com"),
+            admins=frozenset(), max_tokens=24, payout_policy=PayoutPolicy()))
+        await agent.start()
+        status = StatusServer(agent)
+        await status.start()
+        try:
+            yield Running(agent, status, relay, http)
+        finally:
+            await status.stop()
+            await agent.stop()
+            await db.close()
+
+
+def sample(metrics: str, name: str) -> int:
+    found = re.search(rf"^{name} (\d+)$", metrics, re.M)
+    assert found is not None, metrics
+    return int(found.group(1))
+
+
+async def test_page_and_metrics_change_after_a_job(running: Running) -> None:
+    base, http = running.status.url, running.http
+    page = (await http.get(base + "/")).text
+    assert running.agent.parts.keys.npub in page
+    assert 'id="available">50 sats<' in page and 'id="given-today">0 sats<' in page
+    assert 'href="lightning:timmy@example.com"' in page and "NOT REAL MONEY" in page
+    assert "<form" not in page and "<input" not in page
+    before = (await http.get(base + "/metrics")).text
+    assert sample(before, "timmy_pool_available_msat") == POOL_MSAT
+    assert sample(before, "timmy_pool_subsidy_today_msat") == 0
+    assert f'timmy_relay_connected{{url="{running.relay.url}"}} 1' in before
+
+    keys = Keys.generate()
+    asker = DmClient(keys, running.agent.parts.keys.public_hex,
+                     RelayPool([RelayConfig(running.relay.url)], keys=keys))
+    await asker.start()
+    try:
+        question = "a question only the asker knows"
+        await asker.reply(await asker.send(question), 0, 60)
+    finally:
+        await asker.stop()
+
+    after = (await http.get(base + "/metrics")).text
+    given = sample(after, "timmy_pool_subsidy_today_msat")
+    assert given > 0
+    assert sample(after, "timmy_pool_available_msat") == POOL_MSAT - given
+    page = (await http.get(base + "/")).text
+    assert 'id="given-today">0 sats<' not in page and question not in page
+
+
+async def test_healthz_turns_unhealthy_when_the_relay_dies(running: Running) -> None:
+    url, http = running.status.url + "/healthz", running.http
+    healthy = await http.get(url)
+    assert healthy.status_code == 200
+    assert healthy.json() == {"ok": True, "relays": 1, "wallet": True, "database": True}
+    await asyncio.to_thread(running.relay.kill)
+    async with asyncio.timeout(30):
+        while (sick := await http.get(url)).status_code == 200:
+            await asyncio.sleep(0.1)
+    assert sick.status_code == 503
+    assert sick.json()["relays"] == 0 and sick.json()["ok"] is False
+
+
+async def test_read_only_and_nothing_else(running: Running) -> None:
+    base, http = running.status.url, running.http
+    assert (await http.post(base + "/", content=b"x")).status_code == 405
+    assert (await http.get(base + "/admin")).status_code == 404
+    head = await http.head(base + "/metrics")
+    assert head.status_code == 200 and head.content == b""
