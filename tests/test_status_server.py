@@ -1,10 +1,12 @@
 """The read-only status port (bot/agent/web.py) of a real agent on a real relay: the pool page and
 ``/metrics`` change after a job answered free, ``/healthz`` is 200 and turns 503 when the relay
-dies, and nothing but GET/HEAD of the three paths is served."""
+dies, and nothing but GET/HEAD of the three paths is served; the page in a real headless
+Chromium (Debian's, driven by Playwright) before and after a zap and a job."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import async_playwright
 
 from bot.agent.agent import Agent, AgentParts
 from bot.agent.demo import DEMO_LIMITS, DEMO_PRICING
@@ -30,6 +33,7 @@ from tests.fixtures.ai_server import AiTestServer
 from tests.fixtures.relay import RelayFactory, RelayProcess
 
 POOL_MSAT = 50_000
+CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by scripts/setup
 
 
 @dataclass
@@ -121,3 +125,46 @@ async def test_read_only_and_nothing_else(running: Running) -> None:
     assert (await http.get(base + "/admin")).status_code == 404
     head = await http.head(base + "/metrics")
     assert head.status_code == 200 and head.content == b""
+
+
+async def test_pool_page_in_chromium(running: Running, tmp_path: Path) -> None:
+    """The page in a real headless browser: its figures, no input element, and the figures after
+    a zap (credited to the pool as the zap intake does) and a job; screenshots of both."""
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run scripts/setup"
+    ledger = running.agent.ledger
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM,
+                                          args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        try:
+            page = await browser.new_page()
+            await page.goto(running.status.url + "/")
+            assert await page.inner_text("#available") == "50 sats"
+            assert await page.inner_text("#given-today") == "0 sats"
+            assert "0 zaps" in await page.inner_text("#funded")
+            assert running.agent.parts.keys.npub == await page.inner_text("#npub")
+            assert await page.locator("form, input, textarea, select, button").count() == 0
+            await page.screenshot(path=tmp_path / "before.png", full_page=True)
+
+            await ledger.credit_pool(21_000, "zap:test", zapper_pubkey="f" * 64)
+            keys = Keys.generate()
+            asker = DmClient(keys, running.agent.parts.keys.public_hex,
+                             RelayPool([RelayConfig(running.relay.url)], keys=keys))
+            await asker.start()
+            try:
+                await asker.reply(await asker.send("what is a zap?"), 0, 60)
+            finally:
+                await asker.stop()
+
+            await page.reload()
+            pool = await ledger.pool_status()
+            assert pool.spent_today_msat > 0
+            assert await page.inner_text("#given-today") != "0 sats"
+            assert "by 1 zaps from 1 zappers" in await page.inner_text("#funded")
+            assert await page.inner_text("#available") == (
+                f"{pool.available_msat // 1000}.{pool.available_msat % 1000:03d}".rstrip("0")
+                .rstrip(".") + " sats")
+            await page.screenshot(path=tmp_path / "after.png", full_page=True)
+        finally:
+            await browser.close()
+    for shot in ("before.png", "after.png"):
+        assert (tmp_path / shot).read_bytes().startswith(b"\x89PNG")
