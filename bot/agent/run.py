@@ -40,9 +40,10 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, log_format: str) -> None:
     # SafeFormatter: peer text (NOTICEs, refusal reasons) is escaped where records are formatted
-    configure_logging(getattr(logging, level.upper(), logging.INFO), sys.stderr)
+    configure_logging(getattr(logging, level.upper(), logging.INFO), sys.stderr,
+                      json_lines=log_format == "json")
     for noisy in ("httpx", "httpcore", "websockets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -131,7 +132,7 @@ async def _check_backend(backend: Backend, settings: Settings, http: httpx.Async
 
 
 def _run(args: argparse.Namespace) -> int:
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, args.log_format)
     try:
         settings = load_settings(args.config, allow_dev_wallet=args.allow_dev_wallet)
         keys = settings.agent_keys()
@@ -155,6 +156,8 @@ def add_run_command(sub: Subparsers) -> None:
                         help="allow the dev wallet (NOT REAL MONEY)")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="human", choices=["human", "json"],
+                        help="human lines (default) or one JSON object per line")
     parser.add_argument("--http-port", type=int, help="serve the read-only pool page, /metrics "
                         "and /healthz on this port (default: off)")
     parser.add_argument("--http-host", default="127.0.0.1",
