@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import logging
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -380,6 +381,9 @@ async def _with_relay(args: argparse.Namespace, view: View, workdir: Path, relay
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    # Ctrl-C stops the demo even when it was started with SIGINT ignored (a background job of a
+    # script inherits that disposition)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     configure_logging(logging.WARNING if not args.verbose else logging.INFO, sys.stderr)
     logging.getLogger("bot.wallets.dev").setLevel(logging.ERROR)  # said once on screen
     view: View = PlainView(lambda line: print(line, flush=True)) if args.plain else RichView()

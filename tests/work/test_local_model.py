@@ -194,6 +194,8 @@ import asyncio, os, signal, sys
 from bot.work.config import LocalModelConfig
 from bot.work.local import LocalBackend
 
+signal.signal(signal.SIGINT, signal.default_int_handler)  # not what the test runner inherited
+
 async def main() -> None:
     await LocalBackend(LocalModelConfig(max_tokens=4)).start()
     os.kill(os.getpid(), signal.SIGINT)
