@@ -101,6 +101,10 @@ def parse_nwc_uri(uri: str) -> NwcUri:
     """Parse both URI forms (with and without ``//``); raise :class:`Nip47Error` if invalid."""
     if not isinstance(uri, str):
         raise Nip47Error("connection URI must be a string")
+    try:
+        uri.encode("utf-8")
+    except UnicodeEncodeError:  # os.environ decodes bad bytes to lone surrogates
+        raise Nip47Error("connection URI is not valid text") from None
     text = uri.strip()
     prefix = URI_SCHEME + ":"
     if not text.lower().startswith(prefix):

@@ -28,8 +28,9 @@ def is_relay_url(url: object) -> bool:
     if not isinstance(url, str) or not url or len(url) > MAX_URL_CHARS:
         return False
     try:
+        url.encode("utf-8")  # a lone surrogate (from an environment variable) is no URL
         parts = urlsplit(url)
-    except ValueError:
+    except ValueError:  # UnicodeEncodeError included
         return False
     return parts.scheme in ("ws", "wss") and bool(parts.hostname)
 

@@ -89,3 +89,13 @@ def test_dm_relay_list() -> None:
         nip65.dm_relay_list_event(keys, ["nope"])
     with pytest.raises(RelayListError):
         nip65.parse_dm_relays(sign_event(keys, 10002, ""))
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [("wss://relay.example", True), ("ws://127.0.0.1:7000/x", True), ("wss://[", False),
+     ("wss://[]", False), ("https://relay.example", False), ("wss://", False),
+     ("wss://relay.\udfffexample", False)],  # a lone surrogate: no socket can be opened to it
+)
+def test_is_relay_url(url: str, ok: bool) -> None:
+    assert nip65.is_relay_url(url) is ok

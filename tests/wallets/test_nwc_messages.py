@@ -64,6 +64,15 @@ def test_bad_uris_are_rejected_without_leaking_the_secret(bad: str) -> None:
     assert "11" * 32 not in str(info.value)
 
 
+def test_a_uri_with_a_lone_surrogate_is_a_typed_error() -> None:
+    # found by the fuzz suite: parsed, then to_uri() raised UnicodeEncodeError (an environment
+    # variable holding bad bytes decodes to lone surrogates)
+    for bad in ("wss://relay.\udfffexample", "wss://relay.example&lud16=a\ud800@b.c"):
+        with pytest.raises(Nip47Error, match="not valid text"):
+            nip47.parse_nwc_uri(f"nostr+walletconnect://{'ab' * 32}?relay={bad}"
+                                f"&secret={'11' * 32}")
+
+
 @pytest.mark.parametrize("relay", ["wss://[", "wss://[]"])
 def test_finding_3_a_broken_ipv6_relay_is_a_typed_error(relay: str) -> None:
     # the campaign's inputs: urllib raises a plain ValueError on both
