@@ -130,6 +130,8 @@ class LnurlClient:
         self._timeout_s = timeout_s
 
     def _check_url(self, url: str) -> str:
+        if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+            raise LnurlError("URL holds spaces or control characters", code="bad_address")
         try:
             parts = urlsplit(url)
         except ValueError as exc:
@@ -172,6 +174,8 @@ class LnurlClient:
                         raise LnurlError("LNURL answer is too large", code="malformed")
                     chunks.append(chunk)
                 status = resp.status_code
+        except httpx.InvalidURL as exc:  # not an HTTPError: whatever httpx refuses to send
+            raise LnurlError("not a URL httpx can request", code="bad_address") from exc
         except httpx.HTTPError as exc:
             raise LnurlError(f"LNURL service unreachable ({type(exc).__name__})",
                              code="unreachable") from exc

@@ -222,3 +222,16 @@ async def test_answers_json_cannot_hold_are_malformed(body: bytes) -> None:
         with pytest.raises(LnurlError) as info:
             await LnurlClient(http).fetch_pay_request("https://service.example/p")
         assert info.value.code == "malformed"
+
+
+@pytest.mark.parametrize("callback", ["https://pay.example/\b", "https://pay.example/a b",
+                                      "https://pay.example/\x7f", "https://pay.example/\u0000"])
+async def test_a_callback_with_control_characters_is_a_bad_address(callback: str) -> None:
+    # found by the fuzz campaign: httpx raised InvalidURL (not an HTTPError) out of the client
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={**GOOD_PAY, "callback": callback})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        with pytest.raises(LnurlError) as info:
+            await LnurlClient(http).fetch_pay_request("https://service.example/p")
+        assert info.value.code == "bad_address"
