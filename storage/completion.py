@@ -6,8 +6,9 @@ cost (never above the estimate):
 
 - free: the pool keeps ``actual``, the over-reservation returns to it (the seed's
   ``record_grant``);
-- session: the subsidy is ``min(actual, advisory)`` if the pool and limits still cover it, else 0;
-  the balance is charged ``actual - subsidy``; the rest of the hold is released;
+- session: the pool keeps ``min(actual, reserved)`` of the subsidy reserved at decision time (the
+  rest returns to it); the balance is charged ``actual - subsidy`` (never above its hold); the
+  rest of the hold is released;
 - partial: the user pays ``max(0, actual - absorb)``, the pool keeps ``min(actual, absorb)``, the
   rest of what was paid (the rounding of the invoice to whole sats included) is given back;
 - gate: the user pays ``actual``, the rest of what was paid is given back.
@@ -25,7 +26,6 @@ from storage.accounts import ESCROW, REVENUE, Meta, resolve, transfer
 from storage.errors import InvalidAmount
 from storage.jobs import get_job, move_job, set_job
 from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
-from storage.limits import Limits, utc_day
 from storage.operations import job_key, once
 from storage.outcomes import Completion, Failure, JobRecord, Serve
 
@@ -51,7 +51,7 @@ def _resolve_hold(conn: sqlite3.Connection, job: JobRecord, charge: int, now: in
     assert job.hold_transfer is not None
     meta = Meta("session", now, job.id, job.pubkey)
     resolve(conn, job_key(job.id, "hold:settle"), job.hold_transfer, charge, meta)
-    return job.estimate_msat - charge
+    return job.estimate_msat - job.reserved_msat - charge  # the hold is what the subsidy left
 
 
 def record_grant(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> Completion:
@@ -61,18 +61,14 @@ def record_grant(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int
     return Completion(job.id, Serve.FREE, actual, 0, actual, 0, 0, returned)
 
 
-def session_settle(
-    conn: sqlite3.Connection, limits: Limits, job: JobRecord, actual: int, now: int
-) -> Completion:
-    """A session: charge the balance ``actual - subsidy``; release the rest of the hold."""
-    day = utc_day(now)
-    target = min(actual, job.absorb_msat)
-    absorbed = 0
-    if target > 0 and subsidy.room(conn, limits, job.pubkey, day)[0] >= target:
-        subsidy.spend(conn, job_key(job.id, "subsidy"), job.id, job.pubkey, day, target, now)
-        absorbed = target
+def session_settle(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> Completion:
+    """A session: the pool keeps ``min(actual, reserved)``; the balance pays the rest of
+    ``actual`` from its hold (``actual - absorbed <= estimate - reserved = hold``)."""
+    absorbed = min(actual, job.reserved_msat)
+    released = _settle_reservation(conn, job, absorbed, now) if job.reserve_transfer else 0
     charged = actual - absorbed
-    released = _resolve_hold(conn, job, charged, now)
+    if job.hold_transfer is not None:
+        released += _resolve_hold(conn, job, charged, now)
     set_job(
         conn, job, now, JobOp.SETTLE, actual_msat=actual, absorbed_msat=absorbed,
         charged_msat=charged,
@@ -98,7 +94,7 @@ def settle_paid(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int)
 
 
 def settle(
-    conn: sqlite3.Connection, limits: Limits, job_id: str, actual: int, now: int
+    conn: sqlite3.Connection, job_id: str, actual: int, now: int
 ) -> Completion:
     def compute() -> Completion:
         job = get_job(conn, job_id)
@@ -108,7 +104,7 @@ def settle(
         if job.serve is Serve.FREE:
             return record_grant(conn, job, actual, now)
         if job.serve is Serve.SESSION:
-            return session_settle(conn, limits, job, actual, now)
+            return session_settle(conn, job, actual, now)
         return settle_paid(conn, job, actual, now)
 
     return once(conn, job_key(job_id, "settle"), "settle", [actual], Completion, compute)

@@ -1,8 +1,10 @@
 """The decision per request, in SPEC §1's order, as one atomic step.
 
 - ``free``: the pool and the asker's allowance cover the whole estimate; the pool is reserved now.
-- ``session``: the asker's available prepaid balance covers the whole estimate; the estimate is
-  held from the balance now (the subsidy the pool could give is advisory, taken at settlement).
+- ``session``: the asker's available prepaid balance covers what the subsidy leaves to pay
+  (``estimate - room``); the subsidy is reserved from the pool now (as for a free answer: a
+  session is synchronous, so no unpaid invoice can lock pool funds) and the rest of the
+  estimate is held from the balance, so the balance never has to pay the pool's share.
 - ``partial``: the pool covers part (advisory, nothing moved); the asker is invoiced the rest.
 - ``gate``: no subsidy; the asker is invoiced the whole estimate.
 
@@ -33,9 +35,9 @@ def quote(
                     else (0, Reason.PAID_ONLY))
     if room >= estimate:
         return Decision(job_id, pubkey, Serve.FREE, Reason.COVERED, estimate, estimate, 0, 0)
-    if available(conn, balance_account(pubkey)) >= estimate:
+    if available(conn, balance_account(pubkey)) >= estimate - room:
         return Decision(job_id, pubkey, Serve.SESSION, reason, estimate, room, estimate - room,
-                        estimate)
+                        estimate - room)
     if room > 0:
         return Decision(job_id, pubkey, Serve.PARTIAL, reason, estimate, room, estimate - room, 0)
     return Decision(job_id, pubkey, Serve.GATE, reason, estimate, 0, estimate, 0)
@@ -53,17 +55,18 @@ def decide(
             raise IdempotencyConflict(f"job {job_id} already exists")
         d = quote(conn, limits, job_id, pubkey, estimate, day, subsidised)
         reserve_tid = hold_tid = None
-        if d.serve is Serve.FREE:
+        reserved = d.absorb_msat if d.serve in (Serve.FREE, Serve.SESSION) else 0
+        if reserved:
             reserve_tid = subsidy.reserve(
-                conn, job_key(job_id, "reserve"), job_id, pubkey, day, estimate, now
+                conn, job_key(job_id, "reserve"), job_id, pubkey, day, reserved, now
             )
-        elif d.serve is Serve.SESSION:
+        if d.serve is Serve.SESSION and d.hold_msat:
             hold_tid = transfer(
                 conn,
                 job_key(job_id, "hold"),
                 balance_account(pubkey),
                 REVENUE,
-                estimate,
+                d.hold_msat,
                 Meta("session", now, job_id, pubkey),
                 pending=True,
             )
@@ -80,7 +83,7 @@ def decide(
                 estimate,
                 d.absorb_msat,
                 d.work_amount_msat,
-                estimate if reserve_tid is not None else 0,
+                reserved,
                 reserve_tid,
                 day if reserve_tid is not None else None,
                 hold_tid,

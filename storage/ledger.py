@@ -237,10 +237,8 @@ class Ledger:
         actual minus the subsidy; partial and gate: the seed's refund math. Once per job."""
         text_id(job_id, "job_id")
         actual = nonneg_msat(actual_msat, "actual_msat")
-        now, limits = self.clock(), self.limits
-        return await self.db.write(
-            lambda conn: completion.settle(conn, limits, job_id, actual, now)
-        )
+        now = self.clock()
+        return await self.db.write(lambda conn: completion.settle(conn, job_id, actual, now))
 
     async def fail(self, job_id: str, reason: str) -> Failure:
         """The work of a ``running`` or ``paid`` job failed or will not run: every reservation

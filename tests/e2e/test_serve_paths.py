@@ -263,9 +263,6 @@ async def test_session_with_subsidy(rich: AgentProcess, hubs: HubMaker, relay: s
     rich.ledger_check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "deviation from SPEC §1 (a session when the balance covers what the subsidy leaves to pay): "
-    "storage's decide holds the whole estimate, so a balance short of it gets a partial quote"))
 async def test_session_when_the_balance_covers_what_the_pool_leaves(
         rich: AgentProcess, hubs: HubMaker, relay: str, payer: LnbitsUser) -> None:
     view = view_of(rich)

@@ -131,7 +131,7 @@ class LedgerMachine(RuleBasedStateMachine):
         job = self._new_job()
         d = self.run(self.ledger.decide(job, pubkey, estimate))
         assert d.absorb_msat + d.work_amount_msat == estimate
-        assert d.hold_msat == (estimate if d.serve is Serve.SESSION else 0)
+        assert d.hold_msat == (d.work_amount_msat if d.serve is Serve.SESSION else 0)
         event(f"decide: {d.serve.value}")
         self.jobs.append(job)
         assert self.run(self.ledger.decide(job, pubkey, estimate)) == d  # duplicate: same answer
@@ -193,7 +193,8 @@ class LedgerMachine(RuleBasedStateMachine):
             assert s.released_msat == rec.reserved_msat - actual
         elif s.serve is Serve.SESSION:
             assert s.absorbed_msat + s.charged_msat == actual and s.refund_msat == 0
-            assert s.released_msat == rec.estimate_msat - s.charged_msat
+            assert s.absorbed_msat == min(actual, rec.reserved_msat)  # reserved at decision
+            assert s.released_msat == rec.estimate_msat - actual  # pool's rest + hold's rest
         else:  # all it held: charged, a refund of whole sats, the sub-sat rest as balance
             assert s.charged_msat + s.refund_msat + s.credited_balance_msat == rec.paid_msat
             assert s.refund_msat % 1000 == 0 and s.credited_balance_msat < 1000

@@ -1,5 +1,6 @@
-"""Sessions: decide holds the estimate from a prepaid balance that covers it, charges actual
-minus subsidy after the work."""
+"""Sessions (SPEC §1): a prepaid balance that covers what the subsidy leaves to pay is served at
+once; the subsidy is reserved from the pool at decision time, the rest held from the balance;
+after the work the pool keeps min(actual, subsidy) and the balance pays the rest."""
 
 from __future__ import annotations
 
@@ -18,13 +19,13 @@ async def test_session_with_subsidy(ledger: Ledger, db: Database) -> None:
     await ledger.credit_pool(10_000, "zap:1")
     d = await ledger.decide("s1", "alice", 40_000)
     assert (d.serve, d.reason, d.hold_msat, d.absorb_msat, d.work_amount_msat) == (
-        Serve.SESSION, Reason.POOL_SHORT, 40_000, 10_000, 30_000)
+        Serve.SESSION, Reason.POOL_SHORT, 30_000, 10_000, 30_000)
     assert (await ledger.job("s1")).state == "running"
     view = await ledger.balance("alice")
-    assert (view.available_msat, view.held_msat) == (10_000, 40_000)
-    assert (await ledger.pool_status()).reserved_msat == 0  # the subsidy is advisory
+    assert (view.available_msat, view.held_msat) == (20_000, 30_000)
+    assert (await ledger.pool_status()).reserved_msat == 10_000  # reserved now, like free
     s = await ledger.settle("s1", 25_000)
-    assert (s.absorbed_msat, s.charged_msat, s.released_msat) == (10_000, 15_000, 25_000)
+    assert (s.absorbed_msat, s.charged_msat, s.released_msat) == (10_000, 15_000, 15_000)
     assert (await ledger.balance("alice")).available_msat == 35_000
     assert (await ledger.allowance("alice")).free_msat_left == 90_000
     balances = await assert_invariants(db, LIMITS)
@@ -41,17 +42,15 @@ async def test_free_comes_before_session(ledger: Ledger, db: Database) -> None:
     await assert_invariants(db, LIMITS)
 
 
-async def test_session_pool_empty_at_grant_time_charges_full_cost(
-        ledger: Ledger, db: Database) -> None:
+async def test_the_reserved_subsidy_survives_a_drained_pool(ledger: Ledger, db: Database) -> None:
+    """Another job cannot take the session's subsidy: it was reserved at decision time."""
     await ledger.credit_balance("alice", 50_000, "pay:topup", "topup")
     await ledger.credit_pool(10_000, "zap:1")
     d = await ledger.decide("s1", "alice", 40_000)
     assert (d.serve, d.absorb_msat) == (Serve.SESSION, 10_000)
-    await ledger.decide("drain", "bob", 10_000)  # the pool is gone by the time the work ends
+    assert (await ledger.decide("later", "bob", 10_000)).serve is Serve.GATE  # nothing left
     s = await ledger.settle("s1", 25_000)
-    assert (s.absorbed_msat, s.charged_msat, s.released_msat) == (0, 25_000, 15_000)
-    assert (await ledger.balance("alice")).available_msat == 25_000
-    assert (await ledger.allowance("alice")).free_msat_left == 100_000
+    assert (s.absorbed_msat, s.charged_msat) == (10_000, 15_000)
     await assert_invariants(db, LIMITS)
 
 
@@ -60,15 +59,16 @@ async def test_session_subsidy_is_capped_by_actual(ledger: Ledger, db: Database)
     await ledger.credit_pool(30_000, "zap:1")
     assert (await ledger.decide("s1", "alice", 40_000)).serve is Serve.SESSION
     s = await ledger.settle("s1", 5_000)
-    assert (s.absorbed_msat, s.charged_msat, s.released_msat) == (5_000, 0, 40_000)
+    assert (s.absorbed_msat, s.charged_msat, s.released_msat) == (5_000, 0, 35_000)
     assert (await ledger.balance("alice")).available_msat == 50_000
+    assert (await ledger.pool_status()).available_msat == 25_000  # the rest returned
     await assert_invariants(db, LIMITS)
 
 
-async def test_session_needs_the_whole_estimate(ledger: Ledger, db: Database) -> None:
-    """A balance that covers only what the subsidy leaves is not a session: the subsidy is
-    advisory, and the hold must cover the actual cost if the pool is empty at settlement."""
-    await ledger.credit_balance("alice", 35_000, "pay:topup", "topup")
+async def test_a_session_needs_only_what_the_subsidy_leaves(ledger: Ledger, db: Database) -> None:
+    """SPEC §1: a balance covering ``estimate - subsidy`` is a session; one short of it gets a
+    partial quote and nothing moves."""
+    await ledger.credit_balance("alice", 29_000, "pay:topup", "topup")
     await ledger.credit_pool(10_000, "zap:1")
     before = await assert_invariants(db, LIMITS)
     d = await ledger.decide("p1", "alice", 40_000)
@@ -76,9 +76,12 @@ async def test_session_needs_the_whole_estimate(ledger: Ledger, db: Database) ->
         Serve.PARTIAL, 0, 10_000, 30_000)
     assert (await ledger.job("p1")).state == "quoted"
     assert await assert_invariants(db, LIMITS) == before  # nothing moved
-    await ledger.credit_balance("alice", 5_000, "pay:topup2", "topup")
+    await ledger.credit_balance("alice", 1_000, "pay:topup2", "topup")
     again = await ledger.decide("s2", "alice", 40_000)  # a new request after a top-up
-    assert (again.serve, again.hold_msat) == (Serve.SESSION, 40_000)
+    assert (again.serve, again.hold_msat, again.absorb_msat) == (Serve.SESSION, 30_000, 10_000)
+    s = await ledger.settle("s2", 40_000)  # the whole estimate: the hold pays exactly the rest
+    assert (s.absorbed_msat, s.charged_msat) == (10_000, 30_000)
+    assert (await ledger.balance("alice")).available_msat == 0
     await assert_invariants(db, LIMITS)
 
 
@@ -99,6 +102,12 @@ async def test_session_failure_releases_the_hold(ledger: Ledger, db: Database) -
     f = await ledger.fail("s1", "work failed")
     assert f.released_msat == 40_000
     assert (await ledger.balance("alice")).available_msat == 50_000
+    await ledger.credit_pool(10_000, "zap:1")
+    assert (await ledger.decide("s2", "alice", 40_000)).absorb_msat == 10_000
+    f = await ledger.fail("s2", "work failed")  # the reservation and the hold both return
+    assert f.released_msat == 40_000
+    assert (await ledger.balance("alice")).available_msat == 50_000
+    assert (await ledger.pool_status()).available_msat == 10_000
     with pytest.raises(IllegalTransition):
         await ledger.settle("s1", 1)
     await assert_invariants(db, LIMITS)
