@@ -35,6 +35,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
+from bot.agent.texts import sats
 from bot.wallets.base import (
     InvoiceState,
     InvoiceStatus,
@@ -84,11 +85,6 @@ class Applied:
     first_time: bool
 
 
-def _sats(msat: int) -> str:
-    sats, rest = divmod(msat, 1000)
-    return f"{sats} sats" if not rest else f"{msat / 1000:.3f} sats"
-
-
 def _topup_message(outcome: TopupPayment, credited: str) -> str:
     if outcome.result is TopupResult.LATE:
         return (f"Your top-up arrived after its invoice expired. It is not lost: {credited} "
@@ -102,7 +98,7 @@ def _topup_message(outcome: TopupPayment, credited: str) -> str:
 def payer_message(applied: Applied) -> str | None:
     """What to tell the payer, or ``None`` when the normal job flow says it already."""
     outcome = applied.outcome
-    credited = _sats(applied.credited_balance_msat)
+    credited = sats(applied.credited_balance_msat)
     if isinstance(outcome, TopupPayment):
         return _topup_message(outcome, credited)
     result = outcome.result
@@ -124,7 +120,7 @@ def payer_message(applied: Applied) -> str | None:
                 f"Your payment is not lost: {credited} are now your balance.")
     if result is PaymentVerdict.TERMS_CHANGED:
         return (f"The free share promised for this job is no longer available, so it did not "
-                f"run. {_sats(outcome.refund_msat)} are waiting for you as a refund.")
+                f"run. {sats(outcome.refund_msat)} are waiting for you as a refund.")
     return None
 
 

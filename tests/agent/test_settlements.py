@@ -98,7 +98,7 @@ async def test_overpaid_and_repeated_settlements_with_the_dev_wallet(tmp_path: P
         assert repeat.outcome == first.outcome
         assert (await ledger.balance(ASKER)).available_msat == 2_500
         message = payer_message(first)
-        assert message is not None and "2.500 sats" in message
+        assert message is not None and "2.5 sats" in message
         await assert_books_balance(ledger)
 
 
@@ -132,7 +132,7 @@ async def test_a_payment_for_a_job_that_takes_none_is_balance_and_says_so(
         assert outcome.result is PaymentVerdict.NOT_DUE
         applied = Applied("ef" * 32, ASKER, 4_500, outcome, outcome.credited_balance_msat, True)
         message = payer_message(applied)
-        assert message is not None and "not lost" in message and "4.500 sats" in message
+        assert message is not None and "not lost" in message and "4.5 sats" in message
         assert (await ledger.balance(ASKER)).available_msat == 4_500
         await assert_books_balance(ledger)
     finally:
