@@ -306,6 +306,16 @@ class Ledger:
         text_id(pubkey, "pubkey")
         return await self.db.read(lambda conn: refunds.pending_refunds(conn, pubkey))
 
+    async def refunds_owed(self) -> tuple[int, int]:
+        """How many refunds are owed (pending or being paid out), and their sum in msat."""
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            count, total = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(refund_msat), 0) FROM jobs"
+                " WHERE refund_state IN ('pending', 'paying')").fetchone()
+            return int(count), int(total)
+
+        return await self.db.read(run)
+
     # ------------------------------------------------------------------ reads
 
     async def job(self, job_id: str) -> JobRecord:

@@ -70,10 +70,13 @@ async def running(tmp_path: Path, relay_factory: RelayFactory,
             await db.close()
 
 
-def sample(metrics: str, name: str) -> int:
-    found = re.search(rf"^{name} (\d+)$", metrics, re.M)
-    assert found is not None, metrics
-    return int(found.group(1))
+def sample(metrics: str, name: str, **labels: str) -> int:
+    """One sample's value from the Prometheus text (prometheus-client writes ``1.0``)."""
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    found = re.search(rf"^{re.escape(name + ('{' + inner + '}' if inner else ''))} "
+                      r"([0-9.e+]+)$", metrics, re.M)
+    assert found is not None, (name, labels, metrics)
+    return int(float(found.group(1)))
 
 
 async def test_page_and_metrics_change_after_a_job(running: Running) -> None:
@@ -86,7 +89,11 @@ async def test_page_and_metrics_change_after_a_job(running: Running) -> None:
     before = (await http.get(base + "/metrics")).text
     assert sample(before, "timmy_pool_available_msat") == POOL_MSAT
     assert sample(before, "timmy_pool_subsidy_today_msat") == 0
-    assert f'timmy_relay_connected{{url="{running.relay.url}"}} 1' in before
+    assert sample(before, "timmy_relay_connected", url=running.relay.url) == 1
+    assert sample(before, "timmy_requests_in_total", protocol="nip17") == 0
+    assert sample(before, "timmy_jobs_total", serve="free", outcome="answered") == 0
+    assert sample(before, "timmy_work_seconds_count", result="ok") == 0
+    assert sample(before, "timmy_refunds_pending") == 0
 
     keys = Keys.generate()
     asker = DmClient(keys, running.agent.parts.keys.public_hex,
@@ -102,6 +109,10 @@ async def test_page_and_metrics_change_after_a_job(running: Running) -> None:
     given = sample(after, "timmy_pool_subsidy_today_msat")
     assert given > 0
     assert sample(after, "timmy_pool_available_msat") == POOL_MSAT - given
+    assert sample(after, "timmy_requests_in_total", protocol="nip17") == 1
+    assert sample(after, "timmy_jobs_total", serve="free", outcome="answered") == 1
+    assert sample(after, "timmy_work_seconds_count", result="ok") == 1
+    assert sample(after, "timmy_jobs_open", state="running") == 0
     page = (await http.get(base + "/")).text
     assert 'id="given-today">0 sats<' not in page and question not in page
 

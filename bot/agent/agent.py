@@ -25,6 +25,7 @@ from bot.agent.flow import FlowDeps, JobFlow
 from bot.agent.guard import Guard
 from bot.agent.inbox import Inbox
 from bot.agent.jobs import JobInbox
+from bot.agent.metrics import Metrics
 from bot.agent.outbox import Publisher
 from bot.agent.payouts import Payouts
 from bot.agent.profiles import Profiles, job_handler, own_profile
@@ -87,26 +88,30 @@ class Agent:
     def __init__(self, parts: AgentParts, clock: Callable[[], float] = time.time) -> None:
         self.parts = p = parts
         self._clock = clock
+        self.metrics = Metrics()
         self.intake = Intake(p.db)
         self.ledger = Ledger(p.db, p.limits)
         self.outbox = Outbox(p.db)
         self.controls = Controls(self.ledger, self.intake, p.limits)
         self.pool = RelayPool(p.relays, keys=p.keys, store=self.intake, http_client=p.http)
+        self.metrics.watch_relays(self.pool.status)
         self.lists = RelayLists(self.pool)
         self.profiles = Profiles(self.pool)
         self.publisher = Publisher(self.outbox, self.pool, self.lists)
         self.lnurl = LnurlClient(p.http, insecure_hosts=p.lnurl_insecure_hosts)
-        self.payouts = Payouts(self.ledger, p.wallet, lnurl=self.lnurl, policy=p.payout_policy)
+        self.payouts = Payouts(self.ledger, p.wallet, lnurl=self.lnurl, policy=p.payout_policy,
+                               metrics=self.metrics)
         self.flow = JobFlow(FlowDeps(
             keys=p.keys, ledger=self.ledger, intake=self.intake, publisher=self.publisher,
             wallet=p.wallet, backend=p.backend, pricing=p.pricing, service=p.service,
             payouts=self.payouts, profiles=self.profiles, controls=self.controls,
-            admins=p.admins, max_tokens=p.max_tokens, fetch_event=self._fetch_event))
+            admins=p.admins, max_tokens=p.max_tokens, fetch_event=self._fetch_event,
+            metrics=self.metrics))
         self.queue: FairQueue[str] = FairQueue(self.flow.advance,
                                                workers=max(8, 2 * p.service.concurrency))
-        self.guard = Guard(p.service)
+        self.guard = Guard(p.service, metrics=self.metrics)
         self.inbox = Inbox(self.pool, p.keys, self.intake, self.guard, self._on_request,
-                           self.publisher.sent_here)
+                           self.publisher.sent_here, metrics=self.metrics)
         self.jobs = JobInbox(self.pool, p.keys, self.intake, self.guard, self._on_request,
                              max_age_s=p.service.nip90_max_age_s,
                              untargeted=p.service.nip90_untargeted, clock=clock)
@@ -120,6 +125,7 @@ class Agent:
     # ------------------------------------------------------------------ intake
 
     def _on_request(self, record: RequestRecord) -> None:
+        self.metrics.requests_in.labels(record.protocol).inc()
         self.queue.submit(record.sender, record.id)
 
     async def _on_credit(self, applied: Applied) -> None:

@@ -27,12 +27,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from bot.agent import commands, texts
 from bot.agent.commands import Command
 from bot.agent.controls import Controls
 from bot.agent.inbox import PROTOCOLS, build_reply
+from bot.agent.metrics import Metrics
 from bot.agent.outbox import Publisher
 from bot.agent.payouts import Payouts, PayoutStatus
 from bot.agent.profiles import Profiles
@@ -50,7 +51,7 @@ from bot.agent.settings import ServiceConfig
 from bot.nostr.keys import Keys
 from bot.wallets.base import Wallet, WalletError
 from bot.wallets.bolt11 import decode_invoice
-from bot.work import Backend, Pricing, WorkFailure, WorkRequest, estimate
+from bot.work import Backend, Pricing, WorkFailure, WorkRequest, WorkResult, estimate
 from bot.work.result import Turn
 from storage import (
     Intake,
@@ -86,6 +87,7 @@ class FlowDeps:
     admins: frozenset[str]
     max_tokens: int
     fetch_event: EventSource
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 @dataclass(slots=True)
@@ -139,6 +141,7 @@ class JobFlow:
         job = await self._job(req.id)
         if job is not None and str(job.state) in ("paid", "running"):
             failure = await self.d.ledger.fail(job.id, "input no longer readable")
+            self.d.metrics.job_finished(str(job.serve), "failed")
             _job_log(job.id, req.sender, "work failed", reason)
             await self._tell_failure(req, await self.d.ledger.job(job.id), reason,
                                      failure.refund_msat)
@@ -325,10 +328,11 @@ class JobFlow:
             work = await self._work_request(req, ask)
             _job_log(job.id, req.sender, "working")
             async with self._generation:
-                result = await self.d.backend.answer(work)
+                result = await self._answer(work)
             if isinstance(result, WorkFailure):
                 _job_log(job.id, req.sender, "work failed", result.kind.value)
                 failure = await self.d.ledger.fail(job.id, f"work {result.kind.value}")
+                self.d.metrics.job_finished(str(job.serve), "failed")
                 job = await self.d.ledger.job(job.id)
                 await self._tell_failure(req, job, result.message, failure.refund_msat)
                 return
@@ -341,11 +345,20 @@ class JobFlow:
             req = await self.d.intake.request(req.id)
         await self._finish(req, job)
 
+    async def _answer(self, work: WorkRequest) -> WorkResult:
+        started = time.monotonic()
+        result = await self.d.backend.answer(work)
+        self.d.metrics.work_seconds.labels(
+            "failed" if isinstance(result, WorkFailure) else "ok").observe(
+            time.monotonic() - started)
+        return result
+
     async def _finish(self, req: RequestRecord, job: JobRecord) -> None:
         if req.answer is None or req.answer_msat is None:  # done, but its text was erased
             await self.d.intake.set_request_state(req.id, RequestState.CLOSED)
             return
         done = await self.d.ledger.settle(job.id, req.answer_msat)
+        self.d.metrics.job_finished(str(job.serve), "answered")
         _job_log(job.id, req.sender, "settled",
                  f"cost={done.actual_msat} charged={done.charged_msat} "
                  f"refund={done.refund_msat}")
@@ -398,10 +411,12 @@ class JobFlow:
         if job is None or state in ("quoted", "invoiced"):
             if job is not None:
                 await self.d.ledger.cancel(job.id)
+                self.d.metrics.job_finished(str(job.serve), "cancelled")
             _job_log(req.id, req.sender, "cancelled", "by its author")
             await self._reply(req, Reply(texts.cancelled(), "error"))
         elif job is not None and state == "paid":
             failure = await self.d.ledger.fail(job.id, "cancelled by its author")
+            self.d.metrics.job_finished(str(job.serve), "cancelled")
             _job_log(req.id, req.sender, "cancelled", f"refund={failure.refund_msat}msat")
             job = await self.d.ledger.job(job.id)
             await self._tell_failure(req, job, "you cancelled the request", failure.refund_msat)

@@ -4,7 +4,8 @@
 (``rate_per_minute``, ``burst``); all pubkeys together share a larger one, so many fresh keys
 cannot flood either. A request beyond a bucket, or longer than ``max_request_bytes``, is dropped
 without a reply and logged (SPEC §6: a reply would turn a flood into a flood of replies; an
-oversized DM is treated as the malformed input it usually is). Buckets of pubkeys idle long
+oversized DM is treated as the malformed input it usually is) and counted by verdict in
+``metrics.rejected``. Buckets of pubkeys idle long
 enough to be full again are forgotten, so memory stays bounded.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Final
 
+from bot.agent.metrics import Metrics
 from bot.agent.settings import ServiceConfig
 
 GLOBAL_FACTOR: Final = 50
@@ -39,8 +41,10 @@ class _Bucket:
 
 class Guard:
     def __init__(self, config: ServiceConfig,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 metrics: Metrics | None = None) -> None:
         self._config = config
+        self._metrics = metrics or Metrics()
         self._clock = clock
         self._rate = config.rate_per_minute / 60.0
         self._burst = float(config.burst)
@@ -56,6 +60,12 @@ class Guard:
         return True
 
     def admit(self, pubkey: str, size_bytes: int) -> Verdict:
+        verdict = self._verdict(pubkey, size_bytes)
+        if verdict is not Verdict.SERVE:
+            self._metrics.rejected.labels(verdict.value).inc()
+        return verdict
+
+    def _verdict(self, pubkey: str, size_bytes: int) -> Verdict:
         if size_bytes > self._config.max_request_bytes:
             return Verdict.OVERSIZED
         now = self._clock()

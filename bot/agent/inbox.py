@@ -12,7 +12,8 @@ handler). A crash before the record: the relay sends the event again after the r
 it: the start-up sweep finds the request.
 
 Events that fail any check are claimed (never opened again), counted and logged, never
-answered (a reply would help an attacker or spam relays).
+answered (a reply would help an attacker or spam relays); ``metrics.rejected`` counts them by
+reason (``malformed``; the guard's verdicts).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from bot.agent.guard import Guard, Verdict
+from bot.agent.metrics import Metrics
 from bot.nostr import nip04, nip17
 from bot.nostr.errors import MalformedEvent, NostrError
 from bot.nostr.event import Event, sign_event
@@ -97,8 +99,10 @@ class Inbox:
 
     def __init__(self, pool: RelayPool, keys: Keys, intake: Intake, guard: Guard,
                  on_request: Callable[[RequestRecord], None],
-                 is_own: Callable[[str], bool] = lambda event_id: False) -> None:
+                 is_own: Callable[[str], bool] = lambda event_id: False,
+                 metrics: Metrics | None = None) -> None:
         self.pool = pool
+        self.metrics = metrics or Metrics()
         self.is_own = is_own
         self.keys = keys
         self.intake = intake
@@ -129,6 +133,7 @@ class Inbox:
             dm = open_dm(self.keys, event, relay_url)
         except NostrError as exc:
             self.rejected += 1
+            self.metrics.rejected.labels("malformed").inc()
             log.info("inbox: dropped event %s from %s: %s", event.id[:12], relay_url,
                      type(exc).__name__)
             await self.intake.claim(event.id)

@@ -1,7 +1,8 @@
 """Refunds out: record the payout in the ledger, send it, confirm or fail it; reconcile later.
 
-``Payouts(ledger, wallet, lnurl=None, policy=PayoutPolicy(), clock=time.time)`` (``policy``: the
-``[wallet]`` payout fee cap, ``WalletConfig.payout_policy``):
+``Payouts(ledger, wallet, lnurl=None, policy=PayoutPolicy(), clock=time.time, metrics=None)``
+(``policy``: the ``[wallet]`` payout fee cap, ``WalletConfig.payout_policy``; every payout
+attempted counts in ``metrics.payouts`` by its status):
 
 - ``pay_to_invoice(job_id, pubkey, bolt11)`` → :class:`PayoutOutcome`. The invoice must ask
   exactly the pending refund, on the wallet's network, and not be (about to be) expired; the job
@@ -44,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.agent.metrics import Metrics
 from bot.wallets.base import (
     InvalidInvoice,
     LnurlError,
@@ -105,8 +107,10 @@ class Payouts:
         lnurl: LnurlClient | None = None,
         policy: PayoutPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self._ledger = ledger
+        self._metrics = metrics or Metrics()
         self._wallet = wallet
         self._lnurl = lnurl
         self._policy = policy or PayoutPolicy()
@@ -229,27 +233,33 @@ class Payouts:
         async with self._lock(job_id):
             recorded = await self.record(job_id, pubkey, bolt11, whole_sats=whole_sats)
             if isinstance(recorded, PayoutOutcome):
-                return recorded
-            return await self.send(recorded)
+                return self._counted(recorded)
+            return self._counted(await self.send(recorded))
+
+    def _counted(self, outcome: PayoutOutcome) -> PayoutOutcome:
+        self._metrics.payouts.labels(outcome.status.value).inc()
+        return outcome
 
     async def pay_to_address(self, job_id: str, pubkey: str, address: str) -> PayoutOutcome:
         owed = await self._owed(job_id, pubkey)
         if isinstance(owed, PayoutOutcome):
-            return owed
+            return self._counted(owed)
         if self._lnurl is None:
-            return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
-                                 reason="paying lightning addresses is not configured")
+            return self._counted(PayoutOutcome(
+                job_id, PayoutStatus.REJECTED, owed,
+                reason="paying lightning addresses is not configured"))
         send = whole_sats_of(owed)
         if send == 0:
-            return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
-                                 reason="less than 1 sat cannot be sent: keep it as balance")
+            return self._counted(PayoutOutcome(
+                job_id, PayoutStatus.REJECTED, owed,
+                reason="less than 1 sat cannot be sent: keep it as balance"))
         try:
             got = await self._lnurl.invoice_for_address(
                 address, send, network=self._wallet.network
             )
         except LnurlError as exc:
-            return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
-                                 reason=f"lightning address: {exc}")
+            return self._counted(PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
+                                               reason=f"lightning address: {exc}"))
         return await self.pay_to_invoice(job_id, pubkey, got.bolt11, whole_sats=True)
 
     async def keep_as_balance(self, job_id: str, pubkey: str) -> PayoutOutcome:
@@ -272,7 +282,7 @@ class Payouts:
         for payout in await self._ledger.unfinished_payouts():
             try:
                 async with self._lock(payout.job_id):
-                    outcomes.append(await self._reconcile_one(payout))
+                    outcomes.append(self._counted(await self._reconcile_one(payout)))
             except WalletError as exc:
                 log.warning("payout %d: lookup failed (%s); will retry", payout.payout_id,
                             type(exc).__name__)

@@ -6,9 +6,9 @@ small HTTP/1.1 server on asyncio streams that answers ``GET`` (and ``HEAD``) onl
 - ``/``: an HTML page with the pool's figures (available, given today, funded by how many zaps from
   how many zappers), the agent's npub and its lightning address (a ``lightning:`` link) to zap
   it. No element takes input; nothing on it names a secret or an asker's question.
-- ``/metrics``: the Prometheus text format (written here, version 0.0.4): pool figures, open
-  invoices, jobs not yet finished by state, the outbox backlog, each relay's connection state
-  and event counters.
+- ``/metrics``: the Prometheus text format of the agent's :class:`~bot.agent.metrics.Metrics`
+  (``prometheus-client``), the ledger's figures read at each scrape (pool, open invoices,
+  refunds owed, jobs not yet finished by state, the outbox backlog).
 - ``/healthz``: JSON ``{"ok": ..., "relays": ..., "wallet": ..., "database": ...}``, HTTP 200 when
   at least one relay is connected, the wallet answers (a refusal is an answer: a lightning
   address has no readable balance) and the database takes a write transaction; 503 otherwise.
@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.agent.agent import Agent
+from bot.agent.metrics import CONTENT_TYPE, LedgerFigures
 from bot.relays.status import RelayState
 from bot.wallets.base import WalletRefused
 from storage import JobState
@@ -53,10 +54,6 @@ REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service
 def _sats(msat: int) -> str:
     whole, rest = divmod(msat, 1000)
     return f"{whole:,}.{rest:03d}".rstrip("0").rstrip(".") if rest else f"{whole:,}"
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 class StatusServer:
@@ -159,47 +156,15 @@ from {pool.zapper_count} zappers</dd>
 
     async def metrics(self) -> Response:
         a = self.agent
-        pool = await a.ledger.pool_status()
-        open_invoices = len(await a.ledger.open_invoices())
         jobs = await a.ledger.jobs_in_state(*OPEN_JOB_STATES)
-        backlog = len(await a.outbox.pending())
-        out: list[str] = []
-
-        def metric(name: str, kind: str, text: str,
-                   samples: list[tuple[dict[str, str], int]]) -> None:
-            out.append(f"# HELP {name} {text}")
-            out.append(f"# TYPE {name} {kind}")
-            for labels, value in samples:
-                inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-                out.append(f"{name}{{{inner}}} {value}" if inner else f"{name} {value}")
-
-        metric("timmy_pool_available_msat", "gauge", "Pool balance spendable now.",
-               [({}, pool.available_msat)])
-        metric("timmy_pool_reserved_msat", "gauge", "Pool held by running jobs.",
-               [({}, pool.reserved_msat)])
-        metric("timmy_pool_subsidy_today_msat", "gauge", "Pool given away today (UTC).",
-               [({}, pool.spent_today_msat)])
-        metric("timmy_pool_funded_msat_total", "counter", "Pool funding received in all.",
-               [({}, pool.total_in_msat)])
-        metric("timmy_pool_zaps_total", "counter", "Zaps that funded the pool.",
-               [({}, pool.zap_count)])
-        metric("timmy_invoices_open", "gauge", "Invoices awaiting payment.",
-               [({}, open_invoices)])
-        metric("timmy_jobs_open", "gauge", "Jobs not yet finished, by state.",
-               [({"state": s.value}, sum(j.state is s for j in jobs)) for s in OPEN_JOB_STATES])
-        metric("timmy_outbox_backlog", "gauge", "Events stored and not yet accepted by a relay.",
-               [({}, backlog)])
-        statuses = a.pool.status()
-        metric("timmy_relay_connected", "gauge", "1 when the relay is connected.",
-               [({"url": s.url}, int(s.state is RelayState.CONNECTED)) for s in statuses])
-        metric("timmy_relay_events_in_total", "counter", "Verified events received.",
-               [({"url": s.url}, s.events_in) for s in statuses])
-        metric("timmy_relay_events_out_total", "counter", "Events the relay accepted from us.",
-               [({"url": s.url}, s.events_out) for s in statuses])
-        metric("timmy_relay_rejected_in_total", "counter", "Frames or events we rejected.",
-               [({"url": s.url}, s.invalid_in) for s in statuses])
-        body = "\n".join(out) + "\n"
-        return Response(200, "text/plain; version=0.0.4; charset=utf-8", body.encode())
+        owed, owed_msat = await a.ledger.refunds_owed()
+        a.metrics.observe_ledger(LedgerFigures(
+            pool=await a.ledger.pool_status(),
+            invoices_open=len(await a.ledger.open_invoices()),
+            refunds_owed=owed, refunds_owed_msat=owed_msat,
+            jobs_open={s.value: sum(j.state is s for j in jobs) for s in OPEN_JOB_STATES},
+            outbox_backlog=len(await a.outbox.pending())))
+        return Response(200, CONTENT_TYPE, a.metrics.text())
 
     async def health(self) -> Response:
         a = self.agent

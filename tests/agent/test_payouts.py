@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.agent.metrics import Metrics
 from bot.agent.payouts import Payouts, PayoutStatus
 from bot.agent.settlements import SettlementProcessor
 from bot.wallets.base import LnurlError
@@ -51,7 +52,9 @@ async def test_refund_to_an_invoice_is_paid_once(
     asker = lnbits(http, lnbits_server, lnbits_new_wallet("asker", balance_sat=100))
     async with open_ledger(tmp_path / "ledger.db") as ledger:
         await refund_owed(ledger, agent, asker, "job-r", 21_000)
-        payouts = Payouts(ledger, agent)
+        assert await ledger.refunds_owed() == (1, 21_000)
+        metrics = Metrics()
+        payouts = Payouts(ledger, agent, metrics=metrics)
         target = await asker.make_invoice(21_000, description="my refund")
         outcome = await payouts.pay_to_invoice("job-r", ASKER, target.bolt11)
         assert outcome.status is PayoutStatus.PAID, outcome
@@ -64,6 +67,11 @@ async def test_refund_to_an_invoice_is_paid_once(
         assert again.status is PayoutStatus.REJECTED
         assert await payouts.reconcile() == []
         assert await asker.balance_msat() == 100_000
+        counted = {result: metrics.registry.get_sample_value("timmy_payouts_total",
+                                                             {"result": result})
+                   for result in ("paid", "rejected", "failed", "in_flight")}
+        assert counted == {"paid": 1, "rejected": 1, "failed": 0, "in_flight": 0}
+        assert await ledger.refunds_owed() == (0, 0)
         await assert_books_balance(ledger)
 
 
