@@ -24,7 +24,14 @@ from storage.errors import (
 )
 from storage.intake import Intake
 from storage.ledger import Ledger
-from storage.lifecycle import JobState, PayoutState, RefundState, TopupState
+from storage.lifecycle import (
+    JobState,
+    PayoutState,
+    RefundState,
+    RequestOp,
+    RequestState,
+    TopupState,
+)
 from storage.limits import Clock, Limits, system_clock, utc_day
 from storage.outbox import Outbox, OutboxItem, OutgoingEvent
 from storage.outcomes import (
@@ -49,7 +56,7 @@ from storage.outcomes import (
     TopupRecord,
     TopupResult,
 )
-from storage.requests import NewRequest, RequestRecord, RequestState
+from storage.requests import NewRequest, RequestRecord
 
 __all__ = [
     "Allowance",
@@ -89,6 +96,7 @@ __all__ = [
     "Reason",
     "Refund",
     "RefundState",
+    "RequestOp",
     "RequestRecord",
     "RequestState",
     "SchemaTooNew",

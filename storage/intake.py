@@ -10,8 +10,9 @@ from storage import requests
 from storage.amounts import text_id
 from storage.database import Database
 from storage.errors import InvalidInput
+from storage.lifecycle import RequestOp
 from storage.limits import Clock, system_clock
-from storage.requests import NewRequest, RequestRecord, RequestState
+from storage.requests import NewRequest, RequestRecord
 
 
 class Intake:
@@ -97,10 +98,11 @@ class Intake:
         """Requests ``new`` or ``open``, oldest first (the start-up sweep resumes each)."""
         return await self.db.read(requests.unfinished)
 
-    async def set_request_state(self, request_id: str, state: RequestState) -> None:
+    async def move_request(self, request_id: str, op: RequestOp) -> None:
+        """``op`` on the request (``storage.lifecycle.REQUEST_LIFECYCLE``)."""
         text_id(request_id, "request_id")
         now = self.clock()
-        await self.db.write(lambda conn: requests.set_state(conn, request_id, state, now))
+        await self.db.write(lambda conn: requests.move(conn, request_id, op, now))
 
     async def save_invoice(self, request_id: str, bolt11: str) -> None:
         """Keep the invoice quoted for a request (so a restart re-sends the same one)."""

@@ -1,5 +1,5 @@
-"""The lifecycles of jobs, refunds, payouts and top-ups: one ``(state, operation) → state`` table
-each (the shape of h11's state machine).
+"""The lifecycles of jobs, refunds, payouts, requests and top-ups: one ``(state, operation) →
+state`` table each (the shape of h11's state machine).
 
 Every storage operation that moves a record asks its table for the move (``Lifecycle.next``);
 a pair the table does not list raises ``IllegalTransition`` and, since every operation runs in its
@@ -18,6 +18,9 @@ Jobs::
 Refunds: ``none ─owe─▶ pending ─begin_payout─▶ paying ─confirm_payout─▶ paid``,
 ``paying ─fail_payout─▶ pending``, ``pending ─credit─▶ credited``.
 Payouts: ``sending ─confirm─▶ paid``, ``sending ─fail─▶ failed``.
+Requests (a message in, until its last reply): ``new ─wait─▶ open`` (a first reply sent, the job
+goes on outside: a quote awaiting payment), ``new | open ─close─▶ closed`` (the last reply sent);
+``dropped`` is recorded so (a flood) and never moves.
 Top-ups: ``open ─pay─▶ paid``, ``open ─expire─▶ expired``, ``expired ─pay─▶ paid`` (a late
 payment is credited all the same), ``paid ─pay─▶ paid`` (a duplicate, credited too).
 """
@@ -91,6 +94,18 @@ class TopupOp(StrEnum):
     EXPIRE = "expire"
 
 
+class RequestState(StrEnum):
+    NEW = "new"  # recorded, nothing sent
+    OPEN = "open"  # a first reply sent, its job goes on
+    CLOSED = "closed"  # the last reply sent
+    DROPPED = "dropped"  # never to be answered (a flood)
+
+
+class RequestOp(StrEnum):
+    WAIT = "wait"  # a first reply sent; the job waits on the outside (a payment)
+    CLOSE = "close"  # the last reply sent, or nothing left to say
+
+
 StateT = TypeVar("StateT", bound=StrEnum)
 OpT = TypeVar("OpT", bound=StrEnum)
 
@@ -160,6 +175,18 @@ PAYOUT_LIFECYCLE: Lifecycle[PayoutState, PayoutOp] = Lifecycle(
         (_P.PAID, _PO.CONFIRM): _P.PAID,  # repeat (with the same terms): no-op
         (_P.SENDING, _PO.FAIL): _P.FAILED,
         (_P.FAILED, _PO.FAIL): _P.FAILED,  # repeat: no-op
+    },
+)
+
+_Q, _QO = RequestState, RequestOp
+REQUEST_LIFECYCLE: Lifecycle[RequestState, RequestOp] = Lifecycle(
+    "request",
+    {
+        (_Q.NEW, _QO.WAIT): _Q.OPEN,
+        (_Q.OPEN, _QO.WAIT): _Q.OPEN,  # repeat: no-op
+        (_Q.NEW, _QO.CLOSE): _Q.CLOSED,
+        (_Q.OPEN, _QO.CLOSE): _Q.CLOSED,
+        (_Q.CLOSED, _QO.CLOSE): _Q.CLOSED,  # repeat: no-op
     },
 )
 

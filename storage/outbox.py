@@ -18,8 +18,8 @@ from storage import requests
 from storage.amounts import text_id
 from storage.database import Database
 from storage.errors import InvalidInput
+from storage.lifecycle import RequestOp
 from storage.limits import Clock, system_clock
-from storage.requests import RequestState
 
 MAX_EVENT_CHARS = 262_144
 
@@ -83,16 +83,16 @@ class Outbox:
         events: Sequence[OutgoingEvent],
         *,
         request_id: str | None = None,
-        request_state: RequestState | None = None,
+        request_op: RequestOp | None = None,
     ) -> bool:
         """Store the message ``key`` (False, and nothing stored, if it exists); in the same
-        transaction move ``request_id`` to ``request_state``."""
+        transaction apply ``request_op`` to ``request_id``."""
         _check(key, events)
         now = self.clock()
 
         def run(conn: sqlite3.Connection) -> bool:
-            if request_id is not None and request_state is not None:
-                requests.set_state(conn, request_id, request_state, now)
+            if request_id is not None and request_op is not None:
+                requests.move(conn, request_id, request_op, now)
             if conn.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone():
                 return False
             for seq, ev in enumerate(events):

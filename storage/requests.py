@@ -5,8 +5,8 @@ to reply to and the relays it arrived on. ``record`` claims every given id (an e
 gift wrap's rumor id...) and inserts the request in one transaction, so a request is either
 recorded with its claims or not at all (and then delivered again after a restart).
 
-States: ``new`` (recorded, nothing sent) → ``open`` (a first reply sent, its job goes on) →
-``closed``; ``dropped`` for a request never to be answered (a flood). Texts (question, invoice,
+States and moves: ``storage.lifecycle.REQUEST_LIFECYCLE`` (``new`` → ``open`` → ``closed``;
+``dropped`` for a request never to be answered, a flood). Texts (question, invoice,
 answer) are erased after the retention period; money records live in the ledger and stay.
 """
 
@@ -16,28 +16,12 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
-from storage.errors import IllegalTransition, InvalidInput, NotFound
+from storage.errors import InvalidInput, NotFound
+from storage.lifecycle import REQUEST_LIFECYCLE, RequestOp, RequestState
 
 MAX_BODY_CHARS = 65_536
 MAX_RELAYS = 32
-
-
-class RequestState(StrEnum):
-    NEW = "new"
-    OPEN = "open"
-    CLOSED = "closed"
-    DROPPED = "dropped"
-
-
-REQUEST_MOVES: dict[RequestState, frozenset[RequestState]] = {
-    RequestState.NEW: frozenset({RequestState.OPEN, RequestState.CLOSED}),
-    RequestState.OPEN: frozenset({RequestState.CLOSED}),
-    RequestState.CLOSED: frozenset(),
-    RequestState.DROPPED: frozenset(),
-}
-"""Legal moves; staying in the same state is always allowed (a repeat is a no-op)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,14 +125,13 @@ def unfinished(conn: sqlite3.Connection) -> list[RequestRecord]:
     return [_record(r) for r in rows]
 
 
-def set_state(conn: sqlite3.Connection, request_id: str, state: RequestState, now: int) -> None:
+def move(conn: sqlite3.Connection, request_id: str, op: RequestOp, now: int) -> None:
+    """``op`` on the request (``REQUEST_LIFECYCLE``); a move to where it is changes nothing."""
     current = get(conn, request_id).state
-    if state is current:
-        return
-    if state not in REQUEST_MOVES[current]:
-        raise IllegalTransition(f"request {request_id} is {current}; it cannot become {state}")
-    conn.execute("UPDATE requests SET state = ?, updated_at = ? WHERE id = ?",
-                 (state.value, now, request_id))
+    state = REQUEST_LIFECYCLE.next(current, op, request_id)
+    if state is not current:
+        conn.execute("UPDATE requests SET state = ?, updated_at = ? WHERE id = ?",
+                     (state.value, now, request_id))
 
 
 def save(conn: sqlite3.Connection, request_id: str, column: str, value: str,

@@ -60,6 +60,7 @@ from storage import (
     LedgerError,
     NotFound,
     Reason,
+    RequestOp,
     RequestRecord,
     RequestState,
     UnknownJob,
@@ -123,7 +124,7 @@ class JobFlow:
             if req.state in (RequestState.CLOSED, RequestState.DROPPED):
                 return
             if req.body is None:  # erased before it was finished: nothing left to do
-                await self.d.intake.set_request_state(req.id, RequestState.CLOSED)
+                await self.d.intake.move_request(req.id, RequestOp.CLOSE)
                 return
             reading = await self._replier(req).read(req, req.sender in self.d.admins)
             if isinstance(reading, Ask):
@@ -169,16 +170,16 @@ class JobFlow:
     # ------------------------------------------------------------------ replies
 
     async def _reply(self, req: RequestRecord, reply: Reply,
-                     state: RequestState = RequestState.CLOSED) -> bool:
+                     op: RequestOp = RequestOp.CLOSE) -> bool:
         """Sign and store (then publish) the reply to ``req``: its first message, or the final
-        one after a quote. The request moves to ``state`` in the same transaction."""
+        one after a quote; ``op`` moves the request in the same transaction."""
         key = f"reply:{req.id}" if req.state is RequestState.NEW else f"final:{req.id}"
         replier = self._replier(req)
         said = replace(reply, text=self._money_note(reply.text),
                        note=self._money_note(reply.note) if reply.note else "")
         return await self.d.publisher.send(
             key, replier.events(req, said), recipient=req.sender, protocol=req.protocol,
-            arrival=replier.relays(req), request_id=req.id, request_state=state,
+            arrival=replier.relays(req), request_id=req.id, request_op=op,
             all_to_asker=replier.all_to_asker)
 
     async def _progress(self, req: RequestRecord) -> None:
@@ -312,7 +313,7 @@ class JobFlow:
         text = texts.quote(job_decision(job, decision.reason), job.invoice_msat or 0, bolt11,
                            self.d.service.invoice_expiry_s, paused)
         await self._reply(req, Reply(text, "quote", amount_msat=job.invoice_msat or 0,
-                                     bolt11=bolt11), RequestState.OPEN)
+                                     bolt11=bolt11), RequestOp.WAIT)
 
     async def _may_invoice(self, pubkey: str) -> bool:
         open_invoices = await self.d.ledger.open_invoices()
@@ -355,7 +356,7 @@ class JobFlow:
 
     async def _finish(self, req: RequestRecord, job: JobRecord) -> None:
         if req.answer is None or req.answer_msat is None:  # done, but its text was erased
-            await self.d.intake.set_request_state(req.id, RequestState.CLOSED)
+            await self.d.intake.move_request(req.id, RequestOp.CLOSE)
             return
         done = await self.d.ledger.settle(job.id, req.answer_msat)
         self.d.metrics.job_finished(str(job.serve), "answered")
@@ -399,7 +400,7 @@ class JobFlow:
                 continue
             async with self._exclusive(target.id):
                 await self._cancel(await self.d.intake.request(target.id))
-        await self.d.intake.set_request_state(req.id, RequestState.CLOSED)
+        await self.d.intake.move_request(req.id, RequestOp.CLOSE)
 
     async def _cancel(self, req: RequestRecord) -> None:
         """Unpaid: cancelled, nothing moved; paid, not started: failed, all refunded; started

@@ -22,7 +22,7 @@ from bot.nostr.event import Event
 from bot.relays.dedupe import RecentIds
 from bot.relays.pool import RelayPool
 from bot.relays.tasks import cancel_all
-from storage import Outbox, OutboxItem, OutgoingEvent, RequestState
+from storage import Outbox, OutboxItem, OutgoingEvent, RequestOp
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Publisher:
 
     async def send(self, key: str, events: Sequence[Event], *, recipient: str | None,
                    protocol: str, arrival: Sequence[str] = (), request_id: str | None = None,
-                   request_state: RequestState | None = None,
+                   request_op: RequestOp | None = None,
                    all_to_asker: bool = False) -> bool:
         """Store and publish one message (False: ``key`` was stored before, nothing sent now).
         ``events[0]`` is the one addressed to ``recipient`` (a NIP-17 self copy follows it);
@@ -61,7 +61,7 @@ class Publisher:
         for ev in events:  # known before any relay can echo them back to the inbox
             self._sent.add(ev.id)
         added = await self.outbox.add(key, rows, request_id=request_id,
-                                      request_state=request_state)
+                                      request_op=request_op)
         if not added:
             return False
         for ev, row in zip(events, rows, strict=True):

@@ -24,11 +24,14 @@ from storage.lifecycle import (
     JOB_LIFECYCLE,
     PAYOUT_LIFECYCLE,
     REFUND_LIFECYCLE,
+    REQUEST_LIFECYCLE,
     TOPUP_LIFECYCLE,
     JobOp,
     Lifecycle,
     PayoutOp,
     RefundOp,
+    RequestOp,
+    RequestState,
     TopupOp,
 )
 from tests.storage.conftest import LIMITS
@@ -45,6 +48,7 @@ TABLES: list[tuple[Lifecycle[StrEnum, StrEnum], type[StrEnum], type[StrEnum]]] =
     (REFUND_LIFECYCLE, RefundState, RefundOp),  # type: ignore[list-item]
     (PAYOUT_LIFECYCLE, PayoutState, PayoutOp),  # type: ignore[list-item]
     (TOPUP_LIFECYCLE, TopupState, TopupOp),  # type: ignore[list-item]
+    (REQUEST_LIFECYCLE, RequestState, RequestOp),  # type: ignore[list-item]
 ]
 
 
@@ -83,6 +87,7 @@ def test_terminal_states() -> None:
     assert terminal(*TABLES[1]) == {"paid", "credited"}
     assert terminal(*TABLES[2]) == {"paid", "failed"}
     assert terminal(*TABLES[3]) == {"paid"}
+    assert terminal(*TABLES[4]) == {"closed", "dropped"}
 
 
 # ------------------------------------------------------------------ jobs, through the ledger

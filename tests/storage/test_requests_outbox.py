@@ -16,6 +16,7 @@ from storage import (
     NewRequest,
     Outbox,
     OutgoingEvent,
+    RequestOp,
     RequestState,
 )
 from tests.storage.support import ManualClock
@@ -59,17 +60,20 @@ async def test_dropped_requests_keep_no_text_and_are_never_resumed(db: Database)
     assert rec is not None and rec.state is RequestState.DROPPED and rec.body is None
     assert await intake.unfinished_requests() == []
     with pytest.raises(IllegalTransition):
-        await intake.set_request_state("r3", RequestState.OPEN)
+        await intake.move_request("r3", RequestOp.WAIT)
 
 
 async def test_request_states_move_forward_only(db: Database) -> None:
     intake = Intake(db)
     await intake.record(_req("r4"), ["ev4"])
-    await intake.set_request_state("r4", RequestState.OPEN)
-    await intake.set_request_state("r4", RequestState.OPEN)  # a repeat is a no-op
-    await intake.set_request_state("r4", RequestState.CLOSED)
+    await intake.move_request("r4", RequestOp.WAIT)
+    await intake.move_request("r4", RequestOp.WAIT)  # a repeat is a no-op
+    assert (await intake.request("r4")).state is RequestState.OPEN
+    await intake.move_request("r4", RequestOp.CLOSE)
+    await intake.move_request("r4", RequestOp.CLOSE)  # a repeat is a no-op
+    assert (await intake.request("r4")).state is RequestState.CLOSED
     with pytest.raises(IllegalTransition):
-        await intake.set_request_state("r4", RequestState.NEW)
+        await intake.move_request("r4", RequestOp.WAIT)
 
 
 async def test_history_and_erasure(db: Database, clock: ManualClock) -> None:
@@ -78,7 +82,7 @@ async def test_history_and_erasure(db: Database, clock: ManualClock) -> None:
         await intake.record(NewRequest(f"q{i}", "bob", "nip04", f"question {i}", f"e{i}",
                                        ("ws://a",)), [f"e{i}"])
         await intake.save_answer(f"q{i}", f"answer {i}", 1000)
-        await intake.set_request_state(f"q{i}", RequestState.CLOSED)
+        await intake.move_request(f"q{i}", RequestOp.CLOSE)
         clock.advance(10)
     await intake.record(NewRequest("j9", "bob", "nip90", '{"kind":5050}', "j9", ()), ["j9"])
     await intake.save_answer("j9", "a job's result", 1000)  # another protocol: not history
@@ -101,9 +105,9 @@ async def test_outbox_stores_a_message_once_and_moves_the_request(db: Database) 
     events = [OutgoingEvent("id-a", '{"id":"id-a"}', "alice", ("ws://x",)),
               OutgoingEvent("id-b", '{"id":"id-b"}', None)]
     added = await asyncio.gather(
-        outbox.add("reply:r5", events, request_id="r5", request_state=RequestState.CLOSED),
+        outbox.add("reply:r5", events, request_id="r5", request_op=RequestOp.CLOSE),
         outbox.add("reply:r5", [OutgoingEvent("id-c", "{}")], request_id="r5",
-                   request_state=RequestState.CLOSED),
+                   request_op=RequestOp.CLOSE),
     )
     assert sorted(added) == [False, True]
     assert (await intake.request("r5")).state is RequestState.CLOSED
@@ -120,7 +124,7 @@ async def test_outbox_add_is_atomic_with_the_state_move(db: Database) -> None:
     await intake.record(_req("r6"), ["ev6"], dropped=True)
     with pytest.raises(IllegalTransition):
         await outbox.add("reply:r6", [OutgoingEvent("id-z", "{}")], request_id="r6",
-                         request_state=RequestState.CLOSED)
+                         request_op=RequestOp.CLOSE)
     assert not await outbox.has("reply:r6")
 
 
