@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -62,6 +63,24 @@ RECONCILE_S = 10.0
 ERASE_EVERY_S = 3600.0
 ANNOUNCE_EVERY_S = 6 * 3600.0
 FETCH_EVENT_S = 5.0
+
+
+async def restarting(run: Callable[[], Awaitable[None]], name: str, *,
+                     first_delay_s: float = 1.0, max_delay_s: float = 60.0) -> None:
+    """Run one of the agent's background loops until it returns; when it fails (a database or
+    relay error it did not handle), log it and run it again after a backoff, so a transient
+    fault never leaves the agent without its outbox, settlements or sweeps."""
+    delay = first_delay_s
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("agent: %s loop failed; restarting in %.0f s", name, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,14 +170,15 @@ class Agent:
         self.queue.start()
         for request in await self.intake.unfinished_requests():  # the start-up sweep
             self.queue.submit(request.sender, request.id)
-        self._loop(self.publisher.run(), "outbox")
-        self._loop(self._reconcile_payouts(), "payouts")
+        self._loop(self.publisher.run, "outbox")
+        self._loop(self._reconcile_payouts, "payouts")
         if isinstance(p.wallet, SettlementSource):
-            self._loop(self.settlements.run(p.wallet), "settlements")
-        self._loop(self._every(float(p.service.settlement_poll_s), self._poll_settlements),
-                   "settlement poll")
-        self._loop(self._every(RECONCILE_S, self._reconcile_requests), "reconcile")
-        self._loop(self._every(ERASE_EVERY_S, self._erase), "erase")
+            self._loop(functools.partial(self.settlements.run, p.wallet), "settlements")
+        self._loop(functools.partial(self._every, float(p.service.settlement_poll_s),
+                                     self._poll_settlements), "settlement poll")
+        self._loop(functools.partial(self._every, RECONCILE_S, self._reconcile_requests),
+                   "reconcile")
+        self._loop(functools.partial(self._every, ERASE_EVERY_S, self._erase), "erase")
         await self.inbox.start()
         await self.jobs.start()
         if p.profile.lud16:
@@ -167,21 +187,13 @@ class Agent:
                                   ledger=self.ledger, intake=self.intake,
                                   job_for_event=self._job_for_event, on_zap=self._on_zap)
             await self.zaps.start(self.pool)
-        self._loop(self._publish_profile(), "profile")
-        self._loop(self._announce_every(ANNOUNCE_EVERY_S), "announcement")
+        self._loop(self._publish_profile, "profile")
+        self._loop(functools.partial(self._announce_every, ANNOUNCE_EVERY_S), "announcement")
         await self.pool.wait_connected(10.0)
         self.started.set()
 
-    def _loop(self, coro: Awaitable[None], name: str) -> None:
-        async def guarded() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("agent: %s loop failed", name)
-
-        self._tasks.append(asyncio.create_task(guarded(), name=name))
+    def _loop(self, run: Callable[[], Awaitable[None]], name: str) -> None:
+        self._tasks.append(asyncio.create_task(restarting(run, name), name=name))
 
     async def _every(self, period_s: float, step: Callable[[], Awaitable[None]]) -> None:
         while True:
