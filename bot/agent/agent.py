@@ -278,7 +278,8 @@ class Agent:
     async def stop(self) -> None:
         """Stop taking requests, finish or park running work, flush, close. Always returns."""
         grace = float(self.parts.service.stop_grace_s)
-        for sub in self.inbox.subscriptions + self.jobs.subscriptions:
+        await self.jobs.stop()
+        for sub in self.inbox.subscriptions:
             with contextlib.suppress(Exception):
                 await self.pool.unsubscribe(sub)
         self.queue.close()

@@ -67,9 +67,13 @@ class Customer:
             assert result.ok
         return event
 
-    async def delete(self, request: Event, keys: Keys | None = None) -> None:
-        deletion = sign_event(keys or self.keys, 5, "", [["e", request.id], ["k", "5050"]])
+    async def delete(self, request: Event, keys: Keys | None = None, *, k: bool = True
+                     ) -> Event:
+        """A kind-5 deletion of ``request`` (with the ``k`` tag NIP-09 recommends, or not)."""
+        tags = [["e", request.id]] + ([["k", "5050"]] if k else [])
+        deletion = sign_event(keys or self.keys, 5, "", tags)
         assert (await self.pool.publish(deletion)).ok
+        return deletion
 
     def about(self, request: Event, kind: int | None = None, status: str | None = None
               ) -> list[Event]:
@@ -219,6 +223,33 @@ async def test_cancel_before_payment(running: Running, customer: Customer) -> No
     assert before.balances == after.balances and before.transfers == after.transfers
     assert quote.id != error.id
     await _books_ok(running)
+
+
+async def test_a_deletion_without_k_cancels_too(running: Running, customer: Customer) -> None:
+    request = await customer.request("a question I regret at once")
+    await customer.delete(request, k=False)  # maybe before the agent watches it: still seen
+    error = await customer.wait_for(request, nip90.KIND_FEEDBACK, "error")
+    assert "Cancelled" in customer.info(error)
+    assert not customer.about(request, nip90.KIND_TEXT_RESULT)
+    with contextlib.suppress(UnknownJob):
+        assert str((await running.agent.ledger.job(request.id)).state) == "cancelled"
+    await _books_ok(running)
+
+
+async def test_deletions_of_requests_not_ours_are_never_recorded(
+        running: Running, customer: Customer) -> None:
+    """Only deletions naming our own unfinished requests come in: anyone's deletion of
+    another provider's job (``k`` 5050 or not) is not even received."""
+    elsewhere = sign_event(customer.keys, 5050, "", [["i", "hi", "text"],
+                                                     ["p", Keys.generate().public_hex]])
+    assert (await customer.pool.publish(elsewhere)).ok
+    deletion = await customer.delete(elsewhere)
+    mine = await customer.request("a question I regret later")
+    await customer.wait_for(mine, nip90.KIND_FEEDBACK, "payment-required")
+    await customer.delete(mine, k=False)
+    await customer.wait_for(mine, nip90.KIND_FEEDBACK, "error")
+    assert not await running.agent.intake.seen(deletion.id)
+    assert not await running.agent.intake.seen(elsewhere.id)
 
 
 async def test_cancel_after_payment_before_work_refunds_all(

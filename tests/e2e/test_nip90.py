@@ -355,7 +355,8 @@ async def test_event_input(agent: AgentProcess, client: sdk.Client, relay: str,
 
 
 async def test_cancellation_before_payment(agent: AgentProcess, client: sdk.Client) -> None:
-    """A deletion by someone else is ignored; the author's cancels: nothing moved."""
+    """A deletion by someone else is ignored; the author's (without ``k``) cancels: nothing
+    moved."""
     view = LedgerView(agent.db_path)
     customer = Customer(client, agent)
     pool = view.pool_available()
@@ -364,7 +365,7 @@ async def test_cancellation_before_payment(agent: AgentProcess, client: sdk.Clie
     await customer.delete(request, by=sdk.Keys.generate())
     await asyncio.sleep(SETTLE_S)
     assert str((await job_in(view, request.id().to_hex(), "invoiced"))["state"]) == "invoiced"
-    await customer.delete(request)
+    await customer.delete(request, k=False)  # NIP-09 makes k optional
     events = await customer.exactly(request, "payment-required", "error")
     error = next(e for e in events if status_of(e) == "error")
     assert "cancelled" in next(t for t in tags_of(error) if t[0] == "status")[2].lower()
