@@ -265,15 +265,23 @@ class Agent:
                             dict(result.refused))
 
     async def _announce_every(self, period_s: float) -> None:
-        """The NIP-89 announcement at start, then refreshed (limits may have changed). It is
-        never deleted: clients keep finding the agent across restarts."""
+        """The NIP-89 announcement at start, then refreshed every ``period_s`` and at once when
+        an admin changes the limits or pauses (its content carries the free allowance). It is
+        never deleted: clients keep finding the agent across restarts. Each one is dated after
+        the last, so a relay never keeps the older of two made in one second."""
+        last = 0
         while True:
+            self.controls.changed.clear()
             p = self.parts
-            event = job_handler(p.keys, p.profile, p.pricing, self.controls.limits, p.max_tokens)
+            last = max(int(self._clock()), last + 1)
+            event = job_handler(p.keys, p.profile, p.pricing, self.controls.limits, p.max_tokens,
+                                paused=self.controls.paused, created_at=last)
             result = await self.pool.publish(event, timeout_s=15.0)
             if not result.ok:
                 log.warning("announcement not accepted: %s", dict(result.refused))
-            await asyncio.sleep(period_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period_s):
+                    await self.controls.changed.wait()
 
     async def stop(self) -> None:
         """Stop taking requests, finish or park running work, flush, close. Always returns."""

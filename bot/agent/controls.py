@@ -2,11 +2,13 @@
 
 ``pause`` stops free service: the ledger then sees a zero daily allowance, so nobody is served
 free or partly free (sessions and paid answers go on). ``set_limit`` overrides one of the
-configured daily limits. Both take effect at once on ``ledger.limits``.
+configured daily limits. Both take effect at once on ``ledger.limits``, and set ``changed``
+(the agent re-publishes its NIP-89 announcement, which carries the free allowance).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict, replace
 from typing import Any
@@ -23,6 +25,7 @@ class Controls:
         self._configured = configured
         self._overrides: dict[str, Any] = {}
         self.paused = False
+        self.changed = asyncio.Event()
 
     async def load(self) -> None:
         raw = await self._intake.state(_KEY)
@@ -51,6 +54,7 @@ class Controls:
         self.paused = paused
         await self._save()
         self._apply()
+        self.changed.set()
 
     async def set_limit(self, key: str, value: int | None) -> None:
         """Override one limit (validated by ``Limits``: a bad value raises, nothing changes)."""
@@ -59,3 +63,4 @@ class Controls:
         self._overrides = candidate
         await self._save()
         self._apply()
+        self.changed.set()

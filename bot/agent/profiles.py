@@ -98,19 +98,22 @@ def own_profile(keys: Keys, profile: ProfileConfig, lud16: str | None,
 
 
 def job_handler(keys: Keys, profile: ProfileConfig, pricing: Pricing, limits: Limits,
-                max_tokens: int) -> Event:
+                max_tokens: int, *, paused: bool = False, created_at: int | None = None
+                ) -> Event:
     """The NIP-89 announcement (kind 31990) of the agent as a kind-5050 handler: name, about
-    and picture, what it charges and what it gives free each day."""
+    and picture, what it charges and what it gives free each day (``limits``, the operator's
+    overrides included; nothing while ``paused``)."""
     meta: dict[str, object] = {"name": profile.name, "about": profile.about}
     if profile.picture:
         meta["picture"] = profile.picture
     meta["pricing"] = {"unit": "msat", "input_per_tokens": pricing.input_msat,
                        "output_per_tokens": pricing.output_msat,
                        "per_tokens": pricing.per_tokens, "fixed_fee": pricing.fixed_fee_msat}
-    meta["free_allowance"] = {"daily_msat": limits.daily_free_msat,
-                              "daily_jobs": limits.daily_free_jobs,
-                              "while": "the zap-funded pool lasts"}
+    meta["free_allowance"] = ({"daily_msat": 0, "daily_jobs": 0, "paused": True} if paused
+                              else {"daily_msat": limits.daily_free_msat,
+                                    "daily_jobs": limits.daily_free_jobs,
+                                    "while": "the zap-funded pool lasts"})
     meta["nip90Params"] = {"max_tokens": {"required": False,
                                           "values": [str(max_tokens)]}}
     meta["encryption"] = ["nip04", "nip44"]
-    return nip89.handler_info(keys, HANDLER_D, [nip90.KIND_TEXT_JOB], meta)
+    return nip89.handler_info(keys, HANDLER_D, [nip90.KIND_TEXT_JOB], meta, created_at)

@@ -323,11 +323,30 @@ async def test_handler_announcement_is_published(running: Running) -> None:
             if events:
                 break
             await asyncio.sleep(0.1)
-    (announcement,) = events
-    assert announcement.tag_values("k") == ["5050"]
-    meta = json.loads(announcement.content)
-    assert meta["name"] == "Timmy" and meta["free_allowance"]["daily_jobs"] == 5
-    assert meta["pricing"]["fixed_fee"] == 1000
+        (announcement,) = events
+        assert announcement.tag_values("k") == ["5050"]
+        meta = json.loads(announcement.content)
+        assert meta["name"] == "Timmy" and meta["free_allowance"]["daily_jobs"] == 5
+        assert meta["pricing"]["fixed_fee"] == 1000
+
+        async def allowance() -> dict[str, object]:
+            found = await pool.fetch([{"kinds": [31990], "authors": [me]}])
+            assert len(found) == 1, "a replaceable announcement: one at a time"
+            return dict(json.loads(found[0].content)["free_allowance"])
+
+        # an admin's change is announced at once, not at the next 6-hourly refresh
+        await running.agent.controls.set_limit("daily_free_jobs", 2)
+        for _ in range(50):
+            if (await allowance())["daily_jobs"] == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert (await allowance())["daily_jobs"] == 2
+        await running.agent.controls.set_paused(True)
+        for _ in range(50):
+            if (await allowance()).get("paused"):
+                break
+            await asyncio.sleep(0.1)
+        assert await allowance() == {"daily_msat": 0, "daily_jobs": 0, "paused": True}
 
 
 async def test_a_zap_of_the_payment_required_feedback_pays_the_job(
