@@ -22,6 +22,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,9 @@ from bot.agent.settings import ProfileConfig, ServiceConfig
 from bot.config import ConfigError, Settings, load_settings
 from bot.dm_client import DmClient, DmClientError
 from bot.dm_client import Protocol as DmProtocol
+from bot.nostr import nip19
 from bot.nostr.errors import NostrError
+from bot.nostr.hexutil import is_hex
 from bot.nostr.keys import Keys, parse_public_key
 from bot.relays import RelayPool
 from bot.relays.config import RelayConfig, load_relays_toml
@@ -317,20 +320,33 @@ def _pool(args: argparse.Namespace) -> int:
     db_path = Path(args.db) if args.db else s.db_path
     if not db_path.is_file():
         return _fail(f"no ledger at {db_path}")
+    if not 0 <= args.zaps <= 1000:
+        return _fail("--zaps must be between 0 and 1000")
 
     async def run() -> int:
         db = await Database.open(db_path)
         try:
-            st = await Ledger(db, s.limits).pool_status()
+            ledger = Ledger(db, s.limits)
+            st = await ledger.pool_status()
+            zaps = await ledger.recent_zaps(args.zaps) if args.zaps else []
         finally:
             await db.close()
         cap = "none" if st.daily_cap_msat is None else _sats(st.daily_cap_msat)
         print(f"available:   {_sats(st.available_msat)}")
         print(f"reserved:    {_sats(st.reserved_msat)}")
-        print(f"spent today: {_sats(st.spent_today_msat)} (daily cap {cap})")
+        print(f"spent today: {_sats(st.spent_today_msat)} on {st.jobs_today} question(s) "
+              f"(daily cap {cap})")
         print(f"funded:      {_sats(st.total_in_msat)} by {st.zap_count} zaps "
               f"from {st.zapper_count} zappers")
         print(f"spent:       {_sats(st.total_spent_msat)}")
+        if zaps:
+            print("recent zaps (newest first):")
+        for z in zaps:
+            who = (nip19.encode_bytes("npub", bytes.fromhex(z.funder))
+                   if z.funder and is_hex(z.funder, 64) else "someone")
+            when = datetime.fromtimestamp(z.created_at, UTC).strftime("%Y-%m-%d %H:%M")
+            print(f"  {when}  {_sats(z.amount_msat):>10}  {who}"
+                  + (f"  \"{z.note}\"" if z.note else ""))
         return 0
 
     try:
@@ -382,6 +398,14 @@ def add_operator_commands(sub: Subparsers) -> None:
     ask.add_argument("question")
     ask.set_defaults(handler=_ask)
 
-    pool = _with_config(sub.add_parser("pool", help="the public pool's status"))
+    pool = _with_config(sub.add_parser(
+        "pool", help="the public pool's status and its recent zappers",
+        description="The pool as the ledger has it: available, reserved, given today and to "
+                    "how many questions, funded by how many zaps, and the recent zaps (zapper, "
+                    "amount, note).\n\nexamples:\n  timmy pool --config timmy.toml\n"
+                    "  timmy pool --db timmy.sqlite3 --zaps 20",
+        formatter_class=argparse.RawDescriptionHelpFormatter))
     pool.add_argument("--db", help="the ledger file (default: from the configuration)")
+    pool.add_argument("--zaps", type=int, default=10, metavar="N",
+                      help="how many recent zaps to list (default 10; 0: none)")
     pool.set_defaults(handler=_pool)

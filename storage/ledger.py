@@ -34,6 +34,7 @@ from storage.outcomes import (
     PartialGrant,
     PaymentOutcome,
     Payout,
+    PoolFunding,
     PoolStatus,
     Refund,
     TopupPayment,
@@ -54,18 +55,22 @@ class Ledger:
     # ------------------------------------------------------------------ funding
 
     async def credit_pool(
-        self, amount_msat: int, key: str, *, source: str = "zap", zapper_pubkey: str | None = None
+        self, amount_msat: int, key: str, *, source: str = "zap", zapper_pubkey: str | None = None,
+        note: str = "",
     ) -> Credit:
-        """Fund the pool: a zap (``source="zap"``, with its zapper) or an operator top-up."""
+        """Fund the pool: a zap (``source="zap"``, with its zapper and the note they gave, at
+        most 1000 printable characters, kept with the credit) or an operator top-up."""
         amount = positive_msat(amount_msat)
         text_id(key, "key")
         if source not in funding.POOL_SOURCES:
             raise InvalidInput(f"source must be one of {sorted(funding.POOL_SOURCES)}")
         if zapper_pubkey is not None:
             text_id(zapper_pubkey, "zapper_pubkey")
+        if note:
+            text_id(note, "note", 1000)
         now = self.clock()
         return await self.db.write(
-            lambda conn: funding.credit_pool(conn, amount, key, source, zapper_pubkey, now)
+            lambda conn: funding.credit_pool(conn, amount, key, source, zapper_pubkey, now, note)
         )
 
     async def credit_balance(
@@ -306,6 +311,11 @@ class Ledger:
         text_id(pubkey, "pubkey")
         return await self.db.read(lambda conn: refunds.pending_refunds(conn, pubkey))
 
+    async def recent_zaps(self, limit: int = 10) -> list[PoolFunding]:
+        """The newest ``limit`` zaps that funded the pool: zapper, amount, note, when."""
+        _limit(limit)
+        return await self.db.read(lambda conn: funding.recent_zaps(conn, limit))
+
     async def refunds_owed(self) -> tuple[int, int]:
         """How many refunds are owed (pending or being paid out), and their sum in msat."""
         def run(conn: sqlite3.Connection) -> tuple[int, int]:
@@ -386,6 +396,8 @@ class Ledger:
                 get_account(conn, SUBSIDY).credits_posted,
                 zaps,
                 zappers,
+                int(conn.execute("SELECT COALESCE(SUM(jobs), 0) FROM daily_usage WHERE day = ?",
+                                 (day,)).fetchone()[0]),
             )
 
         return await self.db.read(run)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from enum import StrEnum
 from typing import Any, Self, get_type_hints
 
@@ -86,6 +86,8 @@ class _Value:
         hints = get_type_hints(cls)
         kwargs: dict[str, Any] = {}
         for f in fields(cls):  # type: ignore[arg-type]
+            if f.name not in raw and f.default is not MISSING:
+                continue  # a field added since the result was stored: its default
             value = raw[f.name]
             hint = hints[f.name]
             if isinstance(hint, type) and issubclass(hint, StrEnum):
@@ -154,6 +156,17 @@ class Credit(_Value):
     key: str
     account: str
     amount_msat: int
+    note: str = ""  # what the funder said with it (a zap's comment): opaque text
+
+
+@dataclass(frozen=True, slots=True)
+class PoolFunding:
+    """One zap that funded the pool (``Ledger.recent_zaps``, newest first)."""
+
+    funder: str | None  # the zapper's pubkey
+    amount_msat: int
+    note: str
+    created_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +201,7 @@ class PoolStatus:
     total_spent_msat: int
     zap_count: int
     zapper_count: int
+    jobs_today: int  # jobs the pool paid for, in whole or part, today (UTC)
 
 
 @dataclass(frozen=True, slots=True)

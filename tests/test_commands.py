@@ -161,12 +161,23 @@ def test_pool_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     async def fund() -> None:
         db = await Database.open(db_path)
         ledger = Ledger(db, Limits(1000, 5))
-        await ledger.credit_pool(21_000, "zap:a", zapper_pubkey="z1")
+        await ledger.credit_pool(21_000, "zap:a", zapper_pubkey=zapper.public_hex,
+                                 note="keep it free")
         await ledger.credit_pool(4_000, "zap:b", zapper_pubkey="z2")
+        await ledger.credit_pool(9_000, "operator:c", source="operator")
         await db.close()
 
+    zapper = Keys.generate()
     asyncio.run(fund())
     assert main(["pool", "--db", str(db_path)]) == 0
     out = capsys.readouterr().out
-    assert "available:   25 sat" in out and "by 2 zaps from 2 zappers" in out
+    assert "available:   34 sat" in out and "by 2 zaps from 2 zappers" in out
+    assert "spent today: 0 sat on 0 question(s)" in out
+    zaps = out.split("recent zaps (newest first):\n", 1)[1].splitlines()
+    assert len(zaps) == 2  # zaps only, not the operator's top-up
+    assert zaps[0].split()[2:] == ["4", "sat", "someone"]  # not a pubkey: named no one
+    assert zaps[1].split()[2:] == ["21", "sat", zapper.npub, '"keep', 'it', 'free"']
+    assert main(["pool", "--db", str(db_path), "--zaps", "0"]) == 0
+    assert "recent zaps" not in capsys.readouterr().out
+    assert main(["pool", "--db", str(db_path), "--zaps", "5000"]) == 2
     assert main(["pool", "--db", str(tmp_path / "missing.sqlite3")]) == 2

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import segno
 from playwright.async_api import async_playwright
 
 from bot.agent.agent import Agent, AgentParts
@@ -26,6 +27,7 @@ from bot.relays import RelayPool
 from bot.relays.config import RelayConfig
 from bot.wallets.config import PayoutPolicy
 from bot.wallets.dev import DevWallet
+from bot.wallets.lnurl import encode_lnurl
 from bot.work import OpenAIConfig
 from bot.work.openai_compat import OpenAIBackend
 from storage import Database, Ledger
@@ -85,6 +87,9 @@ async def test_page_and_metrics_change_after_a_job(running: Running) -> None:
     assert running.agent.parts.keys.npub in page
     assert 'id="available">50 sats<' in page and 'id="given-today">0 sats<' in page
     assert 'href="lightning:timmy@example.com"' in page and "NOT REAL MONEY" in page
+    lnurl = encode_lnurl("https://example.com/.well-known/lnurlp/timmy").upper()
+    qr = segno.make(f"LIGHTNING:{lnurl}", error="m")  # what a wallet scanning it reads
+    assert qr.svg_inline(scale=4, title="Zap timmy@example.com") in page
     assert "<form" not in page and "<input" not in page
     before = (await http.get(base + "/metrics")).text
     assert sample(before, "timmy_pool_available_msat") == POOL_MSAT
@@ -152,11 +157,17 @@ async def test_pool_page_in_chromium(running: Running, tmp_path: Path) -> None:
             assert await page.inner_text("#available") == "50 sats"
             assert await page.inner_text("#given-today") == "0 sats"
             assert "0 zaps" in await page.inner_text("#funded")
+            assert await page.inner_text("#free-today") == "0"
+            assert "No zaps yet" in await page.inner_text("#zaps")
+            assert await page.locator("#qr svg").count() == 1  # the address's QR code
             assert running.agent.parts.keys.npub == await page.inner_text("#npub")
             assert await page.locator("form, input, textarea, select, button").count() == 0
             await page.screenshot(path=tmp_path / "before.png", full_page=True)
 
-            await ledger.credit_pool(21_000, "zap:test", zapper_pubkey="f" * 64)
+            zapper = Keys.generate()
+            note = "for the free answers <b>!</b>"
+            await ledger.credit_pool(21_000, "zap:test", zapper_pubkey=zapper.public_hex,
+                                     note=note)
             keys = Keys.generate()
             asker = DmClient(keys, running.agent.parts.keys.public_hex,
                              RelayPool([RelayConfig(running.relay.url)], keys=keys))
@@ -171,6 +182,9 @@ async def test_pool_page_in_chromium(running: Running, tmp_path: Path) -> None:
             assert pool.spent_today_msat > 0
             assert await page.inner_text("#given-today") != "0 sats"
             assert "by 1 zaps from 1 zappers" in await page.inner_text("#funded")
+            assert await page.inner_text("#free-today") == "1"
+            zaps = await page.inner_text("#zaps")
+            assert zapper.npub in zaps and "21 sats" in zaps and note in zaps  # text, not markup
             assert await page.inner_text("#available") == (
                 f"{pool.available_msat // 1000}.{pool.available_msat % 1000:03d}".rstrip("0")
                 .rstrip(".") + " sats")

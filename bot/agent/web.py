@@ -3,9 +3,11 @@
 :class:`StatusServer` (off unless ``timmy run --http-port`` is given; on in ``timmy demo``) is a
 small HTTP/1.1 server on asyncio streams that answers ``GET`` (and ``HEAD``) only:
 
-- ``/``: an HTML page with the pool's figures (available, given today, funded by how many zaps from
-  how many zappers), the agent's npub and its lightning address (a ``lightning:`` link) to zap
-  it. No element takes input; nothing on it names a secret or an asker's question.
+- ``/``: an HTML page with the pool's figures (available, given today and to how many questions,
+  funded by how many zaps from how many zappers), the recent zaps (zapper's npub, amount, their
+  note), the agent's npub and its lightning address as a ``lightning:`` link and a QR code of
+  its LNURL (an inline SVG made here with ``segno``: the page loads nothing). No element takes
+  input; nothing on it names a secret or an asker's question.
 - ``/metrics``: the Prometheus text format of the agent's :class:`~bot.agent.metrics.Metrics`
   (``prometheus-client``), the ledger's figures read at each scrape (pool, open invoices,
   refunds owed, jobs not yet finished by state, the outbox backlog).
@@ -26,11 +28,17 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import segno
 
 from bot.agent.agent import Agent
 from bot.agent.metrics import CONTENT_TYPE, LedgerFigures
+from bot.nostr import nip19
+from bot.nostr.hexutil import is_hex
 from bot.relays.status import RelayState
-from bot.wallets.base import WalletRefused
+from bot.wallets.base import LnurlError, WalletRefused
+from bot.wallets.lnurl import encode_lnurl
 from storage import JobState
 
 log = logging.getLogger(__name__)
@@ -38,6 +46,7 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 8192
 READ_TIMEOUT_S = 5.0
 CHECK_TIMEOUT_S = 5.0
+RECENT_ZAPS = 10
 OPEN_JOB_STATES = (JobState.QUOTED, JobState.INVOICED, JobState.PAID, JobState.RUNNING)
 
 
@@ -49,6 +58,16 @@ class Response:
 
 
 REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
+
+def _npub(pubkey: str | None) -> str:
+    if pubkey is None or not is_hex(pubkey, 64):
+        return "someone"
+    return nip19.encode_bytes("npub", bytes.fromhex(pubkey))
+
+
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _sats(msat: int) -> str:
@@ -123,36 +142,60 @@ class StatusServer:
     async def page(self) -> Response:
         a = self.agent
         pool = await a.ledger.pool_status()
+        zaps = await a.ledger.recent_zaps(RECENT_ZAPS)
         npub = a.parts.keys.npub
         lud16 = a.parts.profile.lud16
-        zap = (f'<p>Zap it at <a href="lightning:{html.escape(lud16)}">{html.escape(lud16)}'
-               "</a> to fund free answers for everyone.</p>") if lud16 else (
+        name = html.escape(a.parts.profile.name)
+        zap = (f'<p>Zap it at <a id="lud16" href="lightning:{html.escape(lud16)}">'
+               f"{html.escape(lud16)}</a> to fund free answers for everyone.</p>\n"
+               f"{self._qr(lud16)}") if lud16 else (
                "<p>This agent has no lightning address set, so it cannot be zapped yet.</p>")
         real = "" if a.parts.wallet.is_real_money else (
             '<p class="warn">Test wallet: NOT REAL MONEY.</p>')
+        recent = "\n".join(
+            f'<li><code>{_npub(z.funder)}</code> zapped <b>{_sats(z.amount_msat)} sats</b> '
+            f"<small>{_when(z.created_at)}</small>"
+            + (f"<br><q>{html.escape(z.note)}</q>" if z.note else "") + "</li>"
+            for z in zaps) or "<li>No zaps yet: be the first.</li>"
         body = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(a.parts.profile.name)}: the pool</title>
+<title>{name}: the pool</title>
 <style>body{{font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em}}
 dt{{font-weight:bold}}dd{{margin:0 0 .8em 0;font-size:1.4em}}.warn{{color:#a00}}
-code{{word-break:break-all}}</style></head>
+code{{word-break:break-all}}li{{margin:0 0 .6em 0}}#qr svg{{display:block}}</style></head>
 <body>
-<h1>{html.escape(a.parts.profile.name)}</h1>
+<h1>{name}</h1>
 <p>An AI agent on Nostr: DM it a question. Answers are free while this pool lasts.</p>
 {real}
 <dl>
 <dt>Pool available</dt><dd id="available">{_sats(pool.available_msat)} sats</dd>
 <dt>Given today</dt><dd id="given-today">{_sats(pool.spent_today_msat)} sats</dd>
+<dt>Questions the pool paid for today</dt><dd id="free-today">{pool.jobs_today}</dd>
 <dt>Funded</dt><dd id="funded">{_sats(pool.total_in_msat)} sats by {pool.zap_count} zaps
 from {pool.zapper_count} zappers</dd>
 <dt>Given in all</dt><dd id="given">{_sats(pool.total_spent_msat)} sats</dd>
 </dl>
+<h2>Recent zaps</h2>
+<ul id="zaps">
+{recent}
+</ul>
 <p>The agent: <code id="npub">{npub}</code></p>
 {zap}
 </body></html>
 """
         return Response(200, "text/html; charset=utf-8", body.encode("utf-8"))
+
+    def _qr(self, lud16: str) -> str:
+        """The address's LNURL (LUD-01, upper case as QR codes want it) as an inline SVG QR
+        code, made here: the page loads nothing."""
+        try:
+            lnurl = encode_lnurl(self.agent.lnurl.address_url(lud16)).upper()
+        except LnurlError:
+            return ""
+        svg = segno.make(f"LIGHTNING:{lnurl}", error="m").svg_inline(
+            scale=4, title=f"Zap {lud16}")
+        return f'<div id="qr">{svg}</div>'
 
     async def metrics(self) -> Response:
         a = self.agent

@@ -24,7 +24,8 @@
      amount, key="zap:<payment hash>")`` (``JOB``; late, double or excess money becomes the job
      owner's balance, as the ledger decides).
   5. every other zap funds the pool: ``ledger.credit_pool(amount, "zap:<payment hash>",
-     source="zap", zapper_pubkey=zapper)`` (``POOL``), which records the zapper and the amount.
+     source="zap", zapper_pubkey=zapper, note=comment)`` (``POOL``), which records the zapper,
+     the amount and the zap request's comment (one line, :func:`zap_note`) for the pool page.
 
   The ledger key ``zap:<payment hash>`` makes a receipt counted exactly once, however many relays
   deliver it, however often it is replayed (a replay under a new event id too). ``first_time`` is
@@ -74,6 +75,17 @@ PaymentCheck = Callable[[ValidZap], Awaitable[bool]]
 JobResolver = Callable[[str], Awaitable[str | None]]
 OwnInvoiceSink = Callable[[ValidZap], Any]
 OnZap = Callable[["ZapResult"], Awaitable[None]]
+
+
+NOTE_CHARS = 280
+"""A zap's comment is kept for the pool page on one line of at most this many characters."""
+
+
+def zap_note(comment: str) -> str:
+    """The zap request's comment as the pool's note: whitespace runs made one space, anything
+    unprintable dropped, cut to :data:`NOTE_CHARS`."""
+    text = " ".join(comment.split())
+    return "".join(c for c in text if c.isprintable())[:NOTE_CHARS].strip()
 
 
 def zap_key(payment_hash: str) -> str:
@@ -286,7 +298,8 @@ class ZapIntake:
                     job_id = None
             if payment is None:
                 await self._ledger.credit_pool(
-                    zap.amount_msat, key, source="zap", zapper_pubkey=zap.zapper_pubkey
+                    zap.amount_msat, key, source="zap", zapper_pubkey=zap.zapper_pubkey,
+                    note=zap_note(zap.comment),
                 )
         except IdempotencyConflict:
             return self._reject(receipt, "conflicting_replay", "same payment hash, other terms")

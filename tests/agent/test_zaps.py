@@ -17,12 +17,14 @@ import httpx
 import pytest
 
 from bot.agent.zaps import (
+    NOTE_CHARS,
     VerifyUrlCheck,
     WalletLookupCheck,
     ZapIntake,
     ZapOutcome,
     ZapResult,
     zap_key,
+    zap_note,
 )
 from bot.nostr import nip57
 from bot.nostr.event import Event, sign_event
@@ -416,6 +418,9 @@ async def test_zap_request_signed_by_nostr_sdk_funds_the_pool(zap_env: ZapEnv) -
     assert result.zap is not None
     assert result.zap.zapper_pubkey == sdk_keys.public_key().to_hex()
     assert result.zap.comment == "from rust-nostr"
+    [recent] = await env.ledger.recent_zaps()
+    assert (recent.funder, recent.amount_msat, recent.note) == (
+        sdk_keys.public_key().to_hex(), 9_000, "from rust-nostr")
 
 
 async def test_wallet_lookup_check_uses_the_wallet_behind_the_address(
@@ -554,3 +559,9 @@ async def test_zap_request_signed_by_the_agent_never_funds_the_pool(zap_env: Zap
     result = await intake.handle(receipt)
     assert result.outcome is ZapOutcome.OWN_INVOICE
     assert (await env.ledger.pool_status()).total_in_msat == 0
+
+
+def test_zap_note_is_one_printable_line() -> None:
+    assert zap_note("  thanks\n\tfor   the\x00 answers ") == "thanks for the answers"
+    assert zap_note("x" * 1000) == "x" * NOTE_CHARS
+    assert zap_note("\n\u200b") == ""

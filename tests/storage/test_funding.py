@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage import Database, IdempotencyConflict, Ledger
+from storage import Credit, Database, IdempotencyConflict, InvalidInput, Ledger
 from tests.storage.conftest import LIMITS
 from tests.storage.support import assert_invariants
 
@@ -23,6 +23,26 @@ async def test_a_zap_is_counted_once_however_often_it_arrives(
     balances = await assert_invariants(db, LIMITS)
     assert (balances["zaps_in"], balances["operator"], balances["pool"]) == (
         -27_000, -100_000, 127_000)
+
+
+async def test_recent_zaps_with_their_notes(ledger: Ledger, db: Database) -> None:
+    await ledger.credit_pool(21_000, "zap:h1", zapper_pubkey="zz", note="keep it free")
+    await ledger.credit_pool(9_000, "operator:x", source="operator", note="not a zap")
+    await ledger.credit_pool(1_000, "zap:h2", zapper_pubkey="yy")
+    # a credit recorded before notes were kept: its stored result has no note
+    await db.write(lambda conn: conn.execute(
+        "UPDATE operations SET result = ? WHERE key = 'zap:h2'",
+        ('{"key":"zap:h2","account":"pool","amount_msat":1000}',)))
+    assert await ledger.credit_pool(1_000, "zap:h2", zapper_pubkey="yy") == Credit(
+        "zap:h2", "pool", 1_000)
+    recent = await ledger.recent_zaps()
+    assert [(z.funder, z.amount_msat, z.note) for z in recent] == [
+        ("yy", 1_000, ""), ("zz", 21_000, "keep it free")]
+    assert [z.funder for z in await ledger.recent_zaps(1)] == ["yy"]
+    for bad in ("line\nbreak", "x" * 1001):
+        with pytest.raises(InvalidInput):
+            await ledger.credit_pool(1_000, "zap:h3", zapper_pubkey="yy", note=bad)
+    assert (await ledger.pool_status()).jobs_today == 0
 
 
 async def test_a_key_cannot_be_reused_for_something_else(ledger: Ledger, db: Database) -> None:
