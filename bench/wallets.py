@@ -31,7 +31,7 @@ from bot.agent.payouts import Payouts
 from bot.agent.settlements import SettlementProcessor, payment_key
 from bot.wallets.bolt11 import decode_invoice, encode_invoice
 from bot.wallets.dev import DevNetwork, DevWallet
-from storage import Database, Intake, Ledger, Limits
+from storage import Database, Ledger, Limits
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,7 +60,7 @@ async def settle_rates(directory: Path, seconds: float) -> tuple[float, float]:
     db = await Database.open(directory / "settle.db")
     try:
         ledger = Ledger(db, NO_SUBSIDY)
-        processor = SettlementProcessor(ledger, Intake(ledger.db))
+        processor = SettlementProcessor(ledger)
 
         async def invoiced(tag: str, i: int) -> str:
             job = f"{tag}-{i}"
@@ -95,7 +95,7 @@ async def payout_rate(directory: Path, seconds: float) -> float:
     db = await Database.open(directory / "payout.db")
     try:
         ledger = Ledger(db, NO_SUBSIDY)
-        processor = SettlementProcessor(ledger, Intake(ledger.db))
+        processor = SettlementProcessor(ledger)
         payouts = Payouts(ledger, agent)
 
         async def owed(i: int) -> tuple[str, str]:

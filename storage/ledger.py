@@ -27,6 +27,7 @@ from storage.outcomes import (
     BalanceView,
     Completion,
     Credit,
+    CreditedPayment,
     Decision,
     Failure,
     JobRecord,
@@ -225,6 +226,14 @@ class Ledger:
         soonest expiry first, including those past expiry not yet expired (poll each, then
         ``expire_job`` / ``expire_topup`` the ones that can no longer be paid)."""
         return await self.db.read(topups.open_invoices)
+
+    async def credited_payments(self, since: int) -> list[CreditedPayment]:
+        """Incoming payments that became (partly) a balance at or after ``since`` (epoch
+        seconds), oldest first, with their stored outcomes: late, double, over- and under-paid
+        job payments, payments for jobs that take none, and top-ups."""
+        if type(since) is not int:
+            raise InvalidInput("since must be an int of epoch seconds")
+        return await self.db.read(lambda conn: payments.credited_payments(conn, since))
 
     # ------------------------------------------------------------------ the work
 

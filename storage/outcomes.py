@@ -276,6 +276,22 @@ class TopupPayment(_Value):
 
 
 @dataclass(frozen=True, slots=True)
+class CreditedPayment:
+    """An incoming payment that became (partly) a balance, as the ledger recorded it: its
+    idempotency key (``pay:<hash>`` or ``zap:<hash>``), the balance's owner, when, and the
+    operation's stored outcome."""
+
+    key: str
+    pubkey: str
+    credited_at: int
+    outcome: PaymentOutcome | TopupPayment
+
+    @property
+    def payment_hash(self) -> str:
+        return self.key.partition(":")[2]
+
+
+@dataclass(frozen=True, slots=True)
 class OpenInvoice:
     """An invoice still awaiting payment: a job's (``job_id``) or a top-up (``job_id`` None)."""
 

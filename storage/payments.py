@@ -21,7 +21,15 @@ from storage.jobs import find_job, get_job, move_job, set_job
 from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
 from storage.limits import Limits, utc_day
 from storage.operations import job_key, once
-from storage.outcomes import JobRecord, PartialGrant, PaymentOutcome, PaymentVerdict, Serve
+from storage.outcomes import (
+    CreditedPayment,
+    JobRecord,
+    PartialGrant,
+    PaymentOutcome,
+    PaymentVerdict,
+    Serve,
+    TopupPayment,
+)
 
 
 def attach_invoice(
@@ -168,3 +176,27 @@ def reserve_partial_grant(
 
 def expire_job(conn: sqlite3.Connection, job_id: str, now: int) -> JobRecord:
     return move_job(conn, job_id, JobOp.EXPIRE, now)
+
+
+BALANCE_SUFFIX = ":balance"
+
+
+def credited_payments(conn: sqlite3.Connection, since: int) -> list[CreditedPayment]:
+    """Incoming payments (job payments by ``pay:``/``zap:`` key, and top-ups) whose money went,
+    all or partly, to a balance at or after ``since``, oldest first, each with the outcome its
+    ``confirm_payment`` / ``confirm_topup`` stored: what the payer must be told about."""
+    rows = conn.execute(
+        "SELECT o.key, t.pubkey, t.created_at, o.op, o.result FROM transfers t"
+        " JOIN operations o ON o.key = substr(t.key, 1, length(t.key) - ?)"
+        " WHERE t.created_at >= ? AND t.debit_account = ? AND t.key LIKE ?"
+        " AND o.op IN ('confirm_payment', 'confirm_topup') ORDER BY t.id",
+        (len(BALANCE_SUFFIX), since, LIGHTNING_IN, f"%{BALANCE_SUFFIX}"),
+    ).fetchall()
+    out: list[CreditedPayment] = []
+    for key, pubkey, created_at, op, result in rows:
+        outcome: PaymentOutcome | TopupPayment = (
+            PaymentOutcome.from_json(result) if op == "confirm_payment"
+            else TopupPayment.from_json(result)
+        )
+        out.append(CreditedPayment(str(key), str(pubkey), int(created_at), outcome))
+    return out

@@ -1,12 +1,13 @@
 """The running agent: every service wired to one ledger, one relay pool and one wallet.
 
 ``Agent.start()`` opens the services, runs the start-up sweep (every request recorded but not
-finished, every paid or running job, every pending outbox event, every unfinished payout) and
-subscribes; ``Agent.stop()`` stops taking requests, lets running work finish within
-``stop_grace_s`` (what is left stays recorded for the next start), flushes the outbox and
-closes the relays. Background loops: the outbox's retries, wallet settlements (pushed, and
-polled over the open invoices, which also expires them), a reconcile of open requests whose job
-moved (paid by a zap or a poll, expired), and the erasure of old questions and answers.
+finished, every paid or running job, every pending outbox event, every unfinished payout, every
+payment counted in the last 7 days whose payer's notice was never stored) and subscribes;
+``Agent.stop()`` stops taking requests, lets running work finish within ``stop_grace_s`` (what
+is left stays recorded for the next start), flushes the outbox and closes the relays.
+Background loops: the outbox's retries, wallet settlements (pushed, and polled over the open
+invoices, which also expires them), a reconcile of open requests whose job moved (paid by a zap
+or a poll, expired), and the erasure of old questions and answers.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from bot.agent.profiles import Profiles, job_handler, own_profile
 from bot.agent.queue import FairQueue
 from bot.agent.routing import RelayLists
 from bot.agent.settings import ProfileConfig, ServiceConfig
-from bot.agent.settlements import Applied, SettlementProcessor, payer_message
+from bot.agent.settlements import Applied, SettlementProcessor, notice_key, payer_message
 from bot.agent.zaps import ZapIntake, ZapResult
 from bot.nostr.event import Event
 from bot.nostr.keys import Keys
@@ -52,6 +53,7 @@ from storage import (
     Limits,
     Outbox,
     PaymentOutcome,
+    PaymentVerdict,
     RequestRecord,
     RequestState,
     UnknownJob,
@@ -62,6 +64,8 @@ log = logging.getLogger(__name__)
 RECONCILE_S = 10.0
 ERASE_EVERY_S = 3600.0
 ANNOUNCE_EVERY_S = 6 * 3600.0
+NOTICE_SWEEP_S = 7 * 86_400
+"""At start, payments counted this far back whose notice was never stored are told."""
 FETCH_EVENT_S = 5.0
 
 
@@ -134,8 +138,7 @@ class Agent:
         self.jobs = JobInbox(self.pool, p.keys, self.intake, self.guard, self._on_request,
                              max_age_s=p.service.nip90_max_age_s,
                              untargeted=p.service.nip90_untargeted, clock=clock)
-        self.settlements = SettlementProcessor(self.ledger, self.intake,
-                                               on_credit=self._on_credit,
+        self.settlements = SettlementProcessor(self.ledger, on_credit=self._on_credit,
                                                expiry_grace_s=p.service.expiry_grace_s)
         self.zaps: ZapIntake | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -148,18 +151,35 @@ class Agent:
         self.queue.submit(record.sender, record.id)
 
     async def _on_credit(self, applied: Applied) -> None:
+        """A payment counted (by a settlement or a zap; a repeat too): a paid job goes on, the
+        payer is told what became of the money."""
         outcome = applied.outcome
-        if isinstance(outcome, PaymentOutcome):
-            terms_changed = outcome.result.value == "terms_changed"
-            if outcome.job_paid or terms_changed:  # the job flow says what happens next
-                log.info("job %s %s paid (%s)", outcome.job_id[:8], applied.pubkey[:8],
-                         outcome.result.value)
-                self.queue.submit(applied.pubkey, outcome.job_id)
-            if terms_changed:
-                return
+        if isinstance(outcome, PaymentOutcome) and (
+                outcome.job_paid or outcome.result is PaymentVerdict.TERMS_CHANGED):
+            # the job flow says what happens next
+            log.info("job %s %s paid (%s)", outcome.job_id[:8], applied.pubkey[:8],
+                     outcome.result.value)
+            self.queue.submit(applied.pubkey, outcome.job_id)
+        await self._tell_payer(applied)
+
+    async def _tell_payer(self, applied: Applied) -> None:
+        """Store (then publish) the payer's notice once per payment hash: the outbox key is the
+        only record that it was told, so a repeat, or the start-up sweep after a crash, stores
+        it when it is missing and never a second time."""
+        outcome = applied.outcome
+        if isinstance(outcome, PaymentOutcome) and outcome.result is PaymentVerdict.TERMS_CHANGED:
+            return  # the job flow tells it, with the refund
         text = payer_message(applied)
-        if text:
-            await self.flow.notify(applied.pubkey, f"settled:{applied.payment_hash}", text)
+        key = notice_key(applied.payment_hash)
+        if text and not await self.outbox.has(key):
+            await self.flow.notify(applied.pubkey, key, text)
+
+    async def sweep_notices(self) -> None:
+        """Payers whose payment was counted but whose notice was never stored (the process
+        died in between) are told now."""
+        since = int(self._clock()) - NOTICE_SWEEP_S
+        for applied in await self.settlements.credited_since(since):
+            await self._tell_payer(applied)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -170,6 +190,7 @@ class Agent:
         self.queue.start()
         for request in await self.intake.unfinished_requests():  # the start-up sweep
             self.queue.submit(request.sender, request.id)
+        self._loop(self.sweep_notices, "notice sweep")
         self._loop(self.publisher.run, "outbox")
         self._loop(self._reconcile_payouts, "payouts")
         if isinstance(p.wallet, SettlementSource):
@@ -251,10 +272,17 @@ class Agent:
         return job_id
 
     async def _on_zap(self, result: ZapResult) -> None:
-        """A zap that paid one of our quotes: its job goes on at once (else the reconcile)."""
-        if result.job_id is not None:
-            job = await self.ledger.job(result.job_id)
-            self.queue.submit(job.pubkey, job.id)
+        """A zap that paid one of our quotes: its job goes on at once (else the reconcile), and
+        late, double or excess money is told like a settlement's."""
+        if result.job_id is None:
+            return
+        job = await self.ledger.job(result.job_id)
+        self.queue.submit(job.pubkey, job.id)
+        payment = result.payment
+        if payment is not None and result.zap is not None:
+            await self._tell_payer(Applied(result.zap.payment_hash, job.pubkey,
+                                           payment.amount_msat, payment,
+                                           payment.credited_balance_msat))
 
     async def _publish_profile(self) -> None:
         p = self.parts

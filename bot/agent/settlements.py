@@ -1,7 +1,6 @@
 """Settlements from a wallet → payments in the ledger, exactly once per payment hash.
 
-``SettlementProcessor(ledger, intake, on_credit=None, expiry_grace_s=60)`` (``intake``: the
-agent's one ``storage.Intake`` on the ledger's database):
+``SettlementProcessor(ledger, on_credit=None, expiry_grace_s=60)``:
 
 - ``apply(settlement)`` → :class:`Applied` or ``None``. A settlement for a job invoice becomes
   ``ledger.confirm_payment(payment_hash, amount_msat, key=payment_key(hash))``; the ledger decides
@@ -21,9 +20,16 @@ agent's one ``storage.Intake`` on the ledger's database):
   the wallet reports expired or failed, or still unpaid (or refused by the wallet, e.g. unknown
   to it) ``expiry_grace_s`` after their expiry; a wallet that cannot be reached expires nothing. A
   payment that still arrives after that becomes balance (``LATE``).
-- ``on_credit`` (``async (Applied) -> None``) is awaited once per payment hash, ever (claimed
-  durably through ``storage.Intake`` as ``settled:<hash>``), so the agent can tell the payer what
-  happened: :func:`payer_message` renders the text.
+- ``on_credit`` (``async (Applied) -> None``) is awaited after every application, a repeat
+  included, so the agent can act on it (a paid job goes to the work queue) and tell the payer
+  what happened (:func:`payer_message` renders the text). It must be idempotent per payment
+  hash: the agent stores its notice in the outbox under :func:`notice_key`, once, and the outbox
+  republishes a stored notice until a relay takes it. There is no separate "notified" claim: a
+  crash after the ledger counted a payment and before its notice was stored leaves a payment
+  with no notice, and ``credited_since(since)`` finds it again (every payment the ledger
+  credited to a balance since then, rebuilt from the ledger's own records) for the agent's
+  start-up sweep; the wallet's stream does not replay, and the start-up poll only looks at
+  invoices still open.
 
 :func:`payment_key` is the idempotency key every intake path must use for a payment hash
 (``pay:<hash>``), so that a payment seen by two paths is still counted once.
@@ -33,7 +39,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from bot.agent.texts import sats
 from bot.wallets.base import (
@@ -48,7 +54,6 @@ from bot.wallets.base import (
 from storage import (
     IdempotencyConflict,
     IllegalTransition,
-    Intake,
     InvoiceKind,
     Ledger,
     LedgerError,
@@ -72,6 +77,12 @@ def payment_key(payment_hash: str) -> str:
     return f"pay:{payment_hash}"
 
 
+def notice_key(payment_hash: str) -> str:
+    """The outbox key of what the payer is told about a payment (one message per payment
+    hash, whichever path counted it: a settlement or a zap)."""
+    return f"settled:{payment_hash}"
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     """What one settlement did: a job payment (``PaymentOutcome``) or a top-up
@@ -82,7 +93,6 @@ class Applied:
     amount_msat: int
     outcome: PaymentOutcome | TopupPayment
     credited_balance_msat: int
-    first_time: bool
 
 
 def _topup_message(outcome: TopupPayment, credited: str) -> str:
@@ -130,13 +140,11 @@ class SettlementProcessor:
     def __init__(
         self,
         ledger: Ledger,
-        intake: Intake,
         *,
         on_credit: Callable[[Applied], Awaitable[None]] | None = None,
         expiry_grace_s: int = DEFAULT_EXPIRY_GRACE_S,
     ) -> None:
         self._ledger = ledger
-        self._intake = intake
         self._on_credit = on_credit
         self._grace = expiry_grace_s
 
@@ -159,7 +167,7 @@ class SettlementProcessor:
         job = await self._ledger.job(outcome.job_id)
         return await self._after(
             Applied(payment_hash, job.pubkey, outcome.amount_msat, outcome,
-                    outcome.credited_balance_msat, first_time=False)
+                    outcome.credited_balance_msat)
         )
 
     async def _topup(self, settlement: Settlement, *, conflict: bool) -> Applied | None:
@@ -180,16 +188,23 @@ class SettlementProcessor:
             return None
         return await self._after(
             Applied(payment_hash, paid.pubkey, paid.amount_msat, paid,
-                    paid.credited_balance_msat, first_time=False)
+                    paid.credited_balance_msat)
         )
 
     async def _after(self, applied: Applied) -> Applied:
-        """Mark the first application of a payment hash (durably) and tell ``on_credit``."""
-        first = await self._intake.claim(f"settled:{applied.payment_hash}")
-        applied = replace(applied, first_time=first)
-        if first and self._on_credit is not None:
+        if self._on_credit is not None:
             await self._on_credit(applied)
         return applied
+
+    async def credited_since(self, since: int) -> list[Applied]:
+        """Every payment the ledger credited (all or partly) to a balance at or after
+        ``since``, by a settlement or a zap, as :class:`Applied` (oldest first): the start-up
+        sweep tells the payers whose notice was never stored."""
+        return [
+            Applied(c.payment_hash, c.pubkey, c.outcome.amount_msat, c.outcome,
+                    c.outcome.credited_balance_msat)
+            for c in await self._ledger.credited_payments(since)
+        ]
 
     async def run(self, source: SettlementSource) -> None:
         async for settlement in source.settlements():

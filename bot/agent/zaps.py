@@ -30,7 +30,9 @@
   The ledger key ``zap:<payment hash>`` makes a receipt counted exactly once, however many relays
   deliver it, however often it is replayed (a replay under a new event id too). ``first_time`` is
   true once per payment hash (``storage.Intake`` claim ``zap:<hash>``), and ``on_zap`` is awaited
-  then, for public thanks.
+  then (the agent sends a paid job on and tells the payer of late, double or excess money: the
+  notice is stored in the outbox by payment hash, and a crash between the ledger write and the
+  notice is caught by the agent's start-up sweep over the ledger, not by this claim).
 - When the LNURL endpoint, the payment check or the ledger cannot be reached, the result is
   ``RETRY`` and the receipt is queued again after ``retry_delay_s`` (up to ``max_retries``).
 """

@@ -18,7 +18,7 @@ from bot.wallets.base import LnurlError
 from bot.wallets.dev import DevWallet
 from bot.wallets.lnbits import LnbitsWallet
 from bot.wallets.lnurl import LnurlClient
-from storage import Intake, Ledger, PayoutState, RefundState
+from storage import Ledger, PayoutState, RefundState
 from tests.agent.money import (
     ASKER,
     FEE_CAP_MSAT,
@@ -37,7 +37,7 @@ async def refund_owed(
     """The asker pays the job's invoice for real, then the work fails: a pending refund."""
     payment_hash, bolt11 = await invoiced_job(ledger, agent, job_id, amount_msat)
     assert (await asker.pay_invoice(bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
-    assert await SettlementProcessor(ledger, Intake(ledger.db)).poll(agent, [payment_hash])
+    assert await SettlementProcessor(ledger).poll(agent, [payment_hash])
     failure = await ledger.fail(job_id, "work failed")
     assert failure.refund_msat == amount_msat
 
@@ -153,7 +153,7 @@ async def test_what_is_owed_in_msat_to_a_lightning_address(
         for job_id, actual_msat in (("job-msat", 7_500), ("job-crumb", 20_500)):
             payment_hash, bolt11 = await invoiced_job(ledger, agent, job_id, 21_000)
             assert (await asker.pay_invoice(bolt11, max_fee_msat=FEE_CAP_MSAT)).succeeded
-            assert await SettlementProcessor(ledger, Intake(ledger.db)).poll(agent, [payment_hash])
+            assert await SettlementProcessor(ledger).poll(agent, [payment_hash])
             await ledger.start(job_id)
             await ledger.settle(job_id, actual_msat)
         assert await asker.balance_msat() == 100_000 - 42_000

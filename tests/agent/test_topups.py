@@ -11,7 +11,6 @@ from bot.wallets.base import Settlement
 from bot.wallets.dev import DevWallet
 from storage import (
     Database,
-    Intake,
     InvoiceKind,
     Ledger,
     PaymentOutcome,
@@ -58,10 +57,9 @@ async def test_paid_while_down_is_credited_after_restart_once(
         told.append(applied)
 
     async with open_ledger(path) as ledger:  # the restart: nobody passes payment hashes
-        processor = SettlementProcessor(ledger, Intake(ledger.db), on_credit=on_credit)
+        processor = SettlementProcessor(ledger, on_credit=on_credit)
         applied = await processor.poll(agent)
         assert sorted(a.payment_hash for a in applied) == sorted([topup.payment_hash, job_hash])
-        assert all(a.first_time for a in applied)
         by_hash = {a.payment_hash: a for a in told}
         credited = by_hash[topup.payment_hash]
         assert isinstance(credited.outcome, TopupPayment)
@@ -75,16 +73,17 @@ async def test_paid_while_down_is_credited_after_restart_once(
         assert (still_open.payment_hash, still_open.kind) == (unpaid.payment_hash,
                                                               InvoiceKind.TOPUP)
 
-        # every repeat — polling again, by hash, a re-delivered settlement —
-        # credits nothing more and tells nobody again
+        # every repeat — polling again, by hash, a re-delivered settlement — credits nothing
+        # more and returns the first outcome (``on_credit`` hears it again: the agent's notice
+        # is stored once per payment hash, tests/agent/test_settlements.py)
         assert await processor.poll(agent) == []
         again = await processor.poll(agent, [topup.payment_hash, job_hash])
-        assert [a.first_time for a in again] == [False, False]
-        replay = await SettlementProcessor(ledger, Intake(ledger.db)).apply(
+        assert [a.outcome for a in again] == [credited.outcome, paid_job]
+        replay = await SettlementProcessor(ledger).apply(
             Settlement(topup.payment_hash, 30_000, None, 0)
         )
         assert replay is not None and replay.outcome == credited.outcome
-        assert len(told) == 2
+        assert len(told) == 4
         assert (await ledger.balance(ASKER)).available_msat == 30_000
         assert (await ledger.balance(OTHER)).available_msat == 0
         topup_record = await ledger.topup(topup.payment_hash)
@@ -108,7 +107,7 @@ async def test_poll_expires_what_can_no_longer_be_paid_and_late_money_is_balance
     db = await Database.open(tmp_path / "ledger.db")
     try:
         ledger = Ledger(db, NO_SUBSIDY, clock=clock)
-        processor = SettlementProcessor(ledger, Intake(ledger.db), expiry_grace_s=60)
+        processor = SettlementProcessor(ledger, expiry_grace_s=60)
         short = await wallet.make_invoice(4_000, expiry_s=100)
         await ledger.record_topup(ASKER, short.payment_hash, 4_000, short.expires_at)
         job_hash, _ = await invoiced_job(ledger, wallet, "job-x", 7_000, expiry_s=100)
