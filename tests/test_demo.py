@@ -50,19 +50,27 @@ def test_demo_plain_runs_every_step(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     assert "NOT REAL MONEY" in out
     steps = re.findall(r"^== (\d)\.", out, re.M)
-    assert steps == ["1", "2", "3", "4", "5"], out
+    assert steps == ["1", "2", "3", "4", "5", "6"], out
     # every DM of the asker got its answer: each step's section has an agent line
     sections = re.split(r"^== ", out, flags=re.M)[1:]
-    for section in sections[:5]:
+    for section in sections[:6]:
         assert re.search(r"^asker:", section, re.M), section
         assert re.search(r"^agent:", section, re.M), section
-    free, partial, _, balance, refund = sections[:5]
+    free, partial, _, balance, failing, refund = sections[:6]
     assert "free: the pool paid" in free
     assert "asker's jobs: free/done" in free
     assert re.search(r"^wallet: .*succeeded", partial, re.M), partial
     assert "partial/done" in partial
     assert "Balance:" in balance
-    assert "refund" in refund.lower()
+    # the work of a paid question fails for real (the model server is down) and is refunded
+    assert re.search(r"^wallet: .* pays the invoice of (\d+) sat: succeeded", failing, re.M)
+    paid = re.search(r"invoice of (\d+) sat", failing)
+    assert paid is not None
+    assert "Sorry, I could not answer: cannot connect to the backend" in failing, failing
+    assert re.search(rf"Refund: {paid.group(1)} sats? waiting for you", failing), failing
+    assert re.search(r"^ledger: asker's jobs: .*/failed", failing, re.M), failing
+    assert re.search(rf"Refund of {paid.group(1)} sats? paid\.", refund), refund
+    assert "refunds owed 0 sat" in refund, refund
     assert "ledger check: ok" in out
     _assert_nothing_left(tmp_path, _relay_group(out))
 

@@ -17,8 +17,15 @@ pays the asker's refund invoice) by the wallets' ordinary ``pay_invoice``. Nothi
 process can settle a dev invoice, so no payment backdoor exists in ``timmy run``.
 
 The steps: a free question, a question that needs a partial payment (the asker pays the dev
-invoice), ``estimate``, ``balance``, ``refund`` (claimed with an invoice when one is owed), then
-the ledger check. Each step's conversation and the ledger after it are shown (``--plain``: plain
+invoice), ``estimate``, ``balance``, a paid question whose work fails and is refunded, ``refund``
+(claimed with an invoice when one is owed), then the ledger check.
+
+The failing work is a real failure: for that one step the demo takes the model server down —
+:class:`DemoModel` sends the agent's ``answer`` calls to an OpenAI-compatible backend pointed at
+a local port that is bound but never listens, so the connection is refused and the real HTTP
+backend reports the work ``unreachable``; the agent then fails the paid job in the ledger and
+owes the asker a refund, as it would with any model outage. Quotes are always made by the
+real model. Each step's conversation and the ledger after it are shown (``--plain``: plain
 lines, for logs and tests; otherwise a live two-column view). Exit 0 when every step got its
 answer and the ledger check passed, 1 otherwise; Ctrl-C stops everything and exits 130.
 ``--interactive`` keeps the agent running after the steps and prints its npub and relay URL.
@@ -31,6 +38,7 @@ import asyncio
 import logging
 import re
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -54,7 +62,17 @@ from bot.relays.local import LocalRelay, LocalRelayError
 from bot.wallets.bolt11 import decode_invoice
 from bot.wallets.config import PayoutPolicy
 from bot.wallets.dev import NOT_REAL_MONEY, DevNetwork, DevWallet
-from bot.work import LocalModelConfig, OpenAIConfig, Pricing, make_backend
+from bot.work import (
+    Backend,
+    LocalModelConfig,
+    OpenAIConfig,
+    Pricing,
+    TokenCount,
+    WorkRequest,
+    WorkResult,
+    make_backend,
+)
+from bot.work.openai_compat import OpenAIBackend
 from storage import Database, Ledger, Limits, check
 
 Subparsers = Any  # argparse's private _SubParsersAction
@@ -64,6 +82,7 @@ ASKER_WALLET_MSAT = 50_000
 DEMO_MAX_TOKENS = 24
 DEMO_PRICING = Pricing(input_msat=10, output_msat=100, fixed_fee_msat=0, per_tokens=1)
 DEMO_LIMITS = Limits(daily_free_msat=5_000, daily_free_jobs=5)
+DEMO_SERVICE = ServiceConfig(burst=10)  # the scripted asker sends its 8 DMs within a minute
 REPLY_TIMEOUT_S = 180.0
 BOLT11 = re.compile(r"\blnbcrt[0-9a-z]+\b")
 MODEL_NOTE = ("The embedded model is tiny (gemma-3 270M): its answers show the plumbing, not "
@@ -174,7 +193,8 @@ class RichView:
         room = max(10, self._console.size.height - len(self._notes) - 4)
         talk = Text()
         for who, line in rows[-room:]:
-            style = {"asker": "cyan", "agent": "green", "wallet": "magenta"}.get(who, "")
+            style = {"asker": "cyan", "agent": "green", "wallet": "magenta",
+                     "demo": "bold red"}.get(who, "")
             if who == "step":
                 talk.append(line + "\n", style="bold yellow")
                 continue
@@ -216,6 +236,55 @@ class RichView:
         self._live.stop()
 
 
+# ---------------------------------------------------------------------------- the model
+
+
+class DemoModel:
+    """The agent's backend in the demo: the real one, except that while ``down`` its answers
+    go to ``outage`` (a backend whose server does not answer). Counting tokens for quotes
+    always uses the real one."""
+
+    def __init__(self, real: Backend, outage: Backend) -> None:
+        self.real = real
+        self.outage = outage
+        self.down = False
+
+    @property
+    def name(self) -> str:
+        return self.real.name
+
+    @property
+    def default_max_tokens(self) -> int:
+        return self.real.default_max_tokens
+
+    def max_prompt_tokens(self, max_tokens: int) -> int:
+        return self.real.max_prompt_tokens(max_tokens)
+
+    async def count_prompt_tokens(self, request: WorkRequest) -> TokenCount:
+        return await self.real.count_prompt_tokens(request)
+
+    async def answer(self, request: WorkRequest) -> WorkResult:
+        return await (self.outage if self.down else self.real).answer(request)
+
+    async def aclose(self) -> None:
+        await self.outage.aclose()
+        await self.real.aclose()
+
+
+def dead_port() -> socket.socket:
+    """A local TCP port bound and never listened on: a connection to it is refused at once,
+    and no other process can take the port while the socket is held."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def outage_backend(port: int, http: httpx.AsyncClient) -> Backend:
+    return OpenAIBackend(OpenAIConfig(base_url=f"http://127.0.0.1:{port}/v1", model="down",
+                                      max_attempts=1, tokenize=False, connect_timeout_s=2.0),
+                         http)
+
+
 # ---------------------------------------------------------------------------- the scenario
 
 
@@ -226,6 +295,7 @@ class Demo:
     asker: DmClient
     asker_wallet: DevWallet
     agent_wallet: DevWallet
+    model: DemoModel
     answered: int = 0
 
     async def snapshot(self) -> LedgerSnapshot:
@@ -275,6 +345,17 @@ class Demo:
             await self.heard(rid, 1)
         await self.show_ledger()
 
+    async def failing(self, text: str) -> None:
+        """A paid question whose work fails: the model is down from the quote to the answer."""
+        self.model.down = True
+        self.view.said("demo", "the model server goes down (the agent's model now points at a "
+                       "port where nothing answers)")
+        try:
+            await self.question(text)
+        finally:
+            self.model.down = False
+        self.view.said("demo", "the model server is back")
+
     async def run(self) -> None:
         self.view.step("1. a question within today's free share: the pool pays")
         await self.question("What is Nostr? One sentence.")
@@ -291,7 +372,10 @@ class Demo:
         rid = await self.say("balance")
         await self.heard(rid)
 
-        self.view.step("5. refund: unused sats back to the asker's wallet")
+        self.view.step("5. a paid question whose work fails: the payment is refunded")
+        await self.failing("What is a relay? One sentence.")
+
+        self.view.step("6. refund: unused sats back to the asker's wallet")
         # a refund is claimed with an invoice for its whole sats; the sub-sat rest is balance
         owed = [r for r in await self.ledger.pending_refunds(self.asker.keys.public_hex)
                 if r.amount_msat >= 1000]
@@ -331,16 +415,18 @@ async def _with_relay(args: argparse.Namespace, view: View, workdir: Path, relay
     agent_keys, asker_keys = Keys.generate(), Keys.generate()
     relays = [RelayConfig(relay.url)]
     db = await Database.open(workdir / "ledger.sqlite3")
+    closed = dead_port()
     try:
         ledger = Ledger(db, DEMO_LIMITS)
         await ledger.credit_pool(POOL_TOPUP_MSAT, "demo-topup", source="operator")
         view.note(f"pool: funded with {_sats(POOL_TOPUP_MSAT)} by an operator top-up")
         async with httpx.AsyncClient(timeout=30.0) as http:
-            backend = make_backend(ai, local, http)
+            backend = DemoModel(make_backend(ai, local, http),
+                                outage_backend(closed.getsockname()[1], http))
             max_tokens = ai.max_tokens if ai is not None else local.max_tokens
             agent = Agent(AgentParts(
                 keys=agent_keys, relays=relays, db=db, wallet=agent_wallet, backend=backend,
-                http=http, pricing=DEMO_PRICING, limits=DEMO_LIMITS, service=ServiceConfig(),
+                http=http, pricing=DEMO_PRICING, limits=DEMO_LIMITS, service=DEMO_SERVICE,
                 profile=ProfileConfig(name="Timmy (demo)"), admins=frozenset(),
                 max_tokens=max_tokens, payout_policy=PayoutPolicy()))
             asker_pool = RelayPool(relays, keys=asker_keys)
@@ -354,7 +440,7 @@ async def _with_relay(args: argparse.Namespace, view: View, workdir: Path, relay
                           f"{status.url}/healthz)")
                 asker = DmClient(asker_keys, agent_keys.public_hex, asker_pool)
                 await asker.start()
-                demo = Demo(view, ledger, asker, asker_wallet, agent_wallet)
+                demo = Demo(view, ledger, asker, asker_wallet, agent_wallet, backend)
                 await demo.show_ledger()
                 await demo.run()
                 report = await check(db, DEMO_LIMITS)
@@ -377,6 +463,7 @@ async def _with_relay(args: argparse.Namespace, view: View, workdir: Path, relay
                 await agent_wallet.aclose()
                 await asker_wallet.aclose()
     finally:
+        closed.close()
         await db.close()
 
 
@@ -410,7 +497,9 @@ def add_demo_command(sub: Subparsers) -> None:
         "demo", help="the whole agent on this machine, NOT REAL MONEY (no configuration)",
         description="Start a local relay, the agent with a dev wallet and a funded pool, and a "
                     "scripted asker that DMs it over the relay: a free question, a partial "
-                    "payment, estimate, balance, refund; then the ledger check.\n\nexamples:\n"
+                    "payment, estimate, balance, a paid question whose work fails (the demo "
+                    "takes the model server down) and is refunded, refund; then the ledger "
+                    "check.\n\nexamples:\n"
                     "  scripts/run demo          (set-up included)\n"
                     "  timmy demo --plain        (plain lines)\n"
                     "  timmy demo --interactive  (then DM the agent yourself)",
