@@ -65,11 +65,20 @@ def _ledger_check(args: argparse.Namespace) -> int:
 
 
 def add_ledger_commands(sub: Subparsers) -> None:
-    ledger = sub.add_parser("ledger", help="inspect the ledger")
+    ledger = sub.add_parser(
+        "ledger", help="inspect the ledger",
+        description="Inspect the ledger.\n\nexample:\n  timmy ledger check --db timmy.sqlite3",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
     chk = ledger_sub.add_parser(
         "check",
         help="recompute every balance from the journal; exit 1 on any violation",
+        description="Recompute every account from the journal and check its invariants (it "
+                    "only reads: safe while the agent runs); exit 0 ok, 1 on a violation, 2 when "
+                    "the file is unusable.\n\nexamples:\n  timmy ledger check --db timmy.sqlite3\n"
+                    "  timmy ledger check --db timmy.sqlite3 --daily-free-msat 100000 "
+                    "--daily-free-jobs 5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     chk.add_argument("--db", required=True, help="path of the ledger's SQLite file")
     chk.add_argument("--daily-free-msat", type=int, help="also check this per-pubkey daily limit")

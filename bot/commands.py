@@ -20,6 +20,7 @@ import asyncio
 import os
 import re
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -59,6 +60,7 @@ from bot.work import (
     estimate,
     make_backend,
 )
+from bot.work.local import LocalBackend
 from storage import Database, Ledger, LedgerError
 
 Subparsers = Any  # argparse's private _SubParsersAction
@@ -179,6 +181,12 @@ async def _with_backend(s: Settings, fn: Callable[[Backend], Awaitable[int]]) ->
     async with httpx.AsyncClient() as client:
         backend = make_backend(s.ai, s.local, client)
         try:
+            if isinstance(backend, LocalBackend):  # the first load assembles the model file
+                print("loading the embedded model ...", file=sys.stderr, flush=True)
+                started = time.monotonic()
+                await backend.start()
+                print(f"model ready in {time.monotonic() - started:.1f} s", file=sys.stderr,
+                      flush=True)
             return await fn(backend)
         finally:
             await backend.aclose()
@@ -364,14 +372,32 @@ def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def add_operator_commands(sub: Subparsers) -> None:
-    keygen = sub.add_parser("keygen", help="create the agent's key in a 0600 file")
+    keygen = sub.add_parser(
+        "keygen", help="create the agent's key in a 0600 file",
+        description="Create a new Nostr key in a file only its owner can read (mode 0600; an "
+                    "existing file is never overwritten) and print its npub.\n\nexamples:\n"
+                    "  timmy keygen --out secrets/agent.nsec\n"
+                    "  TIMMY_NSEC_FILE=secrets/agent.nsec timmy run",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     keygen.add_argument("--out", required=True, help="where to write the nsec (must not exist)")
     keygen.set_defaults(handler=_keygen)
 
-    _with_config(sub.add_parser("config", help="show the effective configuration")) \
-        .set_defaults(handler=_config)
+    _with_config(sub.add_parser(
+        "config", help="show the effective configuration",
+        description="Print the configuration as understood (every section, each secret as "
+                    "readable or not, never its value); exit 2 naming the file and key of any "
+                    "mistake.\n\nexamples:\n  timmy config --config timmy.toml\n"
+                    "  TIMMY_CONFIG=/etc/timmy/timmy.toml timmy config",
+        formatter_class=argparse.RawDescriptionHelpFormatter)).set_defaults(handler=_config)
 
-    est = _with_config(sub.add_parser("estimate", help="quote a question (writes nothing)"))
+    est = _with_config(sub.add_parser(
+        "estimate", help="quote a question (writes nothing)",
+        description="Price a question as the agent would quote it (the configured backend "
+                    "counts its tokens), and with --pubkey what that asker would pay today; "
+                    "nothing is written.\n\nexamples:\n"
+                    "  timmy estimate --config timmy.toml \"Why is the sky blue?\"\n"
+                    "  timmy estimate --pubkey npub1... \"Why is the sky blue?\"",
+        formatter_class=argparse.RawDescriptionHelpFormatter))
     est.add_argument("--pubkey", help="also show the decision for this asker (npub or hex)")
     est.add_argument("question")
     est.set_defaults(handler=_estimate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sqlite3
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli import build_parser, main
 from storage import Database, Ledger, Limits
 
 
@@ -76,3 +77,28 @@ def test_console_script(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "zaps_in" in done.stdout
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+              ) -> list[tuple[str, ...]]:
+    """Every command path of the parser (``("ledger", "check")``...)."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append((*prefix, name))
+                found += _commands(sub, (*prefix, name))
+    return found
+
+
+def test_every_command_has_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    commands = _commands(build_parser())
+    assert {"run", "demo", "keygen", "ask", "estimate", "pool", "jobs", "refunds", "relays",
+            "config", "ledger", ("ledger", "check")} <= {c[0] if len(c) == 1 else c
+                                                         for c in commands}
+    for command in commands:
+        with pytest.raises(SystemExit) as exited:
+            main([*command, "--help"])
+        assert exited.value.code == 0
+        out = capsys.readouterr().out
+        assert "example" in out.lower() and f"timmy {' '.join(command)}" in out, (command, out)

@@ -68,10 +68,12 @@ from bot.work import (
     OpenAIConfig,
     Pricing,
     TokenCount,
+    WorkError,
     WorkRequest,
     WorkResult,
     make_backend,
 )
+from bot.work.local import LocalBackend
 from bot.work.openai_compat import OpenAIBackend
 from storage import Database, Ledger, Limits, check
 
@@ -421,8 +423,11 @@ async def _with_relay(args: argparse.Namespace, view: View, workdir: Path, relay
         await ledger.credit_pool(POOL_TOPUP_MSAT, "demo-topup", source="operator")
         view.note(f"pool: funded with {_sats(POOL_TOPUP_MSAT)} by an operator top-up")
         async with httpx.AsyncClient(timeout=30.0) as http:
-            backend = DemoModel(make_backend(ai, local, http),
-                                outage_backend(closed.getsockname()[1], http))
+            real = make_backend(ai, local, http)
+            if isinstance(real, LocalBackend):
+                view.note("loading the embedded model ...")
+                await real.start()
+            backend = DemoModel(real, outage_backend(closed.getsockname()[1], http))
             max_tokens = ai.max_tokens if ai is not None else local.max_tokens
             agent = Agent(AgentParts(
                 keys=agent_keys, relays=relays, db=db, wallet=agent_wallet, backend=backend,
@@ -482,7 +487,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         view.close()
         print("timmy demo: stopped", file=sys.stderr)
         return 130
-    except (ConfigError, LocalRelayError, DmClientError) as exc:
+    except (ConfigError, LocalRelayError, DmClientError, WorkError) as exc:
         view.close()
         print(f"error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, DmClientError) else 2

@@ -124,6 +124,7 @@ async def _check_backend(backend: Backend, settings: Settings, http: httpx.Async
                     f"embedded model")
         return None
     if isinstance(backend, LocalBackend):
+        log.info("loading the embedded model")
         try:
             await backend.start()
         except WorkError as exc:
@@ -149,8 +150,11 @@ def _run(args: argparse.Namespace) -> int:
 def add_run_command(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "run", help="run the agent (DMs in, answers out) until stopped",
-        description="Run the agent from timmy.toml, the environment and relays.toml. "
-                    "Example: timmy run --config timmy.toml")
+        description="Run the agent from timmy.toml, the environment and relays.toml until "
+                    "SIGINT or SIGTERM.\n\nexamples:\n  timmy run --config timmy.toml\n"
+                    "  timmy run --log-format json --http-port 8080   (pool page, /metrics, "
+                    "/healthz)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="timmy.toml (default: $TIMMY_CONFIG or ./timmy.toml)")
     parser.add_argument("--allow-dev-wallet", action="store_true",
                         help="allow the dev wallet (NOT REAL MONEY)")
