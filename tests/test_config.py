@@ -46,6 +46,7 @@ pool_daily_cap_msat = 900000
 [ai]
 base_url = "http://127.0.0.1:11434/v1"
 model = "llama3.2"
+models = ["qwen2.5", "llama3.2"]
 api_key_file = "secrets/ai.key"
 
 [ai.local]
@@ -61,6 +62,7 @@ max_tokens = 64
     assert s.limits.daily_free_msat == DEFAULT_LIMITS.daily_free_msat
     assert s.limits.pool_daily_cap_msat == 900_000
     assert s.ai is not None and s.ai.api_key_file == tmp_path / "secrets/ai.key"
+    assert s.ai.models == ("qwen2.5",)
     assert s.local.max_tokens == 64
 
 

@@ -303,7 +303,7 @@ class Agent:
             p = self.parts
             last = max(int(self._clock()), last + 1)
             event = job_handler(p.keys, p.profile, p.pricing, self.controls.limits, p.max_tokens,
-                                paused=self.controls.paused, created_at=last)
+                                p.backend.models, paused=self.controls.paused, created_at=last)
             result = await self.pool.publish(event, timeout_s=15.0)
             if not result.ok:
                 log.warning("announcement not accepted: %s", dict(result.refused))

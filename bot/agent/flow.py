@@ -112,7 +112,8 @@ class JobFlow:
         direct = DirectReplier(deps.keys)
         self._repliers: dict[str, Replier] = {
             "nip04": direct, "nip17": direct,
-            "nip90": JobReplier(deps.keys, deps.service.max_request_bytes, deps.fetch_event)}
+            "nip90": JobReplier(deps.keys, deps.service.max_request_bytes, deps.fetch_event,
+                                deps.backend.models)}
         self._direct = direct
 
     # ------------------------------------------------------------------ entry
@@ -223,7 +224,8 @@ class JobFlow:
         max_tokens = min(ask.max_tokens or self.d.max_tokens, self.d.max_tokens)
         return WorkRequest(question=ask.text, max_tokens=max_tokens,
                            timeout_s=float(self.d.service.work_timeout_s),
-                           system=SYSTEM_PROMPT, history=tuple(turns))
+                           system=SYSTEM_PROMPT, history=tuple(turns),
+                           temperature=ask.temperature, model=ask.model)
 
     async def _question(self, req: RequestRecord, ask: Ask) -> None:
         job = await self._job(req.id)

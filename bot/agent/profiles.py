@@ -98,8 +98,8 @@ def own_profile(keys: Keys, profile: ProfileConfig, lud16: str | None,
 
 
 def job_handler(keys: Keys, profile: ProfileConfig, pricing: Pricing, limits: Limits,
-                max_tokens: int, *, paused: bool = False, created_at: int | None = None
-                ) -> Event:
+                max_tokens: int, models: Sequence[str], *, paused: bool = False,
+                created_at: int | None = None) -> Event:
     """The NIP-89 announcement (kind 31990) of the agent as a kind-5050 handler: name, about
     and picture, what it charges and what it gives free each day (``limits``, the operator's
     overrides included; nothing while ``paused``)."""
@@ -113,7 +113,8 @@ def job_handler(keys: Keys, profile: ProfileConfig, pricing: Pricing, limits: Li
                               else {"daily_msat": limits.daily_free_msat,
                                     "daily_jobs": limits.daily_free_jobs,
                                     "while": "the zap-funded pool lasts"})
-    meta["nip90Params"] = {"max_tokens": {"required": False,
-                                          "values": [str(max_tokens)]}}
+    meta["nip90Params"] = {"max_tokens": {"required": False, "values": [str(max_tokens)]},
+                           "temperature": {"required": False, "values": ["0", "2"]},
+                           "model": {"required": False, "values": list(models)}}
     meta["encryption"] = ["nip04", "nip44"]
     return nip89.handler_info(keys, HANDLER_D, [nip90.KIND_TEXT_JOB], meta, created_at)

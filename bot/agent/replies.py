@@ -9,10 +9,12 @@ protocol reads the request and turns each reply into signed events:
   every reply is one DM (``inbox.build_reply``).
 - :class:`JobReplier` (``nip90``): the body is the kind-5050 request (or a kind-5 deletion) as
   received; it is read with ``bot.nostr.nip90`` into an :class:`Ask` (the text, the bid, the
-  ``max_tokens`` param), a :class:`Deletion`, or a :class:`Refusal` (a malformed request:
-  one ``error`` feedback). An ``event`` input is the content of that event, fetched from the
-  agent's relays (``EventSource``; a bounded wait, so an unknown id is a refusal, not a
-  stall); ``url`` and ``job`` inputs are refused. Replies are kind-7000 feedback
+  ``max_tokens``, ``temperature`` (0 to 2) and ``model`` params — a model only among the
+  backend's ``models``, which the operator lists in ``[ai] models``), a :class:`Deletion`, or a
+  :class:`Refusal` (a malformed request, a model not offered: one ``error`` feedback). An
+  ``event`` input is the content of that event, fetched from the agent's relays
+  (``EventSource``; a bounded wait, so an unknown id is a refusal, not a stall); ``url`` and
+  ``job`` inputs are refused. Replies are kind-7000 feedback
   (``payment-required`` with amount and bolt11, ``error`` with the reason, ``processing``)
   and, for an answer, the kind-6050 result with what was charged then ``success`` — encrypted
   in the request's scheme when it was. They go to the request's ``relays`` too, besides the
@@ -21,6 +23,7 @@ protocol reads the request and turns each reply into signed events:
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ from bot.nostr import nip90
 from bot.nostr.errors import NostrError
 from bot.nostr.event import Event
 from bot.nostr.keys import Keys
+from bot.work.result import MAX_TEMPERATURE
 from storage import RequestRecord
 
 MAX_INFO_CHARS: Final = 1000
@@ -40,6 +44,9 @@ MAX_INFO_CHARS: Final = 1000
 
 MAX_READ_CACHED: Final = 4096
 """Job requests kept read (parsed, decrypted) by ``JobReplier``."""
+
+TEMPERATURE_RE: Final = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,6})?|\.[0-9]{1,6}")
+"""A temperature param: plain decimal digits (no sign, exponent, inf or nan)."""
 
 EventSource = Callable[[str], Awaitable[Event | None]]
 """Fetch a verified event by id from the relays (None: not found in time)."""
@@ -64,13 +71,16 @@ class Ask:
     """A question to answer. ``bid_msat``: the most the asker will pay (None: no limit);
     ``max_tokens``: the asker's own cap (None: the operator's); ``history``: whether the asker's
     earlier exchanges are context (a DM conversation; never for a job request); ``subsidised``:
-    whether the pool may pay (not for a job request that tags no provider)."""
+    whether the pool may pay (not for a job request that tags no provider); ``temperature``,
+    ``model``: the asker's choice (None: the backend's)."""
 
     text: str
     bid_msat: int | None = None
     max_tokens: int | None = None
     history: bool = True
     subsidised: bool = True
+    temperature: float | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +143,12 @@ class DirectReplier:
 
 
 class JobReplier:
-    def __init__(self, keys: Keys, max_text_bytes: int, fetch: EventSource) -> None:
+    def __init__(self, keys: Keys, max_text_bytes: int, fetch: EventSource,
+                 models: tuple[str, ...]) -> None:
         self.keys = keys
         self.max_text_bytes = max_text_bytes
         self.fetch = fetch
+        self.models = models
         self._read: OrderedDict[str, nip90.JobRequest | Event] = OrderedDict()
 
     def _event(self, req: RequestRecord) -> Event:
@@ -194,8 +206,18 @@ class JobReplier:
                                   and len(max_tokens) < 7) else None  # "²".isdigit() is True
         if max_tokens is not None and not cap:
             return Refusal("param max_tokens must be a positive whole number")
+        temperature = job.param("temperature")
+        if temperature is not None and (not TEMPERATURE_RE.fullmatch(temperature)
+                                        or float(temperature) > MAX_TEMPERATURE):
+            return Refusal(f"param temperature must be a number from 0 to {MAX_TEMPERATURE:g}")
+        model = job.param("model")
+        if model is not None and model not in self.models:
+            return Refusal(f"model {model[:40]!r} is not offered here; offered: "
+                           f"{', '.join(self.models)}")
         return Ask(text, bid_msat=job.bid_msat, max_tokens=cap, history=False,
-                   subsidised=self.keys.public_hex in job.targets)
+                   subsidised=self.keys.public_hex in job.targets,
+                   temperature=None if temperature is None else float(temperature),
+                   model=model)
 
     def events(self, req: RequestRecord, reply: Reply) -> list[Event]:
         job = self._request(req)

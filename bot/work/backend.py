@@ -11,6 +11,8 @@ A backend is any object satisfying :class:`Backend`:
   :func:`bot.work.estimate.estimate` for a quote before any work.
 - ``max_prompt_tokens`` — the largest prompt it accepts with the request's ``max_tokens``.
 - ``default_max_tokens`` — the configured output cap.
+- ``models`` — the model names a request may pick (``WorkRequest.model``), the default first;
+  a request naming another one gets a ``REFUSED`` failure, from the estimate on.
 - ``aclose()`` releases what the backend opened itself (never an injected HTTP client; never
   the shared embedded model, which lives as long as the process).
 """
@@ -31,6 +33,9 @@ class Backend(Protocol):
 
     @property
     def default_max_tokens(self) -> int: ...
+
+    @property
+    def models(self) -> tuple[str, ...]: ...
 
     def max_prompt_tokens(self, max_tokens: int) -> int: ...
 

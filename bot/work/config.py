@@ -23,6 +23,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from bot.work.errors import WorkConfigError
+from bot.work.result import MAX_MODEL_CHARS
 from bot.work.tokens import DEFAULT_FIXED_OVERHEAD, DEFAULT_PER_MESSAGE_OVERHEAD
 
 MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
@@ -54,6 +55,10 @@ class OpenAIConfig:
 
     - ``base_url``: up to and including ``/v1`` (``POST {base_url}/chat/completions``).
     - ``model``: the model name the server expects.
+    - ``models``: other model names of the same server a NIP-90 request may pick with its
+      ``model`` param (none by default: the param may only name ``model``). Every one is priced
+      with the one ``[pricing]`` table (the quote counts the prompt and caps the output the same
+      way), so list only models that price allows.
     - ``api_key_env`` / ``api_key_file``: where the key is read (the file wins; it must be mode
       0600 or stricter); neither for servers that need no key. Sent as ``Authorization: Bearer``.
     - ``headers``: extra headers sent with every request (e.g. OpenRouter's ``HTTP-Referer``).
@@ -90,6 +95,7 @@ class OpenAIConfig:
     tokenize: bool = True
     per_message_overhead: int = DEFAULT_PER_MESSAGE_OVERHEAD
     fixed_overhead: int = DEFAULT_FIXED_OVERHEAD
+    models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url) if isinstance(self.base_url, str) else None
@@ -99,6 +105,15 @@ class OpenAIConfig:
             raise WorkConfigError("base_url must not carry credentials; use api_key_file")
         if not isinstance(self.model, str) or not self.model:
             raise WorkConfigError("model must be a non-empty string")
+        if not isinstance(self.models, list | tuple) or not all(
+            isinstance(m, str) and m and len(m) <= MAX_MODEL_CHARS and m.isprintable()
+            for m in self.models
+        ):
+            raise WorkConfigError(
+                f"models must be a list of model names (at most {MAX_MODEL_CHARS} characters)"
+            )
+        object.__setattr__(self, "models", tuple(dict.fromkeys(m for m in self.models
+                                                               if m != self.model)))
         if self.max_tokens_field not in ("max_tokens", "max_completion_tokens"):
             raise WorkConfigError("max_tokens_field must be max_tokens or max_completion_tokens")
         if not isinstance(self.headers, dict) or not all(

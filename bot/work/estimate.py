@@ -13,7 +13,7 @@ import logging
 
 from bot.work.backend import Backend
 from bot.work.pricing import Charge, Estimate, Pricing, estimate_price, settle
-from bot.work.result import Answer, WorkFailure, WorkRequest, prompt_too_long
+from bot.work.result import Answer, WorkFailure, WorkRequest, model_not_offered, prompt_too_long
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,12 @@ async def estimate(
     backend: Backend, request: WorkRequest, pricing: Pricing
 ) -> Estimate | WorkFailure:
     """The quote for ``request`` on ``backend``; an ``OVER_BUDGET`` failure when the prompt does
-    not fit the backend with this ``max_tokens``. Reads nothing but the prompt; runs no model."""
+    not fit the backend with this ``max_tokens``, a ``REFUSED`` one for a model the backend
+    does not offer. Reads nothing but the prompt; runs no model. The prompt is counted for the
+    request's own model; the price per token is the one [pricing] for every offered model."""
+    refused = model_not_offered(request, backend.models)
+    if refused is not None:
+        return refused
     counted = await backend.count_prompt_tokens(request)
     limit = backend.max_prompt_tokens(request.max_tokens)
     if counted.tokens > limit:

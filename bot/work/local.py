@@ -47,6 +47,7 @@ from bot.work.result import (
     WorkFailure,
     WorkRequest,
     WorkResult,
+    model_not_offered,
     prompt_too_long,
     timed_out,
 )
@@ -294,6 +295,10 @@ class LocalBackend:
     def default_max_tokens(self) -> int:
         return self._config.max_tokens
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        return (self._config.model_name,)
+
     def max_prompt_tokens(self, max_tokens: int) -> int:
         return max(0, self._config.n_ctx - max_tokens)
 
@@ -346,6 +351,9 @@ class LocalBackend:
     async def _answer(
         self, request: WorkRequest, start: float, deadline: float, cancel: threading.Event
     ) -> WorkResult:
+        refused = model_not_offered(request, self.models)
+        if refused is not None:
+            return refused
         model = await self.start()
         prompt = few_shot_prompt(request)
         limit = self.max_prompt_tokens(request.max_tokens)
@@ -357,7 +365,8 @@ class LocalBackend:
             "prompt": prompt,
             "max_tokens": request.max_tokens,
             "stop": list(FEW_SHOT_STOP),
-            "temperature": self._config.temperature,
+            "temperature": (request.temperature if request.temperature is not None
+                            else self._config.temperature),
             "seed": self._config.seed,
             "stream": True,
             "stream_options": {"include_usage": True},

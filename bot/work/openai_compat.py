@@ -36,6 +36,7 @@ from bot.work.result import (
     WorkFailure,
     WorkRequest,
     WorkResult,
+    model_not_offered,
     prompt_too_long,
     timed_out,
 )
@@ -120,6 +121,10 @@ class OpenAIBackend:
     def default_max_tokens(self) -> int:
         return self._config.max_tokens
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        return (self._config.model, *self._config.models)
+
     def max_prompt_tokens(self, max_tokens: int) -> int:
         return self._config.max_prompt_tokens
 
@@ -163,15 +168,17 @@ class OpenAIBackend:
 
     def _body(self, request: WorkRequest, field: MaxTokensField) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "model": self._config.model,
+            "model": request.model or self._config.model,
             "messages": chat_messages(request),
             field: request.max_tokens,
             "stream": self._config.stream,
         }
         if self._config.stream:
             body["stream_options"] = {"include_usage": True}
-        if self._config.temperature is not None:
-            body["temperature"] = self._config.temperature
+        temperature = (request.temperature if request.temperature is not None
+                       else self._config.temperature)
+        if temperature is not None:
+            body["temperature"] = temperature
         return body
 
     def _failure(self, problem: ParseProblem, attempts: int) -> WorkFailure:
@@ -185,6 +192,9 @@ class OpenAIBackend:
         )
 
     async def _answer(self, request: WorkRequest, clock: _Clock) -> WorkResult:
+        refused = model_not_offered(request, self.models)
+        if refused is not None:
+            return refused
         limit = self.max_prompt_tokens(request.max_tokens)
         if self._prompt_bound(chat_messages(request)) > limit:
             counted = await self.count_prompt_tokens(request)

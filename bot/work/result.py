@@ -22,6 +22,8 @@ from bot.work.errors import InvalidWorkRequest
 Role = Literal["user", "assistant"]
 
 MAX_QUESTION_CHARS = 32_000
+MAX_TEMPERATURE = 2.0
+MAX_MODEL_CHARS = 128
 """A question longer than this is refused at construction (the caller should have said no)."""
 
 
@@ -45,7 +47,10 @@ class WorkRequest:
 
     ``max_tokens`` caps the completion (it is always sent to the backend, so the actual cost
     never exceeds the estimate); ``timeout_s`` is the deadline, in seconds from the call, for the
-    whole request including queueing and retries.
+    whole request including queueing and retries. ``temperature`` (0 to 2) overrides the
+    backend's configured sampling temperature; ``model`` picks one of the backend's ``models``
+    (``None``: its default). Both are part of what is estimated: the same request is counted for
+    the quote and sent for the answer.
     """
 
     question: str
@@ -53,6 +58,8 @@ class WorkRequest:
     timeout_s: float
     system: str | None = None
     history: tuple[Turn, ...] = field(default_factory=tuple)
+    temperature: float | None = None
+    model: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.question, str) or not self.question.strip():
@@ -78,6 +85,19 @@ class WorkRequest:
             isinstance(t, Turn) for t in self.history
         ):
             raise InvalidWorkRequest("history must be a tuple of Turn")
+        if self.temperature is not None and (
+            not isinstance(self.temperature, int | float)
+            or isinstance(self.temperature, bool)
+            or not 0 <= self.temperature <= MAX_TEMPERATURE  # NaN fails both
+        ):
+            raise InvalidWorkRequest(f"temperature must be a number from 0 to {MAX_TEMPERATURE}")
+        if self.model is not None and (
+            not isinstance(self.model, str)
+            or not self.model
+            or len(self.model) > MAX_MODEL_CHARS
+            or not self.model.isprintable()
+        ):
+            raise InvalidWorkRequest("model must be a short printable name")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +168,19 @@ def prompt_too_long(tokens: int, limit: int) -> WorkFailure:
         FailureKind.OVER_BUDGET,
         "prompt_too_long",
         f"the prompt ({tokens} tokens) exceeds {limit} tokens",
+        attempts=0,
+    )
+
+
+def model_not_offered(request: WorkRequest, models: tuple[str, ...]) -> WorkFailure | None:
+    """The ``REFUSED`` failure for a request naming a model that is not in ``models`` (nothing
+    sent), else ``None``."""
+    if request.model is None or request.model in models:
+        return None
+    return WorkFailure(
+        FailureKind.REFUSED,
+        "model_not_offered",
+        f"model {request.model[:40]!r} is not offered (offered: {', '.join(models)})",
         attempts=0,
     )
 

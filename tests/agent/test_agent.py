@@ -59,14 +59,15 @@ async def start_agent(tmp_path: Path, relay_url: str, ai_server: AiTestServer,
                       profile: ProfileConfig | None = None,
                       lnurl_hosts: frozenset[str] = frozenset(),
                       more_relays: Sequence[str] = (),
-                      service: Mapping[str, Any] | None = None) -> AsyncIterator[Running]:
+                      service: Mapping[str, Any] | None = None,
+                      ai: Mapping[str, Any] | None = None) -> AsyncIterator[Running]:
     db = await Database.open(tmp_path / "agent.sqlite3")
     scenario = ai_server.scenario()
     wallet = DevWallet()
     admin = Keys.generate()
     async with httpx.AsyncClient() as http:
         backend = OpenAIBackend(OpenAIConfig(base_url=ai_server.url, model="test", max_tokens=32,
-                                             headers=scenario.headers), http)
+                                             headers=scenario.headers, **(ai or {})), http)
         parts = AgentParts(
             keys=Keys.generate(), relays=[RelayConfig(u) for u in (relay_url, *more_relays)],
             db=db, wallet=wallet,

@@ -380,6 +380,34 @@ async def test_a_zap_of_the_payment_required_feedback_pays_the_job(
         await _books_ok(running)
 
 
+async def test_temperature_and_an_offered_model_reach_the_backend(
+        tmp_path: Path, relay_url: str, ai_server: AiTestServer) -> None:
+    async with start_agent(tmp_path, relay_url, ai_server, ai={"models": ("bigger",)}
+                           ) as running, customer_of(running) as customer:
+        await _fund(running)
+        request = await customer.request("warm me up", ["param", "temperature", "1.5"],
+                                         ["param", "model", "bigger"])
+        await customer.wait_for(request, nip90.KIND_TEXT_RESULT)
+        [seen] = running.scenario.chat_requests()
+        assert (seen.body["model"], seen.body["temperature"]) == ("bigger", 1.5)
+        refused = await customer.request("on a model nobody offers", ["param", "model", "gpt-9"])
+        error = await customer.wait_for(refused, nip90.KIND_FEEDBACK, "error")
+        assert "'gpt-9' is not offered" in customer.info(error)
+        assert "test, bigger" in customer.info(error)
+        with pytest.raises(UnknownJob):  # refused before any decision: nothing recorded
+            await running.agent.ledger.job(refused.id)
+        assert len(running.scenario.chat_requests()) == 1
+        me = running.agent.parts.keys.public_hex
+        for _ in range(50):
+            found = await customer.pool.fetch([{"kinds": [31990], "authors": [me]}])
+            if found:
+                break
+            await asyncio.sleep(0.1)
+        params = json.loads(found[0].content)["nip90Params"]
+        assert params["model"]["values"] == ["test", "bigger"]
+        await _books_ok(running)
+
+
 async def test_untargeted_requests_are_ignored_unless_configured(
         running: Running, customer: Customer) -> None:
     await _fund(running)

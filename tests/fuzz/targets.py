@@ -320,7 +320,7 @@ async def _no_event(event_id: str) -> Event | None:
     return None  # an event input is then refused: the fetch itself is the relay pool's
 
 
-JOB_REPLIER = JobReplier(S.ME, 4000, _no_event)
+JOB_REPLIER = JobReplier(S.ME, 4000, _no_event, ("test",))
 
 
 def check_job_request(event: Event) -> bool:

@@ -27,6 +27,10 @@ from bot.work.result import Turn, WorkRequest
         {"read_timeout_s": 0},
         {"connect_timeout_s": float("nan")},
         {"temperature": 3.0},
+        {"models": "gpt-4o"},
+        {"models": [""]},
+        {"models": ["a\nb"]},
+        {"models": ["m" * 129]},
     ],
 )
 def test_bad_endpoint_config(overrides: dict[str, Any]) -> None:
@@ -35,6 +39,11 @@ def test_bad_endpoint_config(overrides: dict[str, Any]) -> None:
     with pytest.raises(WorkConfigError) as info:
         OpenAIConfig(**values)
     assert "secret" not in str(info.value)
+
+
+def test_models_offered_are_the_model_then_the_others_once() -> None:
+    config = OpenAIConfig("http://h/v1", "m", models=["x", "m", "x", "y"])  # type: ignore[arg-type]
+    assert config.models == ("x", "y")
 
 
 def test_server_root_strips_v1() -> None:
@@ -69,6 +78,14 @@ def test_local_config_defaults() -> None:
         {"timeout_s": float("inf")},
         {"system": 5},
         {"history": [Turn("user", "a")]},
+        {"temperature": 2.5},
+        {"temperature": -0.1},
+        {"temperature": float("nan")},
+        {"temperature": True},
+        {"temperature": "1"},
+        {"model": ""},
+        {"model": "a\x00b"},
+        {"model": "m" * 200},
     ],
 )
 def test_bad_requests(kwargs: dict[str, Any]) -> None:

@@ -368,3 +368,28 @@ async def test_a_server_ignoring_max_tokens_is_charged_the_quote_only(
     assert answer.completion_tokens == 60
     charge = charge_for(pricing, quote, answer)
     assert charge.capped and charge.amount_msat == quote.amount_msat
+
+
+async def test_a_request_picks_an_offered_model_and_its_temperature(
+    ai_server: AiTestServer, http: httpx.AsyncClient
+) -> None:
+    sc = ai_server.scenario()
+    backend = OpenAIBackend(config_for(sc, models=("other-model",), temperature=0.2), http)
+    assert backend.models == ("test-model", "other-model")
+    _answer(await backend.answer(ask(model="other-model", temperature=1.5)))
+    _answer(await backend.answer(ask()))
+    first, second = sc.chat_requests()
+    assert (first.body["model"], first.body["temperature"]) == ("other-model", 1.5)
+    assert (second.body["model"], second.body["temperature"]) == ("test-model", 0.2)
+
+
+async def test_a_model_not_offered_is_refused_before_anything_is_sent(
+    ai_server: AiTestServer, http: httpx.AsyncClient
+) -> None:
+    sc = ai_server.scenario()
+    backend = OpenAIBackend(config_for(sc), http)
+    request = ask(model="gpt-9")
+    _failure(await backend.answer(request), FailureKind.REFUSED, "model_not_offered")
+    quote = await estimate(backend, request, Pricing(input_msat=1, output_msat=1))
+    _failure(quote, FailureKind.REFUSED, "model_not_offered")
+    assert sc.chat_requests() == []
