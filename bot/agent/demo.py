@@ -259,6 +259,10 @@ class DemoModel:
     def default_max_tokens(self) -> int:
         return self.real.default_max_tokens
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        return self.real.models
+
     def max_prompt_tokens(self, max_tokens: int) -> int:
         return self.real.max_prompt_tokens(max_tokens)
 
