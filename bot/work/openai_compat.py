@@ -16,9 +16,11 @@ closed by :meth:`OpenAIBackend.aclose`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +59,7 @@ from bot.work.wire import (
 log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY_BYTES = 64 * 1024
+DRAIN_S = 1.0
 _SWITCH_FIELD = "use_max_completion_tokens"
 
 
@@ -84,6 +87,21 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _drain(lines: AsyncIterator[str], limit: int) -> None:
+    """Read what follows ``[DONE]`` (the end of the chunked body), at most ``limit`` characters
+    and ``DRAIN_S`` seconds, without parsing it: a response read to its end lets its connection
+    go back to the pool, while one left unfinished is closed and the next request pays a new
+    TCP connection. A server that goes on (or stalls) after ``[DONE]`` only loses its
+    connection: the answer is complete."""
+    size = 0
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(DRAIN_S):
+            async for line in lines:
+                size += len(line)
+                if size > limit:
+                    return
 
 
 class OpenAIBackend:
@@ -312,7 +330,8 @@ class OpenAIBackend:
     ) -> Completion | ParseProblem:
         state = StreamState()
         size = 0
-        async for line in response.aiter_lines():
+        lines = response.aiter_lines()
+        async for line in lines:
             size += len(line)
             if size > MAX_BODY_BYTES:
                 return ParseProblem(FailureKind.MALFORMED, "too_large", "response too large")
@@ -322,6 +341,7 @@ class OpenAIBackend:
             if state.saw_content and clock.first_token_at is None:
                 clock.first_token_at = time.monotonic()
             if state.done:
+                await _drain(lines, MAX_BODY_BYTES - size)
                 break
         return state.result()
 

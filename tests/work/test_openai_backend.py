@@ -284,15 +284,32 @@ async def test_prompt_over_the_limit_is_over_budget_before_sending(
     assert isinstance(quote, WorkFailure) and quote.kind is FailureKind.OVER_BUDGET
 
 
-async def test_connections_are_reused(ai_server: AiTestServer) -> None:
+@pytest.mark.parametrize("stream", [True, False])
+async def test_connections_are_reused(ai_server: AiTestServer, stream: bool) -> None:
+    """A streamed answer is read to the end of its body (past ``[DONE]``): its connection goes
+    back to the pool instead of being closed, and the next request needs no new one."""
     sc = ai_server.scenario()
     async with httpx.AsyncClient() as client:
-        backend = OpenAIBackend(config_for(sc, stream=False, tokenize=False), client)
+        backend = OpenAIBackend(config_for(sc, stream=stream, tokenize=False), client)
         for _ in range(5):
             _answer(await backend.answer(ask()))
         pool = client._transport._pool  # type: ignore[attr-defined]
         assert len(pool.connections) == 1
     assert len(sc.chat_requests()) == 5
+
+
+async def test_a_server_stalling_after_done_still_answers(
+    ai_server: AiTestServer, http: httpx.AsyncClient
+) -> None:
+    """The end of the body after ``[DONE]`` is awaited briefly: a server that never sends it
+    costs its connection, not the answer."""
+    sc = ai_server.scenario()
+    sc.script(Behaviour(kind="stall_after_done"))
+    backend = OpenAIBackend(config_for(sc, stream=True, tokenize=False), http)
+    answer = _answer(await backend.answer(ask(timeout_s=30.0)))
+    assert answer.text and answer.completion_tokens > 0
+    _answer(await backend.answer(ask()))
+    assert len(sc.chat_requests()) == 2
 
 
 async def test_an_owned_client_is_closed(ai_server: AiTestServer) -> None:
