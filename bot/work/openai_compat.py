@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY_BYTES = 64 * 1024
 DRAIN_S = 1.0
+TOOL_CALLS = 2
+"""Tokenizer calls (``/apply-template``, ``/tokenize``) in flight at once. They take
+milliseconds; letting every queued quote open its own connection grows the pool, and httpcore
+checks every pooled connection (a socket poll each) on every request."""
 _SWITCH_FIELD = "use_max_completion_tokens"
 
 
@@ -127,6 +131,7 @@ class OpenAIBackend:
         self._max_tokens_field: MaxTokensField = config.max_tokens_field
         self._tokenizer: bool | None = None if config.tokenize else False
         self._rng = rng if rng is not None else random.Random()
+        self._tool_calls = asyncio.Semaphore(TOOL_CALLS)
         self._url = config.base_url.rstrip("/") + "/chat/completions"
 
     # -- Backend interface -------------------------------------------------------------
@@ -397,12 +402,13 @@ class OpenAIBackend:
         unsupported when the server says it does not exist)."""
         timeout = httpx.Timeout(self._config.connect_timeout_s)
         try:
-            response = await self._client.post(
-                self._config.server_root + path,
-                json=payload,
-                headers=self._headers(stream=False),
-                timeout=timeout,
-            )
+            async with self._tool_calls:
+                response = await self._client.post(
+                    self._config.server_root + path,
+                    json=payload,
+                    headers=self._headers(stream=False),
+                    timeout=timeout,
+                )
         except httpx.HTTPError:
             return None
         if 400 <= response.status_code < 500 or response.status_code == 501:

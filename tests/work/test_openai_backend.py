@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from bot.work.estimate import charge_for, estimate
-from bot.work.openai_compat import OpenAIBackend
+from bot.work.openai_compat import TOOL_CALLS, OpenAIBackend
 from bot.work.pricing import Estimate, Pricing
 from bot.work.result import Answer, FailureKind, Turn, WorkFailure
 from tests.fixtures.ai_server import AiTestServer, Behaviour, prompt_tokens
@@ -296,6 +296,19 @@ async def test_connections_are_reused(ai_server: AiTestServer, stream: bool) -> 
         pool = client._transport._pool  # type: ignore[attr-defined]
         assert len(pool.connections) == 1
     assert len(sc.chat_requests()) == 5
+
+
+async def test_tokenizer_calls_share_few_connections(ai_server: AiTestServer) -> None:
+    """Many quotes at once: the tokenizer calls queue for ``TOOL_CALLS`` connections instead of
+    opening one each (a bigger pool costs every request a check of every connection)."""
+    sc = ai_server.scenario()
+    async with httpx.AsyncClient() as client:
+        backend = OpenAIBackend(config_for(sc), client)
+        counts = await asyncio.gather(*(backend.count_prompt_tokens(ask(question=f"q {i}"))
+                                        for i in range(12)))
+        assert all(c.exact for c in counts)
+        pool = client._transport._pool  # type: ignore[attr-defined]
+        assert len(pool.connections) <= TOOL_CALLS
 
 
 async def test_a_server_stalling_after_done_still_answers(
