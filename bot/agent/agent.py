@@ -128,7 +128,7 @@ class Agent:
             keys=p.keys, ledger=self.ledger, intake=self.intake, publisher=self.publisher,
             wallet=p.wallet, backend=p.backend, pricing=p.pricing, service=p.service,
             payouts=self.payouts, profiles=self.profiles, controls=self.controls,
-            admins=p.admins, max_tokens=p.max_tokens, fetch_event=self._fetch_event,
+            admins=p.admins, max_tokens=p.max_tokens, fetch_events=self._fetch_events,
             metrics=self.metrics))
         self.queue: FairQueue[str] = FairQueue(self.flow.advance,
                                                workers=max(8, 2 * p.service.concurrency))
@@ -253,11 +253,9 @@ class Agent:
         if erased:
             log.info("erased the texts of %d old requests", erased)
 
-    async def _fetch_event(self, event_id: str) -> Event | None:
-        """An event by id from the read relays (a NIP-90 ``event`` input), within 5 s."""
-        found = await self.pool.fetch([{"ids": [event_id], "limit": 1}],
-                                      timeout_s=FETCH_EVENT_S)
-        return next((e for e in found if e.id == event_id), None)
+    async def _fetch_events(self, filters: list[dict[str, object]]) -> list[Event]:
+        """Events from the read relays (NIP-90 ``event`` and ``job`` inputs), within 5 s."""
+        return await self.pool.fetch(filters, timeout_s=FETCH_EVENT_S)
 
     async def _job_for_event(self, event_id: str) -> str | None:
         """A zap whose request names one of our quotes pays that quote's job."""

@@ -41,7 +41,7 @@ from bot.agent.replies import (
     Ask,
     Deletion,
     DirectReplier,
-    EventSource,
+    EventFetch,
     JobReplier,
     Refusal,
     Replier,
@@ -87,7 +87,7 @@ class FlowDeps:
     controls: Controls
     admins: frozenset[str]
     max_tokens: int
-    fetch_event: EventSource
+    fetch_events: EventFetch
     metrics: Metrics = field(default_factory=Metrics)
 
 
@@ -112,7 +112,7 @@ class JobFlow:
         direct = DirectReplier(deps.keys)
         self._repliers: dict[str, Replier] = {
             "nip04": direct, "nip17": direct,
-            "nip90": JobReplier(deps.keys, deps.service.max_request_bytes, deps.fetch_event,
+            "nip90": JobReplier(deps.keys, deps.service.max_request_bytes, deps.fetch_events,
                                 deps.backend.models)}
         self._direct = direct
 

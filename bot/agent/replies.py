@@ -13,8 +13,12 @@ protocol reads the request and turns each reply into signed events:
   backend's ``models``, which the operator lists in ``[ai] models``), a :class:`Deletion`, or a
   :class:`Refusal` (a malformed request, a model not offered: one ``error`` feedback). An
   ``event`` input is the content of that event, fetched from the agent's relays
-  (``EventSource``; a bounded wait, so an unknown id is a refusal, not a stall); ``url`` and
-  ``job`` inputs are refused. Replies are kind-7000 feedback
+  (``EventFetch``; a bounded wait, so an unknown id is a refusal, not a stall). A ``job`` input
+  (chaining) is the output of that earlier job: its request is fetched by id, then its results
+  (kind + 1000, ``#e`` the request, by the providers it tagged) and ``nip90.job_output`` picks
+  the earliest clear one; no such result yet, or only encrypted ones, is a refusal. ``url``
+  inputs are refused: fetching whatever a stranger names would make the agent a proxy into
+  private networks and a download amplifier. Replies are kind-7000 feedback
   (``payment-required`` with amount and bolt11, ``error`` with the reason, ``processing``)
   and, for an answer, the kind-6050 result with what was charged then ``success`` — encrypted
   in the request's scheme when it was. They go to the request's ``relays`` too, besides the
@@ -48,8 +52,8 @@ MAX_READ_CACHED: Final = 4096
 TEMPERATURE_RE: Final = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,6})?|\.[0-9]{1,6}")
 """A temperature param: plain decimal digits (no sign, exponent, inf or nan)."""
 
-EventSource = Callable[[str], Awaitable[Event | None]]
-"""Fetch a verified event by id from the relays (None: not found in time)."""
+EventFetch = Callable[[list[dict[str, object]]], Awaitable[list[Event]]]
+"""Query the agent's relays: the verified events matching the filters that came in time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +147,7 @@ class DirectReplier:
 
 
 class JobReplier:
-    def __init__(self, keys: Keys, max_text_bytes: int, fetch: EventSource,
+    def __init__(self, keys: Keys, max_text_bytes: int, fetch: EventFetch,
                  models: tuple[str, ...]) -> None:
         self.keys = keys
         self.max_text_bytes = max_text_bytes
@@ -187,10 +191,15 @@ class JobReplier:
         texts = []
         for item in job.inputs:
             if item.type == "event":
-                found = await self.fetch(item.data)
-                if found is None or found.id != item.data:
+                found = await self._by_id(item.data)
+                if found is None:
                     return Refusal(f"event {item.data[:16]}… was not found on my relays")
                 texts.append(found.content)
+            elif item.type == "job":
+                output = await self._job_output(item.data)
+                if isinstance(output, Refusal):
+                    return output
+                texts.append(output)
             elif item.type == "text":
                 texts.append(item.data)
             else:
@@ -218,6 +227,28 @@ class JobReplier:
                    subsidised=self.keys.public_hex in job.targets,
                    temperature=None if temperature is None else float(temperature),
                    model=model)
+
+    async def _by_id(self, event_id: str) -> Event | None:
+        found = await self.fetch([{"ids": [event_id], "limit": 1}])
+        return next((e for e in found if e.id == event_id), None)
+
+    async def _job_output(self, job_id: str) -> str | Refusal:
+        """The output of the earlier job ``job_id`` (a ``job`` input)."""
+        request = await self._by_id(job_id)
+        if request is None:
+            return Refusal(f"job {job_id[:16]}… was not found on my relays")
+        if request.kind not in nip90.JOB_REQUEST_KINDS:
+            return Refusal(f"event {job_id[:16]}… is not a job request")
+        providers = nip90.providers_of(request)
+        if not providers:
+            return Refusal(f"job {job_id[:16]}… tagged no provider: whose result to use is "
+                           f"unclear")
+        results = await self.fetch([{"kinds": [request.kind + nip90.RESULT_OFFSET],
+                                     "#e": [job_id], "authors": list(providers)}])
+        output = nip90.job_output(request, results)
+        if output is None:
+            return Refusal(f"job {job_id[:16]}… has no result in clear on my relays yet")
+        return output
 
     def events(self, req: RequestRecord, reply: Reply) -> list[Event]:
         job = self._request(req)

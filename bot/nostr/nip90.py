@@ -12,7 +12,8 @@ outside JSON and goes through :func:`bot.untrusted.load_json`.
 ``result`` builds kind 6050 (``request``, ``e``, ``p``, ``i`` unless encrypted, ``amount``).
 An encrypted request is answered in its own scheme: the result's content and the feedback's
 human text are encrypted to the customer, an ``encrypted`` tag marks them, and no input appears
-in clear. ``deleted_ids`` reads the event ids a kind-5 deletion names.
+in clear. ``deleted_ids`` reads the event ids a kind-5 deletion names. ``job_output`` picks,
+among result events, the output of an earlier job a ``job`` input names (chaining).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ KIND_TEXT_JOB: Final = 5050
 KIND_TEXT_RESULT: Final = 6050
 KIND_FEEDBACK: Final = 7000
 KIND_DELETION: Final = 5
+JOB_REQUEST_KINDS: Final = range(5000, 6000)
+RESULT_OFFSET: Final = 1000
+"""A job's result kind is its request kind + 1000."""
+MAX_PROVIDERS: Final = 16
+"""Providers of an earlier job whose results a ``job`` input may use (its first ``p`` tags)."""
 
 INPUT_TYPES: Final = ("text", "event", "url", "job")
 MAX_INPUTS: Final = 8
@@ -148,8 +154,8 @@ def parse_request(keys: Keys, event: Event) -> JobRequest:
             if kind not in INPUT_TYPES:
                 raise JobRequestError(f"input type {kind[:20]!r} is not one of "
                                       f"{', '.join(INPUT_TYPES)}")
-            if kind == "event" and not is_hex(tag[1], 64):
-                raise JobRequestError("an event input is not an event id")
+            if kind in ("event", "job") and not is_hex(tag[1], 64):
+                raise JobRequestError(f"the {kind} input is not an event id")
             inputs.append(JobInput(tag[1], kind, tag[3] if len(tag) > 3 else "",
                                    tag[4] if len(tag) > 4 else ""))
         elif name == "param":
@@ -218,3 +224,26 @@ def deleted_ids(event: Event) -> tuple[str, ...]:
     if event.kind != KIND_DELETION:
         raise MalformedEvent(f"kind {event.kind} is not a deletion")
     return tuple(dict.fromkeys(e for e in event.tag_values("e") if is_hex(e, 64)))
+
+
+def providers_of(request: Event) -> tuple[str, ...]:
+    """The providers a job request tagged (``p``), at most :data:`MAX_PROVIDERS`."""
+    return tuple(dict.fromkeys(p for p in request.tag_values("p") if is_hex(p, 64)))[
+        :MAX_PROVIDERS]
+
+
+def job_output(request: Event, results: Sequence[Event]) -> str | None:
+    """The output of the job ``request`` among ``results``: a result of its kind that names it
+    (``e``), by a provider it tagged (anyone may publish a "result": only those the customer
+    asked count), in clear (an encrypted result is for its customer alone), not empty; the
+    earliest such one. ``None`` when there is none."""
+    if request.kind not in JOB_REQUEST_KINDS:
+        return None
+    providers = set(providers_of(request))
+    usable = [r for r in results
+              if r.kind == request.kind + RESULT_OFFSET and r.pubkey in providers
+              and request.id in r.tag_values("e") and r.content.strip()
+              and not any(t and t[0] == "encrypted" for t in r.tags)]
+    if not usable:
+        return None
+    return min(usable, key=lambda r: (r.created_at, r.id)).content

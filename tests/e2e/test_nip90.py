@@ -335,8 +335,10 @@ async def test_bid_too_low(agent: AgentProcess, client: sdk.Client) -> None:
     agent.ledger_check()
 
 
-async def test_event_input(agent: AgentProcess, client: sdk.Client, relay: str,
-                           ai_server: AiTestServer) -> None:
+async def test_event_and_job_inputs(agent: AgentProcess, client: sdk.Client, relay: str,
+                                    ai_server: AiTestServer) -> None:
+    """An ``event`` input is that event's content; a ``job`` input (chaining) is the output
+    of that earlier job, its result read from the relay."""
     view = LedgerView(agent.db_path)
     customer = Customer(client, agent)
     pool = view.pool_available()
@@ -351,6 +353,21 @@ async def test_event_input(agent: AgentProcess, client: sdk.Client, relay: str,
     _, actual = cost(DEFAULT_PRICING, usage_of(ai_server, agent.config.ai_scenario, marker))
     assert (job["serve"], job["absorbed_msat"]) == ("free", actual)
     assert view.pool_available() == pool - actual
+
+    then = tag()
+    other = Customer(client, agent)  # a fresh allowance: this one is free too
+    chained = await other.ask(["i", request.id().to_hex(), "job", relay],
+                              ["i", f"now shorter {then}", "text"], FREE)
+    await other.exactly(chained, "processing", "6050", "success")
+    usage = usage_of(ai_server, agent.config.ai_scenario, then)
+    [seen] = [r for r in ai_server.scenario_records(agent.config.ai_scenario)
+              if r.path.endswith("/chat/completions") and then in str(r.body)]
+    assert isinstance(seen.body, dict)
+    assert seen.body["messages"][-1]["content"] == f"{result.content()}\n\nnow shorter {then}"
+    job = await job_in(view, chained.id().to_hex(), "done")
+    _, second = cost(DEFAULT_PRICING, usage)
+    assert (job["serve"], job["absorbed_msat"]) == ("free", second)
+    assert view.pool_available() == pool - actual - second
     agent.ledger_check()
 
 

@@ -316,8 +316,8 @@ def check_nwc_uri(text: str) -> bool:
     return True
 
 
-async def _no_event(event_id: str) -> Event | None:
-    return None  # an event input is then refused: the fetch itself is the relay pool's
+async def _no_event(filters: list[dict[str, object]]) -> list[Event]:
+    return []  # event and job inputs are then refused: the fetch itself is the relay pool's
 
 
 JOB_REPLIER = JobReplier(S.ME, 4000, _no_event, ("test",))
