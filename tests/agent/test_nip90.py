@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from bot.relays.config import RelayConfig
 from bot.wallets.bolt11 import decode_invoice
 from bot.wallets.lightning_address import AgentAddress
 from bot.wallets.lnurl import LnurlClient
-from storage import UnknownJob, check
+from storage import NotFound, UnknownJob, check
 from tests.agent.test_agent import Running, start_agent
 from tests.fixtures.ai_server import AiTestServer, Behaviour
 from tests.fixtures.lnbits import LnbitsAccount, LnbitsServer
@@ -469,3 +470,64 @@ async def test_backend_failure_after_payment_is_one_error_and_a_full_refund(
     assert str(job.state) == "failed" and job.refund_msat == job.paid_msat
     assert not customer.about(request, nip90.KIND_TEXT_RESULT)
     await _books_ok(running)
+
+
+async def test_requests_dated_too_old_or_too_far_ahead_are_ignored_once_and_for_all(
+        running: Running, customer: Customer) -> None:
+    """Dropped without a reply, and claimed: delivered again (another relay, the look-back
+    after a restart) they are not even looked at — NostrDVM re-runs future-dated requests at
+    every start."""
+    await _fund(running)
+    now = int(time.time())
+    me = running.agent.parts.keys.public_hex
+    tags = [["i", "when?", "text"], ["p", me]]
+    old = sign_event(customer.keys, 5050, "", tags, created_at=now - 2 * 3600)
+    ahead = sign_event(customer.keys, 5050, "", tags, created_at=now + 2 * 3600)
+    skewed = sign_event(customer.keys, 5050, "", tags, created_at=now + 60)
+    jobs = running.agent.jobs
+    for event in (old, ahead, old, ahead):
+        await jobs.handle(event, running.relay_url)
+    assert jobs.ignored == 2  # once each: the second delivery is a claimed id
+    for event in (old, ahead):
+        assert await running.agent.intake.seen(event.id)
+        with pytest.raises(NotFound):
+            await running.agent.intake.request(event.id)
+    assert (await customer.pool.publish(skewed)).ok  # a little ahead (clock skew): served
+    await customer.wait_for(skewed, nip90.KIND_TEXT_RESULT)
+
+
+async def test_replies_also_go_to_the_request_relays_and_a_dead_one_delays_nobody(
+        tmp_path: Path, relay_factory: RelayFactory, ai_server: AiTestServer) -> None:
+    mine, theirs = relay_factory(), relay_factory()
+    dead = "ws://127.0.0.1:9/"  # nothing listens there
+    async with start_agent(tmp_path, mine.url, ai_server) as running, \
+            customer_of(running) as customer:
+        await _fund(running)
+        request = await customer.request("where do you answer?", ["relays", dead, theirs.url])
+        await customer.wait_for(request, nip90.KIND_FEEDBACK, "success")
+        async with RelayPool([RelayConfig(theirs.url)], keys=Keys.generate()) as pool:
+            found: list[Event] = []
+            for _ in range(50):
+                found = await pool.fetch([{"#e": [request.id],
+                                           "authors": [running.agent.parts.keys.public_hex]}])
+                if len(found) == 3:
+                    break
+                await asyncio.sleep(0.1)
+        assert sorted((e.kind, e.first_tag("status") or "") for e in found) == [
+            (6050, ""), (7000, "processing"), (7000, "success")]
+        other = await customer.request("and the next one?")  # served while dead never answers
+        await customer.wait_for(other, nip90.KIND_TEXT_RESULT)
+
+
+async def test_the_announcement_survives_a_clean_stop(
+        tmp_path: Path, relay_url: str, ai_server: AiTestServer) -> None:
+    async with start_agent(tmp_path, relay_url, ai_server) as running:
+        me = running.agent.parts.keys.public_hex
+        async with RelayPool([RelayConfig(relay_url)], keys=Keys.generate()) as pool:
+            for _ in range(50):
+                if await pool.fetch([{"kinds": [31990], "authors": [me]}]):
+                    break
+                await asyncio.sleep(0.1)
+    async with RelayPool([RelayConfig(relay_url)], keys=Keys.generate()) as pool:
+        assert len(await pool.fetch([{"kinds": [31990], "authors": [me]}])) == 1
+        assert await pool.fetch([{"kinds": [5], "authors": [me]}]) == []
