@@ -23,6 +23,7 @@ from storage.errors import (
     UnknownTopup,
 )
 from storage.intake import Intake
+from storage.leases import Replica
 from storage.ledger import Ledger
 from storage.lifecycle import (
     JobState,
@@ -100,6 +101,7 @@ __all__ = [
     "Reason",
     "Refund",
     "RefundState",
+    "Replica",
     "RequestOp",
     "RequestRecord",
     "RequestState",

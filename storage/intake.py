@@ -6,21 +6,27 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from storage import requests
+from storage import leases, requests
 from storage.amounts import text_id
 from storage.database import Database
 from storage.errors import InvalidInput
+from storage.leases import Replica
 from storage.lifecycle import RequestOp
 from storage.limits import Clock, system_clock
 from storage.requests import NewRequest, RequestRecord
 
 
 class Intake:
-    """``await intake.claim(event_id)`` is True only the first time ever (durably)."""
+    """``await intake.claim(event_id)`` is True only the first time ever (durably).
 
-    def __init__(self, db: Database, clock: Clock = system_clock) -> None:
+    ``replica``: this process among the agents sharing the database; a request it records is
+    leased to it (``storage.leases``). A fresh id with the default lease length if not given."""
+
+    def __init__(self, db: Database, clock: Clock = system_clock,
+                 replica: Replica | None = None) -> None:
         self.db = db
         self.clock = clock
+        self.replica = replica or Replica()
 
     async def claim(self, event_id: str) -> bool:
         text_id(event_id, "event_id", 128)
@@ -82,8 +88,9 @@ class Intake:
         recorded before. ``dropped``: recorded so it is never handled again, and never answered."""
         requests.check_new_request(request)
         ids = [text_id(c, "claim", 128) for c in claims]
-        now = self.clock()
-        return await self.db.write(lambda conn: requests.record(conn, request, ids, dropped, now))
+        now, me = self.clock(), self.replica
+        return await self.db.write(
+            lambda conn: requests.record(conn, request, ids, dropped, now, me))
 
     async def request(self, request_id: str) -> RequestRecord:
         text_id(request_id, "request_id")
@@ -97,6 +104,62 @@ class Intake:
     async def unfinished_requests(self) -> list[RequestRecord]:
         """Requests ``new`` or ``open``, oldest first (the start-up sweep resumes each)."""
         return await self.db.read(requests.unfinished)
+
+    # ------------------------------------------------------------------ leases
+
+    def holds(self, request: RequestRecord, margin_s: int = 0) -> bool:
+        """Whether this replica holds ``request``'s lease for ``margin_s`` more seconds, as
+        read (no I/O)."""
+        return (request.lease_owner == self.replica.id
+                and request.lease_until - self.clock() > margin_s)
+
+    async def take_lease(self, request_id: str) -> bool:
+        """Take or renew the lease of an unfinished request; False while another live replica
+        holds it (or the request is finished)."""
+        text_id(request_id, "request_id")
+        now, me = self.clock(), self.replica
+        return await self.db.write(lambda conn: leases.take_request(conn, request_id, me, now))
+
+    async def renew_leases(self, request_ids: Sequence[str]) -> int:
+        """Extend the leases this replica still holds among ``request_ids``; how many."""
+        ids = [text_id(r, "request_id") for r in request_ids]
+        if not ids:
+            return 0
+        now, me = self.clock(), self.replica
+        return await self.db.write(lambda conn: leases.renew_requests(conn, ids, me, now))
+
+    async def release_lease(self, request_id: str) -> None:
+        """Give back this replica's lease of a request (another may take it at once)."""
+        text_id(request_id, "request_id")
+        me = self.replica
+        await self.db.write(lambda conn: leases.release_request(conn, request_id, me))
+
+    async def release_leases(self, owners: Sequence[str] = ()) -> int:
+        """Free every lease of ``owners`` (default: this replica's own) on requests, outbox
+        events and payouts; how many rows."""
+        names = leases.check_owners(owners) if owners else [self.replica.id]
+
+        def run(conn: sqlite3.Connection) -> int:
+            return sum(leases.release_all(conn, name) for name in names)
+
+        return await self.db.write(run)
+
+    async def lease_owners(self) -> list[str]:
+        """Every replica holding a lease on an unfinished request, event or payout."""
+        return await self.db.read(leases.owners)
+
+    async def free_dead_leases(self) -> list[str]:
+        """Free at once the leases of processes of this host that no longer run (an earlier
+        run of this agent, killed: ``leases.dead_here``); the owners freed."""
+        dead = [o for o in await self.lease_owners() if leases.dead_here(o, self.replica)]
+        if dead:
+            await self.release_leases(dead)
+        return dead
+
+    async def next_lease_expiry(self) -> int | None:
+        """When the next lease another replica holds expires (``None``: none)."""
+        now, me = self.clock(), self.replica
+        return await self.db.read(lambda conn: leases.next_expiry(conn, me, now))
 
     async def move_request(self, request_id: str, op: RequestOp) -> None:
         """``op`` on the request (``storage.lifecycle.REQUEST_LIFECYCLE``)."""

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import sqlite3
 
-from storage import completion, decisions, funding, payments, refunds, subsidy, topups
+from storage import completion, decisions, funding, leases, payments, refunds, subsidy, topups
 from storage.accounts import POOL, SUBSIDY, balance_account, get_account
 from storage.amounts import nonneg_msat, positive_msat, text_id
 from storage.database import Database
 from storage.errors import InvalidAmount, InvalidInput
 from storage.jobs import get_job, jobs_in_state, overdue_invoices, recent_jobs
+from storage.leases import Replica
 from storage.lifecycle import JobState, PayoutState
 from storage.limits import Clock, Limits, system_clock, utc_day
 from storage.outcomes import (
@@ -278,20 +279,36 @@ class Ledger:
         return await self.db.write(lambda conn: refunds.credit_refund(conn, job_id, now))
 
     async def begin_payout(
-        self, job_id: str, destination: str, key: str, amount_msat: int | None = None
+        self, job_id: str, destination: str, key: str, amount_msat: int | None = None, *,
+        replica: Replica | None = None,
     ) -> Payout:
         """Record a refund's payout BEFORE sending it; the refund becomes ``paying``.
 
         ``amount_msat`` (default: the whole refund) may be less than the refund: confirming the
-        payout then credits the remainder to the asker's balance in the same transaction."""
+        payout then credits the remainder to the asker's balance in the same transaction.
+        ``replica``: the payout is leased to it in the same transaction (the one replica that
+        sends it; ``claim_payout``)."""
         text_id(job_id, "job_id")
         text_id(destination, "destination", 4096)
         text_id(key, "key")
         amount = None if amount_msat is None else positive_msat(amount_msat)
         now = self.clock()
+
+        def run(conn: sqlite3.Connection) -> Payout:
+            payout = refunds.begin_payout(conn, job_id, destination, key, now, amount)
+            if replica is not None:
+                leases.take_payout(conn, payout.payout_id, replica, now)
+            return payout
+
+        return await self.db.write(run)
+
+    async def claim_payout(self, payout_id: int, replica: Replica) -> bool:
+        """Lease a payout still ``sending`` to ``replica`` before the wallet is asked about it;
+        False while another live replica holds it (or it is finished)."""
+        _payout_id(payout_id)
+        now = self.clock()
         return await self.db.write(
-            lambda conn: refunds.begin_payout(conn, job_id, destination, key, now, amount)
-        )
+            lambda conn: leases.take_payout(conn, payout_id, replica, now))
 
     async def confirm_payout(self, payout_id: int, preimage: str, fee_msat: int = 0) -> Payout:
         """The payout was paid: the refund is ``paid``, with the preimage as its reference (the

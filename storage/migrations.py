@@ -200,7 +200,19 @@ CREATE TABLE agent_state (
 ) STRICT, WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# Leases, for several agent processes on one database (storage.leases): the replica working a
+# request, publishing an outbox event or sending a payout (lease_owner, a replica's id) and until
+# when (lease_until, epoch seconds; 0 with no owner).
+_V4 = """
+ALTER TABLE requests ADD COLUMN lease_owner TEXT;
+ALTER TABLE requests ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN lease_owner TEXT;
+ALTER TABLE outbox ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE payouts ADD COLUMN lease_owner TEXT;
+ALTER TABLE payouts ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 LATEST = len(MIGRATIONS)
 
 

@@ -14,10 +14,11 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from storage import requests
+from storage import leases, requests
 from storage.amounts import text_id
 from storage.database import Database
 from storage.errors import InvalidInput
+from storage.leases import Replica
 from storage.lifecycle import RequestOp
 from storage.limits import Clock, system_clock
 
@@ -71,11 +72,17 @@ def _check(key: str, events: Sequence[OutgoingEvent]) -> None:
 
 
 class Outbox:
-    """``Outbox(db)``: store messages before publishing them; see the module docstring."""
+    """``Outbox(db)``: store messages before publishing them; see the module docstring.
 
-    def __init__(self, db: Database, clock: Clock = system_clock) -> None:
+    ``replica``: this process among the agents sharing the database. An event is stored leased
+    to the replica that stores it, which publishes it; ``claim_pending`` hands a replica the
+    pending events whose lease is its own, free or expired (``storage.leases``)."""
+
+    def __init__(self, db: Database, clock: Clock = system_clock,
+                 replica: Replica | None = None) -> None:
         self.db = db
         self.clock = clock
+        self.replica = replica or Replica()
 
     async def add(
         self,
@@ -88,7 +95,7 @@ class Outbox:
         """Store the message ``key`` (False, and nothing stored, if it exists); in the same
         transaction apply ``request_op`` to ``request_id``."""
         _check(key, events)
-        now = self.clock()
+        now, me = self.clock(), self.replica
 
         def run(conn: sqlite3.Connection) -> bool:
             if request_id is not None and request_op is not None:
@@ -97,9 +104,10 @@ class Outbox:
                 return False
             for seq, ev in enumerate(events):
                 conn.execute(
-                    f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",  # noqa: S608
+                    f"INSERT INTO outbox ({_COLUMNS}, lease_owner, lease_until)"  # noqa: S608
+                    " VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
                     (ev.event_id, key, seq, ev.recipient, ev.event, json.dumps(list(ev.relays)),
-                     now),
+                     now, me.id, now + me.lease_s),
                 )
             return True
 
@@ -130,14 +138,37 @@ class Outbox:
             " ORDER BY created_at, rowid LIMIT ?", (limit,)).fetchall())
         return [_item(r) for r in rows]
 
+    async def claim_pending(self, limit: int = 1000) -> list[OutboxItem]:
+        """Pending events this replica may publish (its own, or another's whose lease is free
+        or expired), oldest first, now leased to it. Reads only while there are none."""
+        now, me = self.clock(), self.replica
+        select = (f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending' AND {leases.FREE}"  # noqa: S608
+                  " ORDER BY created_at, rowid LIMIT ?")
+        if not await self.db.read(lambda conn: conn.execute(
+                select, (me.id, now, limit)).fetchone()):
+            return []
+
+        def run(conn: sqlite3.Connection) -> list[OutboxItem]:
+            items = [_item(r) for r in conn.execute(select, (me.id, now, limit)).fetchall()]
+            for item in items:
+                conn.execute("UPDATE outbox SET lease_owner = ?, lease_until = ?"
+                             " WHERE event_id = ?", (me.id, now + me.lease_s, item.event_id))
+            return items
+
+        return await self.db.write(run)
+
     async def mark_sent(self, event_id: str) -> None:
         text_id(event_id, "event_id", 128)
         now = self.clock()
         await self.db.write(lambda conn: conn.execute(
-            "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1"
-            " WHERE event_id = ?", (now, event_id)) and None)
+            "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1,"
+            " lease_owner = NULL, lease_until = 0 WHERE event_id = ?", (now, event_id)) and None)
 
     async def mark_attempt(self, event_id: str) -> None:
+        """One more attempt refused or unanswered; this replica keeps the event (its lease is
+        extended) and retries it."""
         text_id(event_id, "event_id", 128)
+        now, me = self.clock(), self.replica
         await self.db.write(lambda conn: conn.execute(
-            "UPDATE outbox SET attempts = attempts + 1 WHERE event_id = ?", (event_id,)) and None)
+            "UPDATE outbox SET attempts = attempts + 1, lease_owner = ?, lease_until = ?"
+            " WHERE event_id = ?", (me.id, now + me.lease_s, event_id)) and None)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.errors import InvalidInput, NotFound
+from storage.leases import Replica
 from storage.lifecycle import REQUEST_LIFECYCLE, RequestOp, RequestState
 
 MAX_BODY_CHARS = 65_536
@@ -48,11 +49,13 @@ class RequestRecord:
     answer_msat: int | None
     created_at: int
     updated_at: int
+    lease_owner: str | None = None  # the replica working it (``storage.leases``)
+    lease_until: int = 0
 
 
 _COLUMNS = (
     "id, sender, protocol, body, reply_to, relays, state, invoice, answer, answer_msat,"
-    " created_at, updated_at"
+    " created_at, updated_at, lease_owner, lease_until"
 )
 
 
@@ -63,6 +66,7 @@ def _record(row: tuple[object, ...]) -> RequestRecord:
         str(row[4]), relays, RequestState(str(row[6])),
         None if row[7] is None else str(row[7]), None if row[8] is None else str(row[8]),
         None if row[9] is None else int(str(row[9])), int(str(row[10])), int(str(row[11])),
+        None if row[12] is None else str(row[12]), int(str(row[13])),
     )
 
 
@@ -80,9 +84,11 @@ def check_new_request(req: NewRequest) -> None:
 
 
 def record(
-    conn: sqlite3.Connection, req: NewRequest, claims: Sequence[str], dropped: bool, now: int
+    conn: sqlite3.Connection, req: NewRequest, claims: Sequence[str], dropped: bool, now: int,
+    lease: Replica | None = None,
 ) -> RequestRecord | None:
-    """Claim ``claims`` and insert ``req`` (``dropped``: never to be answered, text not kept).
+    """Claim ``claims`` and insert ``req`` (``dropped``: never to be answered, text not kept),
+    leased to ``lease`` (the replica that will work it) unless dropped.
 
     ``None`` when the request was recorded before (its claims are still taken, and an arrival
     relay not yet listed is added to it)."""
@@ -101,10 +107,13 @@ def record(
                          (json.dumps(merged), req.id))
         return None
     state = RequestState.DROPPED if dropped else RequestState.NEW
+    owner = None if dropped or lease is None else lease.id
+    until = 0 if owner is None or lease is None else now + lease.lease_s
     conn.execute(
-        f"INSERT INTO requests ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?)",  # noqa: S608
+        f"INSERT INTO requests ({_COLUMNS})"  # noqa: S608
+        " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?, ?)",
         (req.id, req.sender, req.protocol, None if dropped else req.body, req.reply_to,
-         json.dumps(list(req.relays)), state.value, now, now),
+         json.dumps(list(req.relays)), state.value, now, now, owner, until),
     )
     return get(conn, req.id)
 
@@ -129,9 +138,9 @@ def move(conn: sqlite3.Connection, request_id: str, op: RequestOp, now: int) -> 
     """``op`` on the request (``REQUEST_LIFECYCLE``); a move to where it is changes nothing."""
     current = get(conn, request_id).state
     state = REQUEST_LIFECYCLE.next(current, op, request_id)
-    if state is not current:
-        conn.execute("UPDATE requests SET state = ?, updated_at = ? WHERE id = ?",
-                     (state.value, now, request_id))
+    if state is not current:  # a reply sent: waiting on the asker (open) or done; lease given back
+        conn.execute("UPDATE requests SET state = ?, updated_at = ?, lease_owner = NULL,"
+                     " lease_until = 0 WHERE id = ?", (state.value, now, request_id))
 
 
 def save(conn: sqlite3.Connection, request_id: str, column: str, value: str,

@@ -54,6 +54,7 @@ from storage import (
     Outbox,
     PaymentOutcome,
     PaymentVerdict,
+    Replica,
     RequestRecord,
     RequestState,
     UnknownJob,
@@ -62,6 +63,7 @@ from storage import (
 log = logging.getLogger(__name__)
 
 RECONCILE_S = 10.0
+PAYOUTS_EVERY_S = 60.0
 ERASE_EVERY_S = 3600.0
 ANNOUNCE_EVERY_S = 6 * 3600.0
 NOTICE_SWEEP_S = 7 * 86_400
@@ -112,9 +114,10 @@ class Agent:
         self.parts = p = parts
         self._clock = clock
         self.metrics = Metrics()
-        self.intake = Intake(p.db)
+        self.replica = Replica(p.service.lease_s)
+        self.intake = Intake(p.db, replica=self.replica)
         self.ledger = Ledger(p.db, p.limits)
-        self.outbox = Outbox(p.db)
+        self.outbox = Outbox(p.db, replica=self.replica)
         self.controls = Controls(self.ledger, self.intake, p.limits)
         self.pool = RelayPool(p.relays, keys=p.keys, store=self.intake, http_client=p.http)
         self.metrics.watch_relays(self.pool.status)
@@ -123,7 +126,7 @@ class Agent:
         self.publisher = Publisher(self.outbox, self.pool, self.lists)
         self.lnurl = LnurlClient(p.http, insecure_hosts=p.lnurl_insecure_hosts)
         self.payouts = Payouts(self.ledger, p.wallet, lnurl=self.lnurl, policy=p.payout_policy,
-                               metrics=self.metrics)
+                               metrics=self.metrics, replica=self.replica)
         self.flow = JobFlow(FlowDeps(
             keys=p.keys, ledger=self.ledger, intake=self.intake, publisher=self.publisher,
             wallet=p.wallet, backend=p.backend, pricing=p.pricing, service=p.service,
@@ -185,20 +188,25 @@ class Agent:
 
     async def start(self) -> None:
         p = self.parts
+        log.info("replica %s (leases of %d s)", self.replica.id, self.replica.lease_s)
         await self.controls.load()
+        for owner in await self.intake.free_dead_leases():
+            log.info("freed the leases of %s (no longer running)", owner)
         await self.pool.start()
         self.queue.start()
-        for request in await self.intake.unfinished_requests():  # the start-up sweep
-            self.queue.submit(request.sender, request.id)
+        await self._reconcile_requests()  # the start-up sweep
         self._loop(self.sweep_notices, "notice sweep")
         self._loop(self.publisher.run, "outbox")
         self._loop(self._reconcile_payouts, "payouts")
+        self._loop(functools.partial(self._every, PAYOUTS_EVERY_S, self._reconcile_payouts),
+                   "payout reconcile")
+        self._loop(functools.partial(self._every, self.replica.lease_s / 3, self._renew_leases),
+                   "leases")
         if isinstance(p.wallet, SettlementSource):
             self._loop(functools.partial(self.settlements.run, p.wallet), "settlements")
         self._loop(functools.partial(self._every, float(p.service.settlement_poll_s),
                                      self._poll_settlements), "settlement poll")
-        self._loop(functools.partial(self._every, RECONCILE_S, self._reconcile_requests),
-                   "reconcile")
+        self._loop(self._watch_requests, "reconcile")
         self._loop(functools.partial(self._every, ERASE_EVERY_S, self._erase), "erase")
         await self.inbox.start()
         await self.jobs.start()
@@ -234,9 +242,30 @@ class Agent:
         if len(await self.ledger.open_invoices()) != before:  # some expired or were paid
             await self._reconcile_requests()
 
+    async def _renew_leases(self) -> None:
+        await self.intake.renew_leases(self.flow.working())
+
+    async def _watch_requests(self) -> None:
+        """Reconcile every ``RECONCILE_S``, and just after another replica's lease expires
+        (its work is then taken over here)."""
+        while True:
+            expiry = await self.intake.next_lease_expiry()
+            delay = RECONCILE_S if expiry is None else expiry - self._clock() + 0.2
+            await asyncio.sleep(min(RECONCILE_S, max(0.2, delay)))
+            try:
+                await self._reconcile_requests()
+            except Exception:
+                log.exception("agent: reconcile failed")
+
     async def _reconcile_requests(self) -> None:
-        """Requests whose job moved without us (paid by a zap or a poll, expired)."""
+        """Requests whose job moved without us (paid by a zap or a poll, expired), or left by
+        another replica (stopped, or dead: its lease expired): the start-up sweep too."""
+        working = set(self.flow.working())
+        now = self._clock()
         for request in await self.intake.unfinished_requests():
+            if request.id in working or (request.lease_owner not in (None, self.replica.id)
+                                         and request.lease_until > now):
+                continue  # advancing here already, or another live replica's
             if request.state is RequestState.NEW:
                 self.queue.submit(request.sender, request.id)
                 continue
@@ -328,4 +357,6 @@ class Agent:
         if self.zaps is not None:
             await self.zaps.stop()
         await cancel_all(self._tasks)
+        with contextlib.suppress(Exception):  # parked work: another replica may take it at once
+            await self.intake.release_leases()
         await self.pool.stop()

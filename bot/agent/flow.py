@@ -119,10 +119,13 @@ class JobFlow:
     # ------------------------------------------------------------------ entry
 
     async def advance(self, request_id: str) -> None:
-        """Take the next steps of a recorded request (see the module docstring)."""
+        """Take the next steps of a recorded request (see the module docstring), under its
+        lease: a request another live replica holds is left to it."""
         async with self._exclusive(request_id):
             req = await self.d.intake.request(request_id)
             if req.state in (RequestState.CLOSED, RequestState.DROPPED):
+                return
+            if not await self._lease(req):
                 return
             if req.body is None:  # erased before it was finished: nothing left to do
                 await self.d.intake.move_request(req.id, RequestOp.CLOSE)
@@ -136,6 +139,27 @@ class JobFlow:
                 await self._refuse(req, reading.reason)
             else:
                 await self._reply(req, Reply(await self._command(req, reading)))
+            await self._unlease(req.id)
+
+    def working(self) -> list[str]:
+        """The requests this process is advancing now (their leases are renewed)."""
+        return list(self._held)
+
+    async def _lease(self, req: RequestRecord) -> bool:
+        """Hold ``req``'s lease: taken when it was recorded here (no write), else taken now."""
+        if self.d.intake.holds(req, self.d.intake.replica.lease_s // 2):
+            return True
+        if await self.d.intake.take_lease(req.id):
+            return True
+        log.info("request %s is worked by replica %s", req.id[:8], req.lease_owner)
+        return False
+
+    async def _unlease(self, request_id: str) -> None:
+        """Give the lease back when the request still waits (a reply moved its state and gave
+        it back already: then this only reads)."""
+        req = await self.d.intake.request(request_id)
+        if req.state in (RequestState.NEW, RequestState.OPEN) and self.d.intake.holds(req):
+            await self.d.intake.release_lease(request_id)
 
     async def _refuse(self, req: RequestRecord, reason: str) -> None:
         """A request that cannot be served: one refusal. A job already paid for it (its input
@@ -401,7 +425,12 @@ class JobFlow:
                          target_id[:8])
                 continue
             async with self._exclusive(target.id):
-                await self._cancel(await self.d.intake.request(target.id))
+                target = await self.d.intake.request(target.id)
+                if target.state in (RequestState.NEW, RequestState.OPEN):
+                    if not await self._lease(target):  # worked elsewhere: retried later
+                        return
+                    await self._cancel(target)
+                    await self._unlease(target.id)
         await self.d.intake.move_request(req.id, RequestOp.CLOSE)
 
     async def _cancel(self, req: RequestRecord) -> None:

@@ -8,6 +8,8 @@ NIP-17, kind-10002 read relays for NIP-04). An asker's lists not known yet are l
 background and the event is sent there too when they arrive: the first reply never waits.
 An event stays pending until some relay says OK; ``run()`` retries pending events with backoff
 and, at start, republishes whatever a previous process left pending — the very same events.
+With several replicas on one database, an event is published by the replica holding its lease
+(``storage.leases``: the one that stored it, or one that takes it over after the lease expired).
 """
 
 from __future__ import annotations
@@ -114,9 +116,10 @@ class Publisher:
                       len(result.accepted))
 
     async def run(self) -> None:
-        """Republish pending events (left by an earlier process, or refused) until accepted."""
+        """Republish pending events (left by an earlier process, refused, or another replica's
+        whose lease expired) until accepted; another live replica's are left to it."""
         while True:
-            for item in await self.outbox.pending():
+            for item in await self.outbox.claim_pending():
                 if item.event_id not in self._inflight:
                     self._spawn(self._republish(item))
             self._wake.clear()

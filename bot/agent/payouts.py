@@ -1,8 +1,9 @@
 """Refunds out: record the payout in the ledger, send it, confirm or fail it; reconcile later.
 
-``Payouts(ledger, wallet, lnurl=None, policy=PayoutPolicy(), clock=time.time, metrics=None)``
-(``policy``: the ``[wallet]`` payout fee cap, ``WalletConfig.payout_policy``; every payout
-attempted counts in ``metrics.payouts`` by its status):
+``Payouts(ledger, wallet, lnurl=None, policy=PayoutPolicy(), clock=time.time, metrics=None,
+replica=None)`` (``policy``: the ``[wallet]`` payout fee cap, ``WalletConfig.payout_policy``;
+every payout attempted counts in ``metrics.payouts`` by its status; ``replica``: this process
+among the agents sharing the ledger, ``storage.Replica``):
 
 - ``pay_to_invoice(job_id, pubkey, bolt11)`` → :class:`PayoutOutcome`. The invoice must ask
   exactly the pending refund, on the wallet's network, and not be (about to be) expired; the job
@@ -16,14 +17,17 @@ attempted counts in ``metrics.payouts`` by its status):
   below 1 sat is ``REJECTED`` (keep it as balance instead).
 - ``keep_as_balance(job_id, pubkey)``: the pending refund becomes the asker's balance instead.
 - ``reconcile()`` → list of outcomes: every payout the ledger still holds as ``sending`` (for
-  example after a crash) is looked up by its payment hash: settled → confirmed; failed → failed
-  (the refund is claimable again); in flight → left alone; unknown to the wallet → sent now if
-  its invoice is still valid (one payment hash can only be paid once), failed otherwise.
+  example after a crash) and no other live replica holds (``Ledger.claim_payout``: its row is
+  the lock, leased before the wallet is asked) is looked up by its payment hash: settled →
+  confirmed; failed → failed (the refund is claimable again); in flight → left alone; unknown
+  to the wallet → sent now if its invoice is still valid (one payment hash can only be paid
+  once), failed otherwise.
 
 The steps, in order, so a crash anywhere loses nothing and pays nothing twice:
 
-1. ``record(...)`` — ``ledger.begin_payout(job_id, destination=bolt11, key)``: the payout and its
-   pending ``refunds → payouts`` transfer are committed *before* anything is sent. The
+1. ``record(...)`` — ``ledger.begin_payout(job_id, destination=bolt11, key, replica=...)``: the
+   payout, its pending ``refunds → payouts`` transfer and its lease to this replica are
+   committed *before* anything is sent (so no other replica's reconcile sends it too). The
    destination stored is the bolt11 itself, so the payment hash can always be recovered.
 2. ``send(payout)`` — ``wallet.pay_invoice(bolt11, max_fee_msat=policy.fee_cap(amount))``.
 3. ``SUCCEEDED`` → ``ledger.confirm_payout(id, preimage, fee)``; ``FAILED`` →
@@ -57,7 +61,15 @@ from bot.wallets.base import (
 from bot.wallets.bolt11 import check_payable, decode_invoice
 from bot.wallets.config import PayoutPolicy
 from bot.wallets.lnurl import LnurlClient
-from storage import IllegalTransition, Ledger, LedgerError, Payout, PayoutState, RefundState
+from storage import (
+    IllegalTransition,
+    Ledger,
+    LedgerError,
+    Payout,
+    PayoutState,
+    RefundState,
+    Replica,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +120,11 @@ class Payouts:
         policy: PayoutPolicy | None = None,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        replica: Replica | None = None,
     ) -> None:
         self._ledger = ledger
         self._metrics = metrics or Metrics()
+        self._replica = replica or Replica()
         self._wallet = wallet
         self._lnurl = lnurl
         self._policy = policy or PayoutPolicy()
@@ -154,7 +168,7 @@ class Payouts:
         try:
             return await self._ledger.begin_payout(
                 job_id, decoded.bolt11, payout_key(job_id, decoded.payment_hash),
-                amount_msat=send,
+                amount_msat=send, replica=self._replica,
             )
         except IllegalTransition:
             return PayoutOutcome(job_id, PayoutStatus.REJECTED, owed,
@@ -280,6 +294,8 @@ class Payouts:
         """Resolve every payout still ``sending`` (run at start and from time to time)."""
         outcomes: list[PayoutOutcome] = []
         for payout in await self._ledger.unfinished_payouts():
+            if not await self._ledger.claim_payout(payout.payout_id, self._replica):
+                continue  # another live replica is sending it or looking it up
             try:
                 async with self._lock(payout.job_id):
                     outcomes.append(self._counted(await self._reconcile_one(payout)))

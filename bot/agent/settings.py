@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from storage.leases import MAX_LEASE_S, MIN_LEASE_S
+
 
 class AgentSettingsError(ValueError):
     """A service or profile setting is out of range (the message names the key)."""
@@ -46,6 +48,9 @@ class ServiceConfig:
     - ``nip90_max_age_s``: a NIP-90 job request dated longer ago than this is ignored.
     - ``nip90_untargeted``: also take kind-5050 requests that tag no provider — paid service
       only (session or invoice; the pool never pays for them).
+    - ``lease_s``: how long a replica's lease on a request, outbox event or payout lasts
+      (renewed every third of it while the work runs): with several agents on one database,
+      the work of one that dies is taken over by another this long after its last renewal.
     """
 
     concurrency: int = 4
@@ -64,6 +69,7 @@ class ServiceConfig:
     stop_grace_s: int = 10
     nip90_max_age_s: int = 3600
     nip90_untargeted: bool = False
+    lease_s: int = 30
 
     def __post_init__(self) -> None:
         _int_in("concurrency", self.concurrency, 1, 256)
@@ -84,6 +90,7 @@ class ServiceConfig:
         _int_in("nip90_max_age_s", self.nip90_max_age_s, 60, 7 * 86_400)
         if not isinstance(self.nip90_untargeted, bool):
             raise AgentSettingsError("nip90_untargeted must be true or false")
+        _int_in("lease_s", self.lease_s, MIN_LEASE_S, MAX_LEASE_S)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from bot.wallets.base import LnurlError
 from bot.wallets.dev import DevWallet
 from bot.wallets.lnbits import LnbitsWallet
 from bot.wallets.lnurl import LnurlClient
-from storage import Ledger, PayoutState, RefundState
+from storage import Intake, Ledger, PayoutState, RefundState
 from tests.agent.money import (
     ASKER,
     FEE_CAP_MSAT,
@@ -281,6 +281,8 @@ async def test_killed_mid_payout_pays_exactly_once_after_restart(
         [unfinished] = await ledger.unfinished_payouts()
         assert unfinished.state is PayoutState.SENDING
         payouts = Payouts(ledger, agent)
+        assert await payouts.reconcile() == []  # leased to the killed process: not sent here
+        assert len(await Intake(ledger.db).free_dead_leases()) == 1  # as a restart does
         [outcome] = await payouts.reconcile()
         assert outcome.status is PayoutStatus.PAID, outcome
         assert await payouts.reconcile() == []
