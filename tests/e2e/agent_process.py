@@ -9,7 +9,8 @@ tail.
 
 - ``start()`` / ``restart()``; ``kill()`` = SIGKILL (a crash, no shutdown); ``stop()`` = SIGTERM,
   and it must exit with code 0 within ``stop_bound_s``.
-- ``db_path`` (read it with :mod:`tests.e2e.ledger_view`), ``ledger_check()`` runs
+- ``db_path`` (its own directory's ``ledger.sqlite3`` unless given: replicas share one; read it
+  with :mod:`tests.e2e.ledger_view`), ``ledger_check()`` runs
   ``python -m bot ledger check --db PATH`` and fails unless it exits 0; ``log_problems()`` lists
   the log's ERROR/CRITICAL lines and tracebacks.
 
@@ -125,6 +126,7 @@ class AgentProcess:
         config: AgentConfig,
         *,
         keys: Keys | None = None,
+        db_path: Path | None = None,
         command: Sequence[str] | None = None,
         start_timeout_s: float = START_TIMEOUT_S,
         stop_bound_s: float = STOP_BOUND_S,
@@ -134,7 +136,7 @@ class AgentProcess:
         self.config = config
         self.keys = keys or Keys.generate()
         self.pubkey_hex = self.keys.public_hex
-        self.db_path = (directory / "ledger.sqlite3").resolve()
+        self.db_path = (db_path or directory / "ledger.sqlite3").resolve()
         self.config_path = (directory / "timmy.toml").resolve()
         self.relays_path = (directory / "relays.toml").resolve()
         self.key_path = (directory / "agent.nsec").resolve()

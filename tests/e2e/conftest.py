@@ -5,7 +5,8 @@ test server, and nostr-sdk askers.
   first, the dedupe and relay-restart ones both. Tests that kill a relay start their own.
 - ``agent_factory`` (module): ``agent_factory(relays=..., wallet=..., **AgentConfig fields)``
   → a started :class:`AgentProcess` in its own directory, closed at the end of the module (one
-  agent serves the many scenarios of a module that do not interfere: distinct askers).
+  agent serves the many scenarios of a module that do not interfere: distinct askers);
+  ``keys=`` and ``db_path=`` start a replica of another agent (same key, same database).
 - ``lnbits_user`` (session): ``lnbits_user(name, balance_sat)`` → a funded :class:`LnbitsUser`;
   ``agent_lnbits`` (session): ``agent_lnbits()`` → ``(WalletSetup, LnbitsUser)`` for an agent
   whose invoices the askers pay from their own LNbits wallets.
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from bot.nostr.keys import Keys
 from tests.e2e.agent_process import (
     LIVE,
     AgentConfig,
@@ -80,9 +82,11 @@ class AgentFactory:
 
     def __call__(self, relays: Sequence[str | RelayEntry], wallet: WalletSetup | None = None,
                  *, start: bool = True, command: Sequence[str] | None = None,
+                 keys: Keys | None = None, db_path: Path | None = None,
                  **fields: Any) -> AgentProcess:
         agent = AgentProcess(self.base / f"agent{next(self._n)}",
-                             self.config(relays, wallet, **fields), command=command)
+                             self.config(relays, wallet, **fields), command=command, keys=keys,
+                             db_path=db_path)
         self.agents.append(agent)
         if start:
             agent.start()

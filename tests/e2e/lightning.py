@@ -3,10 +3,13 @@ make an invoice for a refund claim, and look at the agent's LNbits wallet from o
 
 :class:`LnbitsUser` wraps one LNbits wallet (``LnbitsAccount``) over its REST API: ``pay``
 (admin key), ``invoice`` and ``is_paid`` (invoice key), ``balance_msat``, ``payments``.
+:class:`Payer` pays, from one of them, every invoice that appears in some askers' replies.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 import httpx
 
 from bot.wallets.bolt11 import DecodedInvoice, decode_invoice
+from tests.e2e.askers import Asker
 from tests.fixtures.lnbits import LnbitsAccount
 
 BOLT11_LINE = re.compile(r"^\s*(?:lightning:)?(ln(?:bcrt|bc|tbs|tb)[0-9a-z]+)\s*$",
@@ -98,3 +102,38 @@ class LnbitsUser:
     async def invoices_made(self) -> int:
         """How many invoices this wallet has made (its incoming payments, paid or not)."""
         return sum(1 for p in await self.payments() if int(p.get("amount", 0)) > 0)
+
+
+class Payer:
+    """Pays every invoice that appears in a reply, once, in the background."""
+
+    def __init__(self, wallet: LnbitsUser, askers: list[Asker]) -> None:
+        self.wallet = wallet
+        self.askers = askers
+        self.paid: dict[str, int] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        while True:
+            for asker in self.askers:
+                for reply in list(asker.replies):
+                    bolt11 = find_bolt11(reply.text)
+                    if bolt11 is None or bolt11 in self.paid:
+                        continue
+                    try:
+                        await self.wallet.pay(bolt11)
+                    except PaymentFailed as exc:
+                        raise AssertionError(f"an invoice could not be paid: {exc}") from exc
+                    self.paid[bolt11] = decode_invoice(bolt11).amount_msat or 0
+            await asyncio.sleep(0.05)
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            if self.task.done():
+                self.task.result()  # raises what went wrong
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import os
 import random
 from collections.abc import Callable
@@ -24,12 +23,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from bot.wallets.bolt11 import decode_invoice
 from tests.e2e.agent_process import AgentProcess, WalletSetup
 from tests.e2e.askers import Asker, Protocol
 from tests.e2e.conftest import AgentFactory, HubMaker
 from tests.e2e.ledger_view import LedgerView
-from tests.e2e.lightning import LnbitsUser, PaymentFailed, find_bolt11
+from tests.e2e.lightning import LnbitsUser, Payer, find_bolt11
 from tests.e2e.money import fund_pool, until
 from tests.fixtures.relay import RelayProcess
 
@@ -67,41 +65,6 @@ class Sent:
     asker: Asker
     kind: Kind
     request_id: str
-
-
-class Payer:
-    """Pays every invoice that appears in a reply, once, in the background."""
-
-    def __init__(self, wallet: LnbitsUser, askers: list[Asker]) -> None:
-        self.wallet = wallet
-        self.askers = askers
-        self.paid: dict[str, int] = {}
-        self.task: asyncio.Task[None] | None = None
-
-    async def run(self) -> None:
-        while True:
-            for asker in self.askers:
-                for reply in list(asker.replies):
-                    bolt11 = find_bolt11(reply.text)
-                    if bolt11 is None or bolt11 in self.paid:
-                        continue
-                    try:
-                        await self.wallet.pay(bolt11)
-                    except PaymentFailed as exc:
-                        raise AssertionError(f"an invoice could not be paid: {exc}") from exc
-                    self.paid[bolt11] = decode_invoice(bolt11).amount_msat or 0
-            await asyncio.sleep(0.05)
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self.run())
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            if self.task.done():
-                self.task.result()  # raises what went wrong
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
 
 
 def states_now(view: LedgerView) -> collections.Counter[str]:
