@@ -22,7 +22,7 @@ from storage import (
     OutgoingEvent,
     PayoutState,
     Replica,
-    RequestState,
+    RequestOp,
 )
 from storage.leases import dead_here
 from storage.migrations import MIGRATIONS, _statements
@@ -71,10 +71,10 @@ async def test_the_reply_gives_the_lease_back(db: Database, clock: ManualClock) 
     outbox = Outbox(db, clock=clock, replica=a.replica)
     event = OutgoingEvent("e" * 64, '{"id": "e"}', "alice")
     assert await outbox.add("reply:r1", [event], request_id="r1",
-                            request_state=RequestState.OPEN)  # a quote: waits on the asker
+                            request_op=RequestOp.WAIT)  # a quote: waits on the asker
     assert (await a.request("r1")).lease_owner is None
     assert await b.take_lease("r1")  # the payment may be worked by any replica
-    await b.set_request_state("r1", RequestState.CLOSED)
+    await b.move_request("r1", RequestOp.CLOSE)
     closed = await a.request("r1")
     assert (closed.lease_owner, closed.lease_until) == (None, 0)
     assert not await a.take_lease("r1") and not await b.take_lease("r1")  # finished: no lease
