@@ -78,12 +78,3 @@ def test_relays_real_and_unreachable(relay_factory: RelayFactory,
                  "--timeout", "5"]) == 1
     out = capsys.readouterr().out
     assert "ws://127.0.0.1:9: UNREACHABLE" in out and "1 of 2 relays answered" in out
-
-
-@pytest.mark.parametrize("command", ["demo", "ask", "jobs", "refunds", "relays"])
-def test_help_has_examples(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main([command, "--help"])
-    assert exit_.value.code == 0
-    out = capsys.readouterr().out
-    assert "examples:\n" in out and f"{command} " in out.split("examples:")[1]
