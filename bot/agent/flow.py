@@ -95,6 +95,7 @@ class FlowDeps:
 class _Held:
     lock: asyncio.Lock
     users: int = 0
+    replied: bool = False  # a reply moved the request (and gave its lease back) in this step
 
 
 def _job_log(job_id: str, pubkey: str, step: str, detail: str = "") -> None:
@@ -122,6 +123,7 @@ class JobFlow:
         """Take the next steps of a recorded request (see the module docstring), under its
         lease: a request another live replica holds is left to it."""
         async with self._exclusive(request_id):
+            self._held[request_id].replied = False
             req = await self.d.intake.request(request_id)
             if req.state in (RequestState.CLOSED, RequestState.DROPPED):
                 return
@@ -155,8 +157,11 @@ class JobFlow:
         return False
 
     async def _unlease(self, request_id: str) -> None:
-        """Give the lease back when the request still waits (a reply moved its state and gave
-        it back already: then this only reads)."""
+        """Give the lease back when the request still waits (nothing to do when a reply moved
+        its state: that gave it back)."""
+        held = self._held.get(request_id)
+        if held is not None and held.replied:
+            return
         req = await self.d.intake.request(request_id)
         if req.state in (RequestState.NEW, RequestState.OPEN) and self.d.intake.holds(req):
             await self.d.intake.release_lease(request_id)
@@ -202,10 +207,13 @@ class JobFlow:
         replier = self._replier(req)
         said = replace(reply, text=self._money_note(reply.text),
                        note=self._money_note(reply.note) if reply.note else "")
-        return await self.d.publisher.send(
+        sent = await self.d.publisher.send(
             key, replier.events(req, said), recipient=req.sender, protocol=req.protocol,
             arrival=replier.relays(req), request_id=req.id, request_op=op,
             all_to_asker=replier.all_to_asker)
+        if (held := self._held.get(req.id)) is not None:
+            held.replied = True  # moved (and its lease given back) even when stored before
+        return sent
 
     async def _progress(self, req: RequestRecord) -> None:
         """Say the work started, where the protocol says it (NIP-90 ``processing``)."""
