@@ -214,7 +214,8 @@ class Agent:
             address = AgentAddress(p.profile.lud16, self.lnurl)
             self.zaps = ZapIntake(agent_pubkey=p.keys.public_hex, address=address,
                                   ledger=self.ledger, intake=self.intake,
-                                  job_for_event=self._job_for_event, on_zap=self._on_zap)
+                                  job_for_event=self._job_for_event, on_zap=self._on_zap,
+                                  metrics=self.metrics)
             await self.zaps.start(self.pool)
         self._loop(self._publish_profile, "profile")
         self._loop(functools.partial(self._announce_every, ANNOUNCE_EVERY_S), "announcement")

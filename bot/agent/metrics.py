@@ -6,8 +6,8 @@ Counted where it happens (each part is handed the agent's ``Metrics``):
 - ``timmy_requests_in_total{protocol}``: requests recorded, by protocol (``nip04``, ``nip17``
   DMs; ``nip90`` jobs) — the agent's intake callback;
 - ``timmy_rejected_events_total{reason}``: events dropped unserved — the guard's verdicts
-  (``rate limited``, ``global flood``, ``oversized``) and DMs that cannot be opened
-  (``malformed``);
+  (``rate limited``, ``global flood``, ``oversized``), DMs that cannot be opened
+  (``malformed``) and zap receipts refused by the zap intake (``zap receipt``);
 - ``timmy_jobs_total{serve,outcome}``: jobs the flow finished — ``answered``, ``failed`` (work
   failed or timed out, or its input became unreadable: refunded), ``cancelled`` by the asker;
 - ``timmy_work_seconds{result}``: how long the model took for one answer (``ok``, ``failed``);
@@ -43,7 +43,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PROTOCOLS = ("nip04", "nip17", "nip90")
-REJECT_REASONS = ("rate limited", "global flood", "oversized", "malformed")
+REJECT_REASONS = ("rate limited", "global flood", "oversized", "malformed", "zap receipt")
 JOB_OUTCOMES = ("answered", "failed", "cancelled")
 SERVE_PATHS = ("free", "session", "partial", "gate")
 PAYOUT_RESULTS = ("paid", "in_flight", "failed", "rejected")

@@ -33,6 +33,7 @@
   then (the agent sends a paid job on and tells the payer of late, double or excess money: the
   notice is stored in the outbox by payment hash, and a crash between the ledger write and the
   notice is caught by the agent's start-up sweep over the ledger, not by this claim).
+- A rejected receipt counts in ``metrics.rejected`` as ``zap receipt`` (its reason is logged).
 - When the LNURL endpoint, the payment check or the ledger cannot be reached, the result is
   ``RETRY`` and the receipt is queued again after ``retry_delay_s`` (up to ``max_retries``).
 """
@@ -47,6 +48,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from bot.agent.metrics import Metrics
 from bot.nostr import nip57
 from bot.nostr.event import Event
 from bot.nostr.nip57 import ValidZap, ZapInvalid
@@ -179,8 +181,10 @@ class ZapIntake:
         on_zap: OnZap | None = None,
         retry_delay_s: float = 30.0,
         max_retries: int = 20,
+        metrics: Metrics | None = None,
     ) -> None:
         self.agent_pubkey = agent_pubkey
+        self._metrics = metrics or Metrics()
         self._address = address
         self._ledger = ledger
         self._intake = intake
@@ -339,4 +343,5 @@ class ZapIntake:
 
     def _reject(self, receipt: Event, reason: str, detail: str) -> ZapResult:
         log.warning("zap receipt %s rejected: %s (%s)", receipt.id, reason, detail)
+        self._metrics.rejected.labels("zap receipt").inc()
         return self._record(ZapResult(ZapOutcome.REJECTED, receipt.id, reason))

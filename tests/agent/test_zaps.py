@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.agent.metrics import Metrics
 from bot.agent.zaps import (
     NOTE_CHARS,
     VerifyUrlCheck,
@@ -440,6 +441,7 @@ async def test_wallet_lookup_check_uses_the_wallet_behind_the_address(
             ledger=ledger,
             intake=Intake(db),
             payment_check=WalletLookupCheck(wallet),
+            metrics=(metrics := Metrics()),
         )
         try:
             unpaid_request = env.zap_request(4_000)
@@ -447,6 +449,8 @@ async def test_wallet_lookup_check_uses_the_wallet_behind_the_address(
             unpaid = forged_receipt(env.provider.keys, unpaid_request, unpaid_bolt11)
             result = await intake.handle(unpaid)
             assert result.outcome is ZapOutcome.REJECTED and result.reason == "unpaid"
+            assert metrics.registry.get_sample_value(
+                "timmy_rejected_events_total", {"reason": "zap receipt"}) == 1
 
             await env.zap(4_000)
 
