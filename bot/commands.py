@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 
 from bot.agent.settings import ProfileConfig, ServiceConfig
+from bot.agent.texts import sats
 from bot.config import ConfigError, Settings, load_settings
 from bot.dm_client import DmClient, DmClientError
 from bot.dm_client import Protocol as DmProtocol
@@ -73,11 +74,6 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def _sats(msat: int) -> str:
-    whole, rest = divmod(msat, 1000)
-    return f"{whole}.{rest:03d} sat" if rest else f"{whole} sat"
-
-
 def _settings(args: argparse.Namespace) -> Settings:
     path: str | None = args.config
     return load_settings(path, allow_dev_wallet=bool(args.allow_dev_wallet))
@@ -118,9 +114,9 @@ def _config(args: argparse.Namespace) -> int:
         f"tokens + {p.fixed_fee_msat} msat per answer"
     )
     lim = s.limits
-    cap = "none" if lim.pool_daily_cap_msat is None else _sats(lim.pool_daily_cap_msat)
+    cap = "none" if lim.pool_daily_cap_msat is None else sats(lim.pool_daily_cap_msat)
     print(
-        f"limits:        {_sats(lim.daily_free_msat)} and {lim.daily_free_jobs} free jobs per "
+        f"limits:        {sats(lim.daily_free_msat)} and {lim.daily_free_jobs} free jobs per "
         f"pubkey per UTC day; pool daily cap {cap}"
     )
     if s.ai is None:
@@ -161,7 +157,7 @@ def _print_wallet(w: WalletConfig | None) -> None:
         network = f"{w.invoice_network()} (default)"
     print(f"wallet:        {w.backend.value}{real}; network {network}")
     policy = w.payout_policy
-    print(f"  payout fee cap: max({_sats(policy.max_fee_base_msat)}, {policy.max_fee_ppm} ppm)")
+    print(f"  payout fee cap: max({sats(policy.max_fee_base_msat)}, {policy.max_fee_ppm} ppm)")
     if w.lnurl_insecure_hosts:
         print(f"  LNURL over plain http allowed for: {', '.join(w.lnurl_insecure_hosts)}")
     table = w.backend_table
@@ -200,7 +196,7 @@ def _request(s: Settings, question: str) -> WorkRequest:
 def _print_quote(quote: Estimate) -> None:
     how = "counted by the model's tokenizer" if quote.prompt_exact else "an upper bound"
     print(
-        f"quote: {_sats(quote.amount_msat)} ({quote.amount_msat} msat) for {quote.prompt_tokens} "
+        f"quote: {sats(quote.amount_msat)} ({quote.amount_msat} msat) for {quote.prompt_tokens} "
         f"prompt tokens ({how}) + up to {quote.max_completion_tokens} answer tokens"
     )
 
@@ -244,12 +240,12 @@ def _estimate(args: argparse.Namespace) -> int:
         finally:
             await db.close()
         held = (
-            f" (held from the balance: {_sats(decision.hold_msat)})" if decision.hold_msat else ""
+            f" (held from the balance: {sats(decision.hold_msat)})" if decision.hold_msat else ""
         )
         print(
             f"decision: {decision.serve.value} ({decision.reason.value}): the pool would "
-            f"cover {_sats(decision.absorb_msat)}, the asker pays "
-            f"{_sats(decision.work_amount_msat)}{held}"
+            f"cover {sats(decision.absorb_msat)}, the asker pays "
+            f"{sats(decision.work_amount_msat)}{held}"
         )
         return 0
 
@@ -271,7 +267,7 @@ def _ask_local(args: argparse.Namespace) -> int:
         print(result.text)
         print(
             f"-- {result.model}: {result.prompt_tokens} prompt + {result.completion_tokens} "
-            f"answer tokens ({result.usage_source}); cost {_sats(charge.amount_msat)} "
+            f"answer tokens ({result.usage_source}); cost {sats(charge.amount_msat)} "
             f"({charge.amount_msat} msat)"
         )
         return 0
@@ -339,21 +335,21 @@ def _pool(args: argparse.Namespace) -> int:
             zaps = await ledger.recent_zaps(args.zaps) if args.zaps else []
         finally:
             await db.close()
-        cap = "none" if st.daily_cap_msat is None else _sats(st.daily_cap_msat)
-        print(f"available:   {_sats(st.available_msat)}")
-        print(f"reserved:    {_sats(st.reserved_msat)}")
-        print(f"spent today: {_sats(st.spent_today_msat)} on {st.jobs_today} question(s) "
+        cap = "none" if st.daily_cap_msat is None else sats(st.daily_cap_msat)
+        print(f"available:   {sats(st.available_msat)}")
+        print(f"reserved:    {sats(st.reserved_msat)}")
+        print(f"spent today: {sats(st.spent_today_msat)} on {st.jobs_today} question(s) "
               f"(daily cap {cap})")
-        print(f"funded:      {_sats(st.total_in_msat)} by {st.zap_count} zaps "
+        print(f"funded:      {sats(st.total_in_msat)} by {st.zap_count} zaps "
               f"from {st.zapper_count} zappers")
-        print(f"spent:       {_sats(st.total_spent_msat)}")
+        print(f"spent:       {sats(st.total_spent_msat)}")
         if zaps:
             print("recent zaps (newest first):")
         for z in zaps:
             who = (nip19.encode_bytes("npub", bytes.fromhex(z.funder))
                    if z.funder and is_hex(z.funder, 64) else "someone")
             when = datetime.fromtimestamp(z.created_at, UTC).strftime("%Y-%m-%d %H:%M")
-            print(f"  {when}  {_sats(z.amount_msat):>10}  {who}"
+            print(f"  {when}  {sats(z.amount_msat):>10}  {who}"
                   + (f"  \"{z.note}\"" if z.note else ""))
         return 0
 

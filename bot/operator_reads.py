@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import websockets
 
+from bot.agent.texts import sat_figure
 from bot.config import ConfigError, Settings, load_settings
 from bot.nostr.errors import NostrError
 from bot.nostr.keys import parse_public_key
@@ -53,10 +54,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _sats(msat: int | None) -> str:
-    if msat is None:
-        return "-"
-    whole, rest = divmod(msat, 1000)
-    return f"{whole}.{rest:03d}" if rest else str(whole)
+    return "-" if msat is None else sat_figure(msat)
 
 
 def _when(ts: int) -> str:

@@ -129,7 +129,7 @@ def test_estimate_is_a_dry_run(
     out = capsys.readouterr().out
     assert "quote:" in out and "+ up to 20 answer tokens" in out
     # allowance 100 msat < the quote (152 msat): a partial decision, nothing debited
-    assert "decision: partial" in out and "would cover 0.100 sat, the asker pays 0.052 sat" in out
+    assert "decision: partial" in out and "would cover 0.1 sats, the asker pays 0.052 sats" in out
     assert {p.name: p.read_bytes() for p in tmp_path.glob("ledger.sqlite3*")} == before
     assert ledger.is_file()
     assert scenario.generations() == 0
@@ -171,12 +171,12 @@ def test_pool_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     asyncio.run(fund())
     assert main(["pool", "--db", str(db_path)]) == 0
     out = capsys.readouterr().out
-    assert "available:   34 sat" in out and "by 2 zaps from 2 zappers" in out
-    assert "spent today: 0 sat on 0 question(s)" in out
+    assert "available:   34 sats" in out and "by 2 zaps from 2 zappers" in out
+    assert "spent today: 0 sats on 0 question(s)" in out
     zaps = out.split("recent zaps (newest first):\n", 1)[1].splitlines()
     assert len(zaps) == 2  # zaps only, not the operator's top-up
-    assert zaps[0].split()[2:] == ["4", "sat", "someone"]  # not a pubkey: named no one
-    assert zaps[1].split()[2:] == ["21", "sat", zapper.npub, '"keep', 'it', 'free"']
+    assert zaps[0].split()[2:] == ["4", "sats", "someone"]  # not a pubkey: named no one
+    assert zaps[1].split()[2:] == ["21", "sats", zapper.npub, '"keep', 'it', 'free"']
     assert main(["pool", "--db", str(db_path), "--zaps", "0"]) == 0
     assert "recent zaps" not in capsys.readouterr().out
     assert main(["pool", "--db", str(db_path), "--zaps", "5000"]) == 2

@@ -70,7 +70,7 @@ def test_demo_plain_runs_every_step(tmp_path: Path) -> None:
     assert re.search(rf"Refund: {paid.group(1)} sats? waiting for you", failing), failing
     assert re.search(r"^ledger: asker's jobs: .*/failed", failing, re.M), failing
     assert re.search(rf"Refund of {paid.group(1)} sats? paid\.", refund), refund
-    assert "refunds owed 0 sat" in refund, refund
+    assert "refunds owed 0 sats" in refund, refund
     assert "ledger check: ok" in out
     _assert_nothing_left(tmp_path, _relay_group(out))
 

@@ -20,6 +20,7 @@ from playwright.async_api import async_playwright
 from bot.agent.agent import Agent, AgentParts
 from bot.agent.demo import DEMO_LIMITS, DEMO_PRICING
 from bot.agent.settings import ProfileConfig, ServiceConfig
+from bot.agent.texts import sats
 from bot.agent.web import StatusServer
 from bot.dm_client import DmClient
 from bot.nostr.keys import Keys
@@ -185,9 +186,7 @@ async def test_pool_page_in_chromium(running: Running, tmp_path: Path) -> None:
             assert await page.inner_text("#free-today") == "1"
             zaps = await page.inner_text("#zaps")
             assert zapper.npub in zaps and "21 sats" in zaps and note in zaps  # text, not markup
-            assert await page.inner_text("#available") == (
-                f"{pool.available_msat // 1000}.{pool.available_msat % 1000:03d}".rstrip("0")
-                .rstrip(".") + " sats")
+            assert await page.inner_text("#available") == sats(pool.available_msat)
             await page.screenshot(path=tmp_path / "after.png", full_page=True)
         finally:
             await browser.close()

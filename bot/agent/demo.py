@@ -51,6 +51,7 @@ import httpx
 
 from bot.agent.agent import Agent, AgentParts
 from bot.agent.settings import ProfileConfig, ServiceConfig
+from bot.agent.texts import sats
 from bot.agent.web import StatusServer
 from bot.config import ConfigError, load_settings
 from bot.dm_client import DmClient, DmClientError
@@ -93,11 +94,6 @@ MODEL_NOTE = ("The embedded model is tiny (gemma-3 270M): its answers show the p
               "timmy demo --config timmy.toml")
 
 
-def _sats(msat: int) -> str:
-    whole, rest = divmod(msat, 1000)
-    return f"{whole}.{rest:03d} sat" if rest else f"{whole} sat"
-
-
 # ---------------------------------------------------------------------------- what is shown
 
 
@@ -114,13 +110,13 @@ class LedgerSnapshot:
 
     def lines(self) -> list[str]:
         return [
-            f"pool: {_sats(self.pool_available_msat)} available, "
-            f"{_sats(self.pool_reserved_msat)} reserved, "
-            f"{_sats(self.pool_spent_today_msat)} given today",
-            f"asker: balance {_sats(self.asker_balance_msat)}, "
-            f"refunds owed {_sats(self.asker_refunds_msat)}",
-            f"dev wallets: asker {_sats(self.asker_wallet_msat)}, "
-            f"agent {_sats(self.agent_wallet_msat)}",
+            f"pool: {sats(self.pool_available_msat)} available, "
+            f"{sats(self.pool_reserved_msat)} reserved, "
+            f"{sats(self.pool_spent_today_msat)} given today",
+            f"asker: balance {sats(self.asker_balance_msat)}, "
+            f"refunds owed {sats(self.asker_refunds_msat)}",
+            f"dev wallets: asker {sats(self.asker_wallet_msat)}, "
+            f"agent {sats(self.agent_wallet_msat)}",
             f"asker's jobs: {', '.join(self.jobs) or 'none'}",
         ]
 
@@ -339,7 +335,7 @@ class Demo:
         bolt11 = match.group(0)
         result = await self.asker_wallet.pay_invoice(bolt11, max_fee_msat=0)
         amount = decode_invoice(bolt11).amount_msat or 0
-        self.view.said("wallet", f"the asker's dev wallet pays the invoice of {_sats(amount)}: "
+        self.view.said("wallet", f"the asker's dev wallet pays the invoice of {sats(amount)}: "
                        f"{result.state.value}")
         return True
 
@@ -425,7 +421,7 @@ async def _with_relay(args: argparse.Namespace, view: View, workdir: Path, relay
     try:
         ledger = Ledger(db, DEMO_LIMITS)
         await ledger.credit_pool(POOL_TOPUP_MSAT, "demo-topup", source="operator")
-        view.note(f"pool: funded with {_sats(POOL_TOPUP_MSAT)} by an operator top-up")
+        view.note(f"pool: funded with {sats(POOL_TOPUP_MSAT)} by an operator top-up")
         async with httpx.AsyncClient(timeout=30.0) as http:
             real = make_backend(ai, local, http)
             if isinstance(real, LocalBackend):

@@ -38,12 +38,16 @@ admin limit <key> <value>
 admin credit <sats> (fund the pool)"""
 
 
-def sats(msat: int) -> str:
-    """``12 sats``, or ``12.345 sats`` when not whole."""
+def sat_figure(msat: int) -> str:
+    """An msat amount as sats, exactly (integer arithmetic): ``12``, ``12.345``, ``0.1``. The
+    one way every message, page and command writes an amount."""
     whole, rest = divmod(msat, 1000)
-    if rest:
-        return f"{whole}.{rest:03d}".rstrip("0") + " sats"
-    return "1 sat" if whole == 1 else f"{whole} sats"
+    return f"{whole}.{rest:03d}".rstrip("0") if rest else str(whole)
+
+
+def sats(msat: int) -> str:
+    """``12 sats``, ``1 sat``, or ``12.345 sats`` when not whole."""
+    return "1 sat" if msat == 1000 else f"{sat_figure(msat)} sats"
 
 
 _WHY = {

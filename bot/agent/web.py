@@ -34,6 +34,7 @@ import segno
 
 from bot.agent.agent import Agent
 from bot.agent.metrics import CONTENT_TYPE, LedgerFigures
+from bot.agent.texts import sats
 from bot.nostr import nip19
 from bot.nostr.hexutil import is_hex
 from bot.relays.status import RelayState
@@ -68,11 +69,6 @@ def _npub(pubkey: str | None) -> str:
 
 def _when(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _sats(msat: int) -> str:
-    whole, rest = divmod(msat, 1000)
-    return f"{whole:,}.{rest:03d}".rstrip("0").rstrip(".") if rest else f"{whole:,}"
 
 
 class StatusServer:
@@ -153,7 +149,7 @@ class StatusServer:
         real = "" if a.parts.wallet.is_real_money else (
             '<p class="warn">Test wallet: NOT REAL MONEY.</p>')
         recent = "\n".join(
-            f'<li><code>{_npub(z.funder)}</code> zapped <b>{_sats(z.amount_msat)} sats</b> '
+            f'<li><code>{_npub(z.funder)}</code> zapped <b>{sats(z.amount_msat)}</b> '
             f"<small>{_when(z.created_at)}</small>"
             + (f"<br><q>{html.escape(z.note)}</q>" if z.note else "") + "</li>"
             for z in zaps) or "<li>No zaps yet: be the first.</li>"
@@ -169,12 +165,12 @@ code{{word-break:break-all}}li{{margin:0 0 .6em 0}}#qr svg{{display:block}}</sty
 <p>An AI agent on Nostr: DM it a question. Answers are free while this pool lasts.</p>
 {real}
 <dl>
-<dt>Pool available</dt><dd id="available">{_sats(pool.available_msat)} sats</dd>
-<dt>Given today</dt><dd id="given-today">{_sats(pool.spent_today_msat)} sats</dd>
+<dt>Pool available</dt><dd id="available">{sats(pool.available_msat)}</dd>
+<dt>Given today</dt><dd id="given-today">{sats(pool.spent_today_msat)}</dd>
 <dt>Questions the pool paid for today</dt><dd id="free-today">{pool.jobs_today}</dd>
-<dt>Funded</dt><dd id="funded">{_sats(pool.total_in_msat)} sats by {pool.zap_count} zaps
+<dt>Funded</dt><dd id="funded">{sats(pool.total_in_msat)} by {pool.zap_count} zaps
 from {pool.zapper_count} zappers</dd>
-<dt>Given in all</dt><dd id="given">{_sats(pool.total_spent_msat)} sats</dd>
+<dt>Given in all</dt><dd id="given">{sats(pool.total_spent_msat)}</dd>
 </dl>
 <h2>Recent zaps</h2>
 <ul id="zaps">
