@@ -1,5 +1,5 @@
 """``timmy run --http-port`` (the container's command): the real agent process serves the pool
-page and ``/healthz`` on that port, and stops cleanly with it."""
+page, ``/metrics`` and ``/healthz`` on that port, and stops cleanly with it."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ def test_run_serves_the_status_port(agent_factory: AgentFactory,
     assert health.json() == {"ok": True, "relays": 1, "wallet": True, "database": True}
     page = httpx.get(base + "/", timeout=10)
     assert page.status_code == 200 and agent.keys.npub in page.text
+    metrics = httpx.get(base + "/metrics", timeout=10)
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert f'timmy_relay_connected{{url="{e2e_relays[0].url}"}} 1.0' in metrics.text
+    assert 'timmy_requests_in_total{protocol="nip17"} 0.0' in metrics.text
     agent.stop()
     try:
         httpx.get(base + "/healthz", timeout=2)
