@@ -18,8 +18,9 @@ Rows and when their lease is taken and given back:
   asker's payment; ``closed``), or by ``release_lease``.
 - ``outbox``: taken in ``Outbox.add`` (the same insert) or by ``Outbox.claim_pending`` (another
   replica's event left pending past its lease); given back when a relay accepts it.
-- ``payouts``: taken by ``Ledger.claim_payout`` before the wallet is asked to pay, so a payout is
-  sent by one replica only; it lapses by itself.
+- ``payouts``: taken in ``Ledger.begin_payout`` (the same transaction) or by
+  ``Ledger.claim_payout`` before the wallet is asked to pay or looked up, so a payout is sent by
+  one replica only; it lasts at least ``PAYOUT_LEASE_S`` and lapses by itself.
 
 A replica's id is ``host:pid:token``. At start, leases held by a process of the same host that
 no longer runs (``dead_here``: the previous run of this very agent, killed) are freed at once
@@ -39,6 +40,7 @@ from typing import Final
 from storage.errors import InvalidInput
 
 DEFAULT_LEASE_S: Final = 30
+PAYOUT_LEASE_S: Final = 600
 MIN_LEASE_S: Final = 3
 MAX_LEASE_S: Final = 3600
 LEASED_TABLES: Final = ("requests", "outbox", "payouts")
@@ -158,11 +160,13 @@ def next_expiry(conn: sqlite3.Connection, me: Replica, now: int) -> int | None:
 
 
 def take_payout(conn: sqlite3.Connection, payout_id: int, me: Replica, now: int) -> bool:
-    """Take the lease of a payout still ``sending``: the one replica that may ask the wallet."""
+    """Take the lease of a payout still ``sending``: the one replica that may ask the wallet.
+    It lasts at least ``PAYOUT_LEASE_S`` (longer than any wallet call: it is not renewed while
+    the payment is under way)."""
     cur = conn.execute(
         "UPDATE payouts SET lease_owner = ?, lease_until = ? WHERE id = ? AND state = 'sending'"
         " AND (lease_owner IS NULL OR lease_owner = ? OR lease_until <= ?)",
-        (me.id, now + me.lease_s, payout_id, me.id, now))
+        (me.id, now + max(me.lease_s, PAYOUT_LEASE_S), payout_id, me.id, now))
     return cur.rowcount == 1
 
 

@@ -298,6 +298,9 @@ class Payouts:
                 continue  # another live replica is sending it or looking it up
             try:
                 async with self._lock(payout.job_id):
+                    if not any(p.payout_id == payout.payout_id
+                               for p in await self._ledger.unfinished_payouts()):
+                        continue  # finished here meanwhile (this process was sending it)
                     outcomes.append(self._counted(await self._reconcile_one(payout)))
             except WalletError as exc:
                 log.warning("payout %d: lookup failed (%s); will retry", payout.payout_id,

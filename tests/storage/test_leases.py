@@ -24,7 +24,7 @@ from storage import (
     Replica,
     RequestOp,
 )
-from storage.leases import dead_here
+from storage.leases import PAYOUT_LEASE_S, dead_here
 from storage.migrations import MIGRATIONS, _statements
 from tests.storage.conftest import LIMITS
 from tests.storage.lease_worker import LEASE_S, RELAY, REQUESTS
@@ -123,12 +123,14 @@ async def test_a_payout_is_claimed_by_one_replica(db: Database, clock: ManualClo
     payout = await ledger.begin_payout("g1", "lnbc60n1...", "payout:g1:1", replica=a)
     assert await ledger.claim_payout(payout.payout_id, a)
     assert not await ledger.claim_payout(payout.payout_id, b)
-    clock.advance(LEASE)
+    clock.advance(PAYOUT_LEASE_S - 1)  # longer than any wallet call, whatever lease_s says
+    assert not await ledger.claim_payout(payout.payout_id, b)
+    clock.advance(1)
     assert await ledger.claim_payout(payout.payout_id, b)
     assert not await ledger.claim_payout(payout.payout_id, a)
     done = await ledger.confirm_payout(payout.payout_id, "preimage")
     assert done.state is PayoutState.PAID
-    clock.advance(LEASE)
+    clock.advance(PAYOUT_LEASE_S)
     assert not await ledger.claim_payout(payout.payout_id, a)  # finished: nothing to claim
     await assert_invariants(db)
 
