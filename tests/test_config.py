@@ -152,6 +152,7 @@ def test_service_and_profile_default_and_partial() -> None:
     ("text", "fragment"),
     [
         ("[service]\nconcurrency = 0\n", "[service]: concurrency"),
+        ("[service]\nlease_s = 2\n", "[service]: lease_s"),
         ("[service]\nworkers = 2\n", "[service]: unknown keys ['workers']"),
         ("[profile]\nname = 5\n", "[profile]: name"),
         ("[profile]\nbanner = 'x'\n", "[profile]: unknown keys ['banner']"),
