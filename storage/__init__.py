@@ -1,7 +1,8 @@
 """The money and the jobs, persisted. Imports nothing from ``bot``.
 
-Open with ``db = await Database.open(path)``; drive money with ``Ledger(db, limits)``, intake with
-``Intake(db)``; audit with ``await check(db)``. Errors: see ``storage.errors``.
+Open with ``db = await Database.open(path)`` (or a ``postgresql://`` URL); drive money with
+``Ledger(db, limits)``, intake with ``Intake(db)``; audit with ``await check(db)``. Errors: see
+``storage.errors``.
 """
 
 from storage.amounts import whole_sats_up

@@ -18,10 +18,10 @@ These functions are synchronous and run inside the caller's transaction.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from storage.errors import IdempotencyConflict, IllegalTransition, InsufficientFunds, InvalidAmount
+from storage.sql import Connection
 
 POOL = "pool"
 SUBSIDY = "subsidy"  # pool funds spent on subsidised work
@@ -66,14 +66,14 @@ class AccountRow:
         return self.credits_posted - self.debits_posted - self.debits_pending
 
 
-def ensure_account(conn: sqlite3.Connection, account: str) -> None:
+def ensure_account(conn: Connection, account: str) -> None:
     conn.execute(
-        "INSERT OR IGNORE INTO accounts (id, allow_negative) VALUES (?, ?)",
+        "INSERT INTO accounts (id, allow_negative) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (account, 1 if account in EXTERNAL else 0),
     )
 
 
-def get_account(conn: sqlite3.Connection, account: str) -> AccountRow:
+def get_account(conn: Connection, account: str) -> AccountRow:
     row = conn.execute(
         "SELECT debits_posted, credits_posted, debits_pending, credits_pending "
         "FROM accounts WHERE id = ?",
@@ -84,7 +84,7 @@ def get_account(conn: sqlite3.Connection, account: str) -> AccountRow:
     return AccountRow(account, row[0], row[1], row[2], row[3])
 
 
-def available(conn: sqlite3.Connection, account: str) -> int:
+def available(conn: Connection, account: str) -> int:
     return get_account(conn, account).available_msat
 
 
@@ -100,7 +100,7 @@ class Meta:
 
 
 def _existing(
-    conn: sqlite3.Connection, key: str
+    conn: Connection, key: str
 ) -> tuple[int, str, str, str, int, int | None] | None:
     row = conn.execute(
         "SELECT id, kind, debit_account, credit_account, amount_msat, pending_id "
@@ -111,7 +111,7 @@ def _existing(
 
 
 def _insert(
-    conn: sqlite3.Connection,
+    conn: Connection,
     key: str,
     kind: str,
     debit: str,
@@ -122,7 +122,8 @@ def _insert(
 ) -> int:
     cur = conn.execute(
         "INSERT INTO transfers (key, kind, debit_account, credit_account, amount_msat, pending_id,"
-        " code, job_id, pubkey, day, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " code, job_id, pubkey, day, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
         (
             key,
             kind,
@@ -137,12 +138,10 @@ def _insert(
             meta.now,
         ),
     )
-    rowid = cur.lastrowid
-    assert rowid is not None
-    return rowid
+    return int(cur.fetchone()[0])
 
 
-def _check_funds(conn: sqlite3.Connection, debit: str, amount: int) -> None:
+def _check_funds(conn: Connection, debit: str, amount: int) -> None:
     if debit in EXTERNAL:
         return
     have = available(conn, debit)
@@ -151,7 +150,7 @@ def _check_funds(conn: sqlite3.Connection, debit: str, amount: int) -> None:
 
 
 def transfer(
-    conn: sqlite3.Connection,
+    conn: Connection,
     key: str,
     debit: str,
     credit: str,
@@ -192,7 +191,7 @@ def transfer(
     return tid
 
 
-def resolve(conn: sqlite3.Connection, key: str, pending_id: int, amount: int, meta: Meta) -> int:
+def resolve(conn: Connection, key: str, pending_id: int, amount: int, meta: Meta) -> int:
     """Post ``amount`` (0 < amount <= pending amount) of a pending transfer, or void it (0).
 
     The pending amount leaves the pending columns in full; ``amount`` enters the posted ones.

@@ -14,7 +14,6 @@ credited total equals its payments in the journal, and only a paid top-up has on
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ from storage.amounts import whole_sats_up
 from storage.database import Database
 from storage.lifecycle import JobState, RefundState
 from storage.limits import Limits
+from storage.sql import Connection
 from storage.topups import TOPUP_CODES
 
 
@@ -43,7 +43,7 @@ async def check(db: Database, limits: Limits | None = None) -> CheckReport:
     return await db.read(lambda conn: check_sync(conn, limits))
 
 
-def check_sync(conn: sqlite3.Connection, limits: Limits | None = None) -> CheckReport:
+def check_sync(conn: Connection, limits: Limits | None = None) -> CheckReport:
     violations: list[str] = []
     dp: dict[str, int] = defaultdict(int)
     cp: dict[str, int] = defaultdict(int)
@@ -112,7 +112,7 @@ def check_sync(conn: sqlite3.Connection, limits: Limits | None = None) -> CheckR
     return CheckReport(balances, pending, n, violations)
 
 
-def _check_daily(conn: sqlite3.Connection, limits: Limits | None, violations: list[str]) -> None:
+def _check_daily(conn: Connection, limits: Limits | None, violations: list[str]) -> None:
     # Subsidy per (pubkey, day) from the journal: posted subsidy + unresolved reservations.
     absorbed: dict[tuple[str, str], int] = defaultdict(int)
     jobs: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -156,7 +156,7 @@ def _check_daily(conn: sqlite3.Connection, limits: Limits | None, violations: li
             violations.append(f"pool daily cap exceeded on {day}: {per_day[day]}")
 
 
-def _check_jobs(conn: sqlite3.Connection, balances: dict[str, int], violations: list[str]) -> None:
+def _check_jobs(conn: Connection, balances: dict[str, int], violations: list[str]) -> None:
     states = {s.value for s in JobState}
     refund_states = {s.value for s in RefundState}
     for job_id, state, refund_state in conn.execute(
@@ -166,14 +166,16 @@ def _check_jobs(conn: sqlite3.Connection, balances: dict[str, int], violations: 
             violations.append(f"job {job_id}: unknown state {state} / refund {refund_state}")
     _check_paid_jobs(conn, violations)
     escrow = conn.execute(
-        "SELECT COALESCE(SUM(paid_msat), 0) FROM jobs WHERE state IN ('paid', 'running')"
+        "SELECT CAST(COALESCE(SUM(paid_msat), 0) AS BIGINT) FROM jobs"
+        " WHERE state IN ('paid', 'running')"
     ).fetchone()[0]
     if escrow != balances.get("escrow", 0):
         violations.append(
             f"escrow holds {balances.get('escrow', 0)}, paid and running jobs say {escrow}"
         )
     owed = conn.execute(
-        "SELECT COALESCE(SUM(refund_msat), 0) FROM jobs WHERE refund_state IN ('pending', 'paying')"
+        "SELECT CAST(COALESCE(SUM(refund_msat), 0) AS BIGINT) FROM jobs"
+        " WHERE refund_state IN ('pending', 'paying')"
     ).fetchone()[0]
     if owed != balances.get("refunds", 0):
         violations.append(f"refunds account holds {balances.get('refunds', 0)}, jobs owe {owed}")
@@ -186,7 +188,7 @@ def _check_jobs(conn: sqlite3.Connection, balances: dict[str, int], violations: 
     _check_topups(conn, violations)
 
 
-def _check_paid_jobs(conn: sqlite3.Connection, violations: list[str]) -> None:
+def _check_paid_jobs(conn: Connection, violations: list[str]) -> None:
     """Invoices are the work amount in whole sats; a job holds at least its work amount and at
     most its invoice; a settled job charged and gave back all it held, a failed one gave it all
     back; what is given back is a refund of whole sats and the sub-sat rest as balance."""
@@ -211,7 +213,7 @@ def _check_paid_jobs(conn: sqlite3.Connection, violations: list[str]) -> None:
             violations.append(f"job {job_id}: failed after paying {paid}, gave back {given_back}")
 
 
-def _check_payouts(conn: sqlite3.Connection, violations: list[str]) -> None:
+def _check_payouts(conn: Connection, violations: list[str]) -> None:
     """Each payout's state matches how its pending transfer was resolved, and its refund's."""
     rows = conn.execute(
         "SELECT p.id, p.state, p.amount_msat, p.preimage, j.refund_state, j.refund_ref,"
@@ -244,7 +246,7 @@ def _check_payouts(conn: sqlite3.Connection, violations: list[str]) -> None:
             violations.append(f"job {job_id}: refund is paying with {n} payouts in flight")
 
 
-def _check_topups(conn: sqlite3.Connection, violations: list[str]) -> None:
+def _check_topups(conn: Connection, violations: list[str]) -> None:
     """A top-up's ``paid_msat`` equals the top-up payments credited to its owner's balance."""
     marks = ", ".join("?" for _ in TOPUP_CODES)
     journal: dict[str, int] = defaultdict(int)

@@ -19,8 +19,6 @@ back is a pending refund of whole sats, its sub-sat rest the asker's balance (``
 
 from __future__ import annotations
 
-import sqlite3
-
 from storage import refunds, subsidy
 from storage.accounts import ESCROW, REVENUE, Meta, resolve, transfer
 from storage.errors import InvalidAmount
@@ -28,9 +26,10 @@ from storage.jobs import get_job, move_job, set_job
 from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
 from storage.operations import job_key, once
 from storage.outcomes import Completion, Failure, JobRecord, Serve
+from storage.sql import Connection
 
 
-def _settle_reservation(conn: sqlite3.Connection, job: JobRecord, keep: int, now: int) -> int:
+def _settle_reservation(conn: Connection, job: JobRecord, keep: int, now: int) -> int:
     """Post ``keep`` of the job's pool reservation (void it when 0); return what was released."""
     assert job.reserve_transfer is not None
     return subsidy.settle(
@@ -46,7 +45,7 @@ def _settle_reservation(conn: sqlite3.Connection, job: JobRecord, keep: int, now
     )
 
 
-def _resolve_hold(conn: sqlite3.Connection, job: JobRecord, charge: int, now: int) -> int:
+def _resolve_hold(conn: Connection, job: JobRecord, charge: int, now: int) -> int:
     """Post ``charge`` of the session's balance hold (void it when 0); return what was released."""
     assert job.hold_transfer is not None
     meta = Meta("session", now, job.id, job.pubkey)
@@ -54,14 +53,14 @@ def _resolve_hold(conn: sqlite3.Connection, job: JobRecord, charge: int, now: in
     return job.estimate_msat - job.reserved_msat - charge  # the hold is what the subsidy left
 
 
-def record_grant(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> Completion:
+def record_grant(conn: Connection, job: JobRecord, actual: int, now: int) -> Completion:
     """A free job: the pool keeps ``actual``; the rest of the reservation returns to it."""
     returned = _settle_reservation(conn, job, actual, now)
     set_job(conn, job, now, JobOp.SETTLE, actual_msat=actual, absorbed_msat=actual, charged_msat=0)
     return Completion(job.id, Serve.FREE, actual, 0, actual, 0, 0, returned)
 
 
-def session_settle(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> Completion:
+def session_settle(conn: Connection, job: JobRecord, actual: int, now: int) -> Completion:
     """A session: the pool keeps ``min(actual, reserved)``; the balance pays the rest of
     ``actual`` from its hold (``actual - absorbed <= estimate - reserved = hold``)."""
     absorbed = min(actual, job.reserved_msat)
@@ -76,7 +75,7 @@ def session_settle(conn: sqlite3.Connection, job: JobRecord, actual: int, now: i
     return Completion(job.id, Serve.SESSION, actual, charged, absorbed, 0, 0, released)
 
 
-def settle_paid(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int) -> Completion:
+def settle_paid(conn: Connection, job: JobRecord, actual: int, now: int) -> Completion:
     """A partial or gate job: the seed's refund math on what was paid (held in escrow)."""
     partial = job.serve == Serve.PARTIAL
     keep = min(actual, job.absorb_msat) if partial else 0
@@ -94,7 +93,7 @@ def settle_paid(conn: sqlite3.Connection, job: JobRecord, actual: int, now: int)
 
 
 def settle(
-    conn: sqlite3.Connection, job_id: str, actual: int, now: int
+    conn: Connection, job_id: str, actual: int, now: int
 ) -> Completion:
     def compute() -> Completion:
         job = get_job(conn, job_id)
@@ -110,7 +109,7 @@ def settle(
     return once(conn, job_key(job_id, "settle"), "settle", [actual], Completion, compute)
 
 
-def fail(conn: sqlite3.Connection, job_id: str, reason: str, now: int) -> Failure:
+def fail(conn: Connection, job_id: str, reason: str, now: int) -> Failure:
     def compute() -> Failure:
         job = get_job(conn, job_id)
         JOB_LIFECYCLE.next(job.state, JobOp.FAIL, job.id)
@@ -129,12 +128,12 @@ def fail(conn: sqlite3.Connection, job_id: str, reason: str, now: int) -> Failur
     return once(conn, job_key(job_id, "fail"), "fail", [], Failure, compute)
 
 
-def start(conn: sqlite3.Connection, job_id: str, now: int) -> JobRecord:
+def start(conn: Connection, job_id: str, now: int) -> JobRecord:
     """A paid job's work begins (``paid → running``); a running job is left as it is."""
     return move_job(conn, job_id, JobOp.START, now)
 
 
-def cancel(conn: sqlite3.Connection, job_id: str, now: int) -> JobRecord:
+def cancel(conn: Connection, job_id: str, now: int) -> JobRecord:
     """An unpaid job is withdrawn (``quoted | invoiced → cancelled``); nothing moves. A job
     already closed unpaid (cancelled, expired) is left as it is."""
     return move_job(conn, job_id, JobOp.CANCEL, now)

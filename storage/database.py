@@ -1,15 +1,20 @@
-"""The SQLite database: opening, pragmas, migrations, and the group-commit writer.
+"""The ledger database: opening, migrations, and the group-commit writer, on either engine.
+
+``Database.open(location)`` opens a SQLite file (``location`` a path: ``storage.sqlite``) or a
+PostgreSQL database (``location`` a ``postgresql://`` URL, the password given apart:
+``storage.postgres``). The operations are the same functions on both (``storage.sql``).
 
 Every write is a synchronous function ``fn(conn) -> T`` handed to ``Database.write``. One writer
 task per ``Database`` takes every queued function, runs the whole batch on one dedicated thread
-inside a single ``BEGIN IMMEDIATE`` transaction, each function inside its own ``SAVEPOINT`` (an
-exception rolls back that function only and is re-raised to its caller), commits once, and only
-then resolves each caller's future. With ``synchronous=FULL`` a resolved write has been fsynced:
-it survives power loss. Concurrent callers thus share one fsync (group commit), while each
-operation stays atomic and sees the effects of the ones before it. Several OS processes on one file
-serialize through SQLite's write lock and its busy timeout.
+inside a single write transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction holding
+the database's write lock), each function inside its own ``SAVEPOINT`` (an exception rolls back
+that function only and is re-raised to its caller), commits once, and only then resolves each
+caller's future. A resolved write is durable (SQLite ``synchronous=FULL``; PostgreSQL
+``synchronous_commit=on``). Concurrent callers thus share one commit (group commit), while each
+operation stays atomic and sees the effects of the ones before it. Several OS processes on one
+database serialize their write transactions (SQLite's write lock; PostgreSQL's advisory lock).
 
-Reads (``Database.read``) run on a second connection and thread, in a deferred transaction, so
+Reads (``Database.read``) run on a second connection and thread, in a read-only transaction, so
 they see one consistent committed snapshot and never write.
 """
 
@@ -17,75 +22,66 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from storage.errors import DatabaseClosed, LedgerError, StorageFailure
-from storage.migrations import migrate
+from storage.sql import Connection
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_MS = 30_000
 MAX_BATCH = 512
 
-_Item = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+_Item = tuple[Callable[[Connection], Any], "asyncio.Future[Any]"]
 
 
-def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-    )
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA synchronous = FULL")
-    return conn
+class _Session(Connection, Protocol):
+    def close(self) -> None: ...
 
 
-def _switch_to_wal(conn: sqlite3.Connection) -> str:
-    """``PRAGMA journal_mode = WAL``, retried: SQLite answers a concurrent switch (several
-    processes opening a new file at once) with an immediate "locked", bypassing the busy timeout."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    delay = 0.005
-    while True:
-        try:
-            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+class _Engine(Protocol):
+    """What ``Database`` needs of an engine (``SqliteEngine``, ``PostgresEngine``)."""
+
+    name: str
+    error: type[Exception]
+
+    def open(self) -> tuple[Any, Any]: ...
+    def begin_write(self, conn: Any) -> None: ...
+    def begin_read(self, conn: Any) -> None: ...
+    def schema_version(self, conn: Any) -> int: ...
+    def checkpoint(self, conn: Any) -> None: ...
 
 
-def _open_sync(path: str) -> tuple[sqlite3.Connection, sqlite3.Connection]:
-    writer = _connect(path)
-    try:
-        mode = _switch_to_wal(writer)
-        if mode.lower() != "wal":
-            raise StorageFailure(f"cannot switch the database to WAL mode (got {mode})")
-        migrate(writer)
-        reader = _connect(path)
-    except BaseException:
-        writer.close()
-        raise
-    return writer, reader
+def _engine(location: str | Path, password: str | None) -> _Engine:
+    text = str(location)
+    if text.startswith(("postgresql://", "postgres://")):
+        from storage.postgres import PostgresEngine  # the driver loads only when used
+
+        return PostgresEngine(text, password)
+    from storage.sqlite import SqliteEngine
+
+    return SqliteEngine(text)
 
 
 class Database:
-    """An open ledger database. Create with ``await Database.open(path)``; ``await db.close()``."""
+    """An open ledger database. Create with ``await Database.open(location)``;
+    ``await db.close()``. ``location`` is a SQLite file's path or a ``postgresql://`` URL;
+    ``engine`` is ``"sqlite"`` or ``"postgresql"``."""
 
     def __init__(
         self,
-        path: Path,
-        writer: sqlite3.Connection,
-        reader: sqlite3.Connection,
+        location: str,
+        engine: _Engine,
+        writer: _Session,
+        reader: _Session,
         write_thread: ThreadPoolExecutor,
         read_thread: ThreadPoolExecutor,
     ) -> None:
-        self.path = path
+        self.location = location
+        self.engine = engine.name
+        self._engine = engine
         self._writer = writer
         self._reader = reader
         self._write_thread = write_thread
@@ -97,25 +93,28 @@ class Database:
         self.batched_ops = 0
 
     @classmethod
-    async def open(cls, path: str | Path) -> Database:
-        """Open (creating if needed) the file, switch to WAL, apply migrations."""
-        p = Path(path)
+    async def open(cls, location: str | Path, *, password: str | None = None) -> Database:
+        """Open the database and apply migrations: a SQLite file (created if needed, switched to
+        WAL) or, for a ``postgresql://`` URL, an existing PostgreSQL database (``password``, if
+        any, given apart: a URL holding one is refused with ``InvalidInput``)."""
+        engine = _engine(location, password)
+        where = str(location) if engine.name == "sqlite" else _shown(str(location))
         write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-write")
         read_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-read")
         loop = asyncio.get_running_loop()
         try:
-            writer, reader = await loop.run_in_executor(write_thread, _open_sync, str(p))
-        except sqlite3.Error as exc:
+            writer, reader = await loop.run_in_executor(write_thread, engine.open)
+        except engine.error as exc:
             write_thread.shutdown()
             read_thread.shutdown()
-            raise StorageFailure(f"cannot open database {p}: {exc}") from exc
+            raise StorageFailure(f"cannot open database {where}: {_reason(exc)}") from exc
         except BaseException:
             write_thread.shutdown()
             read_thread.shutdown()
             raise
-        return cls(p, writer, reader, write_thread, read_thread)
+        return cls(str(location), engine, writer, reader, write_thread, read_thread)
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` atomically in a write transaction; return once it is durably committed.
 
         A caller cancelled while waiting does not cancel the write (it may still commit): retry
@@ -130,23 +129,23 @@ class Database:
             self._task = asyncio.create_task(self._writer_loop(), name="ledger-writer")
         return await asyncio.shield(fut)
 
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` on a read-only snapshot of the committed state."""
         if self._closed:
             raise DatabaseClosed("the database is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._read_thread, self._run_read, fn)
 
-    def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _run_read(self, fn: Callable[[Connection], T]) -> T:
         conn = self._reader
         try:
-            conn.execute("BEGIN DEFERRED")
+            self._engine.begin_read(conn)
             try:
                 return fn(conn)
             finally:
                 conn.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"database read failed: {exc}") from exc
+        except self._engine.error as exc:
+            raise StorageFailure(f"database read failed: {_reason(exc)}") from exc
 
     async def _writer_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -188,12 +187,14 @@ class Database:
                 else:
                     fut.set_exception(value)
 
-    def _run_batch(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+    def _run_batch(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
         conn = self._writer
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"cannot start a write transaction: {exc}") from exc
+            self._engine.begin_write(conn)
+        except self._engine.error as exc:
+            with contextlib.suppress(self._engine.error):
+                conn.execute("ROLLBACK")
+            raise StorageFailure(f"cannot start a write transaction: {_reason(exc)}") from exc
         results: list[tuple[bool, Any]] = []
         try:
             for fn in fns:
@@ -203,29 +204,30 @@ class Database:
                 except Exception as exc:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    if isinstance(exc, sqlite3.Error):
-                        exc = StorageFailure(f"database write failed: {exc}")
+                    if isinstance(exc, self._engine.error):
+                        exc = StorageFailure(f"database write failed: {_reason(exc)}")
                     results.append((False, exc))
                 else:
                     conn.execute("RELEASE op")
                     results.append((True, value))
             conn.execute("COMMIT")
         except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(self._engine.error):
                 conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StorageFailure(f"commit failed: {exc}") from exc
+            if isinstance(exc, self._engine.error):
+                raise StorageFailure(f"commit failed: {_reason(exc)}") from exc
             raise
         return results
 
+    async def schema_version(self) -> int:
+        """The applied schema version."""
+        return await self.read(self._engine.schema_version)
+
     async def checkpoint(self) -> None:
-        """Copy the WAL into the main file and truncate it (for backups and tests)."""
-
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
+        """SQLite: copy the WAL into the main file and truncate it (for backups and tests).
+        PostgreSQL manages its own WAL: nothing to do."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._write_thread, run, self._writer)
+        await loop.run_in_executor(self._write_thread, self._engine.checkpoint, self._writer)
 
     async def close(self) -> None:
         """Finish queued writes, then close both connections. Idempotent."""
@@ -241,3 +243,15 @@ class Database:
         await loop.run_in_executor(self._read_thread, self._reader.close)
         self._write_thread.shutdown()
         self._read_thread.shutdown()
+
+
+def _shown(url: str) -> str:
+    from storage.postgres import redact
+
+    return redact(url)
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's message, first line only (PostgreSQL adds context and hints below it)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

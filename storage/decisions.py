@@ -15,18 +15,17 @@ decision can take the pool or the balance between the choice and the reservation
 
 from __future__ import annotations
 
-import sqlite3
-
 from storage import subsidy
 from storage.accounts import REVENUE, Meta, available, balance_account, transfer
 from storage.errors import IdempotencyConflict
 from storage.limits import Limits, utc_day
 from storage.operations import job_key, once
 from storage.outcomes import Decision, Reason, Serve
+from storage.sql import Connection
 
 
 def quote(
-    conn: sqlite3.Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, day: str,
+    conn: Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, day: str,
     subsidised: bool = True,
 ) -> Decision:
     """The decision for now; reads only. ``subsidised=False``: the pool gives nothing (session
@@ -44,7 +43,7 @@ def quote(
 
 
 def decide(
-    conn: sqlite3.Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, now: int,
+    conn: Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, now: int,
     subsidised: bool = True,
 ) -> Decision:
     """Decide and record the job, making the decision's moves in this same transaction."""

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from storage.accounts import LIGHTNING_IN, OPERATOR, POOL, ZAPS_IN, Meta, balance_account, transfer
 from storage.limits import utc_day
 from storage.operations import once
 from storage.outcomes import Credit, PoolFunding
+from storage.sql import Connection
 
 POOL_SOURCES = {"zap": ZAPS_IN, "operator": OPERATOR}
 
 
 def credit_pool(
-    conn: sqlite3.Connection,
+    conn: Connection,
     amount: int,
     key: str,
     source: str,
@@ -30,7 +30,7 @@ def credit_pool(
     return once(conn, key, "credit_pool", [amount, source, zapper_pubkey], Credit, compute)
 
 
-def recent_zaps(conn: sqlite3.Connection, limit: int) -> list[PoolFunding]:
+def recent_zaps(conn: Connection, limit: int) -> list[PoolFunding]:
     """The newest zaps that funded the pool, with the note each credit recorded."""
     rows = conn.execute(
         "SELECT t.pubkey, t.amount_msat, t.created_at, o.result FROM transfers t"
@@ -46,7 +46,7 @@ def recent_zaps(conn: sqlite3.Connection, limit: int) -> list[PoolFunding]:
 
 
 def credit_balance(
-    conn: sqlite3.Connection, pubkey: str, amount: int, key: str, reason: str, now: int
+    conn: Connection, pubkey: str, amount: int, key: str, reason: str, now: int
 ) -> Credit:
     account = balance_account(pubkey)
 

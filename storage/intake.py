@@ -3,7 +3,6 @@ recorded requests (``storage.requests``) and the agent's small persistent state.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from storage import leases, requests
@@ -14,6 +13,7 @@ from storage.leases import Replica
 from storage.lifecycle import RequestOp
 from storage.limits import Clock, system_clock
 from storage.requests import NewRequest, RequestRecord
+from storage.sql import Connection
 
 
 class Intake:
@@ -32,9 +32,10 @@ class Intake:
         text_id(event_id, "event_id", 128)
         now = self.clock()
 
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: Connection) -> bool:
             cur = conn.execute(
-                "INSERT OR IGNORE INTO processed_events (event_id, claimed_at) VALUES (?, ?)",
+                "INSERT INTO processed_events (event_id, claimed_at) VALUES (?, ?)"
+                " ON CONFLICT DO NOTHING",
                 (event_id, now),
             )
             return cur.rowcount == 1
@@ -56,7 +57,7 @@ class Intake:
     async def cursor(self, relay_url: str) -> int | None:
         text_id(relay_url, "relay_url", 2048)
 
-        def run(conn: sqlite3.Connection) -> int | None:
+        def run(conn: Connection) -> int | None:
             row = conn.execute(
                 "SELECT since FROM relay_cursors WHERE relay_url = ?", (relay_url,)
             ).fetchone()
@@ -70,10 +71,11 @@ class Intake:
         if type(since) is not int or since < 0:
             raise InvalidInput("since must be a non-negative int of epoch seconds")
 
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: Connection) -> None:
             conn.execute(
                 "INSERT INTO relay_cursors (relay_url, since) VALUES (?, ?) ON CONFLICT (relay_url)"
-                " DO UPDATE SET since = MAX(since, excluded.since)",
+                " DO UPDATE SET since = CASE WHEN excluded.since > relay_cursors.since"
+                " THEN excluded.since ELSE relay_cursors.since END",
                 (relay_url, since),
             )
 
@@ -139,7 +141,7 @@ class Intake:
         events and payouts; how many rows."""
         names = leases.check_owners(owners) if owners else [self.replica.id]
 
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: Connection) -> int:
             return sum(leases.release_all(conn, name) for name in names)
 
         return await self.db.write(run)
@@ -211,7 +213,7 @@ class Intake:
     async def state(self, key: str) -> str | None:
         text_id(key, "key", 128)
 
-        def run(conn: sqlite3.Connection) -> str | None:
+        def run(conn: Connection) -> str | None:
             row = conn.execute("SELECT value FROM agent_state WHERE key = ?", (key,)).fetchone()
             return None if row is None else str(row[0])
 

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from storage.errors import UnknownJob
 from storage.lifecycle import (
     JOB_LIFECYCLE,
@@ -15,6 +13,7 @@ from storage.lifecycle import (
     RefundState,
 )
 from storage.outcomes import JobRecord, Serve
+from storage.sql import Connection
 
 _COLUMNS = (
     "id, pubkey, serve, state, estimate_msat, absorb_msat, work_amount_msat, reserved_msat,"
@@ -32,14 +31,14 @@ def _record(row: tuple[object, ...]) -> JobRecord:
     return JobRecord(*values)  # type: ignore[arg-type]
 
 
-def get_job(conn: sqlite3.Connection, job_id: str) -> JobRecord:
+def get_job(conn: Connection, job_id: str) -> JobRecord:
     row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()  # noqa: S608
     if row is None:
         raise UnknownJob(f"no job {job_id!r}")
     return _record(row)
 
 
-def find_job(conn: sqlite3.Connection, ref: str) -> JobRecord:
+def find_job(conn: Connection, ref: str) -> JobRecord:
     """A job by its invoice payment hash, else by its id."""
     row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE invoice_hash = ?", (ref,)).fetchone()  # noqa: S608
     if row is None:
@@ -49,7 +48,7 @@ def find_job(conn: sqlite3.Connection, ref: str) -> JobRecord:
     return _record(row)
 
 
-def recent_jobs(conn: sqlite3.Connection, pubkey: str, limit: int) -> list[JobRecord]:
+def recent_jobs(conn: Connection, pubkey: str, limit: int) -> list[JobRecord]:
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM jobs WHERE pubkey = ?"  # noqa: S608
         " ORDER BY created_at DESC, rowid DESC LIMIT ?",
@@ -58,7 +57,7 @@ def recent_jobs(conn: sqlite3.Connection, pubkey: str, limit: int) -> list[JobRe
     return [_record(r) for r in rows]
 
 
-def jobs_in_state(conn: sqlite3.Connection, states: tuple[JobState, ...]) -> list[JobRecord]:
+def jobs_in_state(conn: Connection, states: tuple[JobState, ...]) -> list[JobRecord]:
     marks = ", ".join("?" for _ in states)
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM jobs WHERE state IN ({marks}) ORDER BY created_at, rowid",  # noqa: S608
@@ -67,7 +66,7 @@ def jobs_in_state(conn: sqlite3.Connection, states: tuple[JobState, ...]) -> lis
     return [_record(r) for r in rows]
 
 
-def overdue_invoices(conn: sqlite3.Connection, now: int) -> list[JobRecord]:
+def overdue_invoices(conn: Connection, now: int) -> list[JobRecord]:
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM jobs WHERE state = 'invoiced' AND invoice_expires_at < ?"  # noqa: S608
         " ORDER BY invoice_expires_at",
@@ -77,7 +76,7 @@ def overdue_invoices(conn: sqlite3.Connection, now: int) -> list[JobRecord]:
 
 
 def set_job(
-    conn: sqlite3.Connection,
+    conn: Connection,
     job: JobRecord,
     now: int,
     op: JobOp | None = None,
@@ -98,7 +97,7 @@ def set_job(
     return get_job(conn, job.id)
 
 
-def move_job(conn: sqlite3.Connection, job_id: str, op: JobOp, now: int) -> JobRecord:
+def move_job(conn: Connection, job_id: str, op: JobOp, now: int) -> JobRecord:
     """Move the job by ``op`` alone; a pair the table loops back (a repeat) writes nothing."""
     job = get_job(conn, job_id)
     if JOB_LIFECYCLE.next(job.state, op, job.id) is job.state:

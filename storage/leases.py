@@ -32,12 +32,12 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from storage.errors import InvalidInput
+from storage.sql import Connection
 
 DEFAULT_LEASE_S: Final = 30
 PAYOUT_LEASE_S: Final = 600
@@ -99,7 +99,7 @@ FREE: Final = "(lease_owner IS NULL OR lease_owner = ? OR lease_until <= ?)"
 """SQL: the row's lease is the caller's, free or expired (parameters: owner, now)."""
 
 
-def take_request(conn: sqlite3.Connection, request_id: str, me: Replica, now: int) -> bool:
+def take_request(conn: Connection, request_id: str, me: Replica, now: int) -> bool:
     """Take (or renew) the lease of an unfinished request unless another live replica holds it."""
     cur = conn.execute(
         "UPDATE requests SET lease_owner = ?, lease_until = ? WHERE id = ?"
@@ -109,7 +109,7 @@ def take_request(conn: sqlite3.Connection, request_id: str, me: Replica, now: in
     return cur.rowcount == 1
 
 
-def renew_requests(conn: sqlite3.Connection, request_ids: Sequence[str], me: Replica,
+def renew_requests(conn: Connection, request_ids: Sequence[str], me: Replica,
                    now: int) -> int:
     """Extend the leases ``me`` still holds among ``request_ids``; how many."""
     renewed = 0
@@ -120,12 +120,12 @@ def renew_requests(conn: sqlite3.Connection, request_ids: Sequence[str], me: Rep
     return renewed
 
 
-def release_request(conn: sqlite3.Connection, request_id: str, me: Replica) -> None:
+def release_request(conn: Connection, request_id: str, me: Replica) -> None:
     conn.execute("UPDATE requests SET lease_owner = NULL, lease_until = 0"
                  " WHERE id = ? AND lease_owner = ?", (request_id, me.id))
 
 
-def release_all(conn: sqlite3.Connection, owner: str) -> int:
+def release_all(conn: Connection, owner: str) -> int:
     """Free every lease ``owner`` holds (a replica stopping, or a dead one's); how many."""
     freed = 0
     for table in LEASED_TABLES:
@@ -135,7 +135,7 @@ def release_all(conn: sqlite3.Connection, owner: str) -> int:
     return freed
 
 
-def owners(conn: sqlite3.Connection) -> list[str]:
+def owners(conn: Connection) -> list[str]:
     """Every replica holding a lease on an unfinished row."""
     found: set[str] = set()
     for table in LEASED_TABLES:
@@ -145,7 +145,7 @@ def owners(conn: sqlite3.Connection) -> list[str]:
     return sorted(found)
 
 
-def next_expiry(conn: sqlite3.Connection, me: Replica, now: int) -> int | None:
+def next_expiry(conn: Connection, me: Replica, now: int) -> int | None:
     """When the next lease another replica holds on an unfinished request or outbox event
     expires (``None``: none is held): the moment its work may be taken over."""
     soonest: int | None = None
@@ -159,7 +159,7 @@ def next_expiry(conn: sqlite3.Connection, me: Replica, now: int) -> int | None:
     return soonest
 
 
-def take_payout(conn: sqlite3.Connection, payout_id: int, me: Replica, now: int) -> bool:
+def take_payout(conn: Connection, payout_id: int, me: Replica, now: int) -> bool:
     """Take the lease of a payout still ``sending``: the one replica that may ask the wallet.
     It lasts at least ``PAYOUT_LEASE_S`` (longer than any wallet call: it is not renewed while
     the payment is under way)."""

@@ -12,8 +12,6 @@ the stored original result and moves nothing; reusing a key with other arguments
 
 from __future__ import annotations
 
-import sqlite3
-
 from storage import completion, decisions, funding, leases, payments, refunds, subsidy, topups
 from storage.accounts import POOL, SUBSIDY, balance_account, get_account
 from storage.amounts import nonneg_msat, positive_msat, text_id
@@ -42,6 +40,7 @@ from storage.outcomes import (
     TopupPayment,
     TopupRecord,
 )
+from storage.sql import Connection
 
 
 class Ledger:
@@ -294,7 +293,7 @@ class Ledger:
         amount = None if amount_msat is None else positive_msat(amount_msat)
         now = self.clock()
 
-        def run(conn: sqlite3.Connection) -> Payout:
+        def run(conn: Connection) -> Payout:
             payout = refunds.begin_payout(conn, job_id, destination, key, now, amount)
             if replica is not None:
                 leases.take_payout(conn, payout.payout_id, replica, now)
@@ -344,7 +343,7 @@ class Ledger:
 
     async def refunds_owed(self) -> tuple[int, int]:
         """How many refunds are owed (pending or being paid out), and their sum in msat."""
-        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+        def run(conn: Connection) -> tuple[int, int]:
             count, total = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(refund_msat), 0) FROM jobs"
                 " WHERE refund_state IN ('pending', 'paying')").fetchone()
@@ -380,7 +379,7 @@ class Ledger:
         """Available balance, amount held by running sessions, refunds owed."""
         text_id(pubkey, "pubkey")
 
-        def run(conn: sqlite3.Connection) -> BalanceView:
+        def run(conn: Connection) -> BalanceView:
             acc = get_account(conn, balance_account(pubkey))
             owed = sum(r.amount_msat for r in refunds.pending_refunds(conn, pubkey))
             return BalanceView(pubkey, acc.available_msat, acc.debits_pending, owed)
@@ -392,7 +391,7 @@ class Ledger:
         text_id(pubkey, "pubkey")
         day, limits = utc_day(self.clock()), self.limits
 
-        def run(conn: sqlite3.Connection) -> Allowance:
+        def run(conn: Connection) -> Allowance:
             absorbed, jobs = subsidy.usage(conn, pubkey, day)
             return Allowance(
                 pubkey,
@@ -407,7 +406,7 @@ class Ledger:
         """The public pool figures: available, reserved, spent today, totals, zaps, zappers."""
         day, cap = utc_day(self.clock()), self.limits.pool_daily_cap_msat
 
-        def run(conn: sqlite3.Connection) -> PoolStatus:
+        def run(conn: Connection) -> PoolStatus:
             pool = get_account(conn, POOL)
             zaps, zappers = conn.execute(
                 "SELECT COUNT(*), COUNT(DISTINCT pubkey) FROM transfers"

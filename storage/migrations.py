@@ -221,19 +221,20 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply every missing migration; return the resulting version. ``conn`` is in autocommit."""
+def migrate(conn: sqlite3.Connection, target: int = LATEST) -> int:
+    """Apply every missing migration up to ``target``; return the resulting version. ``conn`` is
+    in autocommit."""
     version = schema_version(conn)
     if version > LATEST:
         raise SchemaTooNew(
             f"database schema version {version} is newer than this code knows ({LATEST}); "
             "upgrade the code before opening this file"
         )
-    while version < LATEST:
+    while version < target:
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = schema_version(conn)
-            if version < LATEST:
+            if version < target:
                 for statement in _statements(MIGRATIONS[version]):
                     conn.execute(statement)
                 version += 1

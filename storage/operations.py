@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
 from storage.errors import IdempotencyConflict
 from storage.outcomes import _Value
+from storage.sql import Connection
 
 V = TypeVar("V", bound=_Value)
 
@@ -19,7 +19,7 @@ def job_key(job_id: str, step: str) -> str:
 
 
 def once(
-    conn: sqlite3.Connection,
+    conn: Connection,
     key: str,
     op: str,
     args: object,
@@ -48,5 +48,5 @@ def once(
     return result
 
 
-def seen(conn: sqlite3.Connection, key: str) -> bool:
+def seen(conn: Connection, key: str) -> bool:
     return conn.execute("SELECT 1 FROM operations WHERE key = ?", (key,)).fetchone() is not None

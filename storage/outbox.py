@@ -10,7 +10,6 @@ request's state in the same transaction, so "answered" and "answer stored" never
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from storage.errors import InvalidInput
 from storage.leases import Replica
 from storage.lifecycle import RequestOp
 from storage.limits import Clock, system_clock
+from storage.sql import Connection
 
 MAX_EVENT_CHARS = 262_144
 
@@ -97,7 +97,7 @@ class Outbox:
         _check(key, events)
         now, me = self.clock(), self.replica
 
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: Connection) -> bool:
             if request_id is not None and request_op is not None:
                 requests.move(conn, request_id, request_op, now)
             if conn.execute("SELECT 1 FROM outbox WHERE key = ?", (key,)).fetchone():
@@ -148,7 +148,7 @@ class Outbox:
                 select, (me.id, now, limit)).fetchone()):
             return []
 
-        def run(conn: sqlite3.Connection) -> list[OutboxItem]:
+        def run(conn: Connection) -> list[OutboxItem]:
             items = [_item(r) for r in conn.execute(select, (me.id, now, limit)).fetchall()]
             for item in items:
                 conn.execute("UPDATE outbox SET lease_owner = ?, lease_until = ?"

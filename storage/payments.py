@@ -11,8 +11,6 @@ balance. An expired invoice moves no money.
 
 from __future__ import annotations
 
-import sqlite3
-
 from storage import refunds, subsidy
 from storage.accounts import ESCROW, LIGHTNING_IN, Meta, balance_account, transfer
 from storage.amounts import whole_sats_up
@@ -30,10 +28,11 @@ from storage.outcomes import (
     Serve,
     TopupPayment,
 )
+from storage.sql import Connection
 
 
 def attach_invoice(
-    conn: sqlite3.Connection, job_id: str, payment_hash: str, amount: int, expires_at: int, now: int
+    conn: Connection, job_id: str, payment_hash: str, amount: int, expires_at: int, now: int
 ) -> JobRecord:
     job = get_job(conn, job_id)
     if (job.invoice_hash, job.invoice_msat, job.invoice_expires_at) == (
@@ -64,7 +63,7 @@ def attach_invoice(
 
 
 def confirm_payment(
-    conn: sqlite3.Connection, limits: Limits, ref: str, amount: int, key: str, now: int
+    conn: Connection, limits: Limits, ref: str, amount: int, key: str, now: int
 ) -> PaymentOutcome:
     def compute() -> PaymentOutcome:
         job = find_job(conn, ref)
@@ -132,7 +131,7 @@ def confirm_payment(
 
 
 def reserve_partial_grant(
-    conn: sqlite3.Connection, limits: Limits, job_id: str, now: int
+    conn: Connection, limits: Limits, job_id: str, now: int
 ) -> PartialGrant:
     """Reserve a paid partial job's pool share, or fail it with the whole payment refunded."""
 
@@ -174,14 +173,14 @@ def reserve_partial_grant(
     )
 
 
-def expire_job(conn: sqlite3.Connection, job_id: str, now: int) -> JobRecord:
+def expire_job(conn: Connection, job_id: str, now: int) -> JobRecord:
     return move_job(conn, job_id, JobOp.EXPIRE, now)
 
 
 BALANCE_SUFFIX = ":balance"
 
 
-def credited_payments(conn: sqlite3.Connection, since: int) -> list[CreditedPayment]:
+def credited_payments(conn: Connection, since: int) -> list[CreditedPayment]:
     """Incoming payments (job payments by ``pay:``/``zap:`` key, and top-ups) whose money went,
     all or partly, to a balance at or after ``since``, oldest first, each with the outcome its
     ``confirm_payment`` / ``confirm_topup`` stored: what the payer must be told about."""

@@ -15,8 +15,6 @@ asker's balance in the same transaction, so the refund ends ``paid`` and nothing
 
 from __future__ import annotations
 
-import sqlite3
-
 from storage.accounts import (
     ESCROW,
     FEES,
@@ -39,6 +37,7 @@ from storage.lifecycle import (
     RefundState,
 )
 from storage.outcomes import JobRecord, Payout, Refund
+from storage.sql import Connection
 
 _PAYOUT_COLUMNS = (
     "id, job_id, pubkey, amount_msat, destination, state, preimage, fee_msat, reason, transfer_id,"
@@ -62,7 +61,7 @@ def _payout(row: tuple[object, ...]) -> Payout:
     )
 
 
-def _get(conn: sqlite3.Connection, payout_id: int) -> tuple[Payout, int]:
+def _get(conn: Connection, payout_id: int) -> tuple[Payout, int]:
     row = conn.execute(
         f"SELECT {_PAYOUT_COLUMNS} FROM payouts WHERE id = ?",  # noqa: S608
         (payout_id,),
@@ -72,7 +71,7 @@ def _get(conn: sqlite3.Connection, payout_id: int) -> tuple[Payout, int]:
     return _payout(row), int(row[9])
 
 
-def list_payouts(conn: sqlite3.Connection, state: PayoutState) -> list[Payout]:
+def list_payouts(conn: Connection, state: PayoutState) -> list[Payout]:
     rows = conn.execute(
         f"SELECT {_PAYOUT_COLUMNS} FROM payouts WHERE state = ? ORDER BY id",  # noqa: S608
         (state.value,),
@@ -80,7 +79,7 @@ def list_payouts(conn: sqlite3.Connection, state: PayoutState) -> list[Payout]:
     return [_payout(r) for r in rows]
 
 
-def pending_refunds(conn: sqlite3.Connection, pubkey: str) -> list[Refund]:
+def pending_refunds(conn: Connection, pubkey: str) -> list[Refund]:
     rows = conn.execute(
         "SELECT id, pubkey, refund_msat, refund_state FROM jobs"
         " WHERE pubkey = ? AND refund_state IN ('pending', 'paying') ORDER BY created_at, rowid",
@@ -90,7 +89,7 @@ def pending_refunds(conn: sqlite3.Connection, pubkey: str) -> list[Refund]:
 
 
 def owe(
-    conn: sqlite3.Connection, job: JobRecord, owed: int, code: str, now: int
+    conn: Connection, job: JobRecord, owed: int, code: str, now: int
 ) -> tuple[int, int]:
     """Give ``owed`` msat of ``job``'s escrow back: its whole sats as a pending refund, the rest
     as balance. Returns ``(refund, to_balance)``; the caller records the refund on the job
@@ -106,7 +105,7 @@ def owe(
 
 
 def begin_payout(
-    conn: sqlite3.Connection,
+    conn: Connection,
     job_id: str,
     destination: str,
     key: str,
@@ -141,18 +140,17 @@ def begin_payout(
         Meta("payout", now, job_id, job.pubkey),
         pending=True,
     )
-    cur = conn.execute(
+    payout_id = int(conn.execute(
         "INSERT INTO payouts (key, job_id, pubkey, amount_msat, destination, state, transfer_id,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (key, job_id, job.pubkey, send, destination, PayoutState.SENDING.value, tid, now, now),
-    )
+    ).fetchone()[0])
     set_job(conn, job, now, refund_op=RefundOp.BEGIN_PAYOUT)
-    assert cur.lastrowid is not None
-    return _get(conn, cur.lastrowid)[0]
+    return _get(conn, payout_id)[0]
 
 
 def confirm_payout(
-    conn: sqlite3.Connection, payout_id: int, preimage: str, fee: int, now: int
+    conn: Connection, payout_id: int, preimage: str, fee: int, now: int
 ) -> Payout:
     payout, tid = _get(conn, payout_id)
     state = PAYOUT_LIFECYCLE.next(payout.state, PayoutOp.CONFIRM, str(payout_id))
@@ -183,7 +181,7 @@ def confirm_payout(
     return _get(conn, payout_id)[0]
 
 
-def fail_payout(conn: sqlite3.Connection, payout_id: int, reason: str, now: int) -> Payout:
+def fail_payout(conn: Connection, payout_id: int, reason: str, now: int) -> Payout:
     payout, tid = _get(conn, payout_id)
     state = PAYOUT_LIFECYCLE.next(payout.state, PayoutOp.FAIL, str(payout_id))
     if state is payout.state:  # a repeat
@@ -205,7 +203,7 @@ def fail_payout(conn: sqlite3.Connection, payout_id: int, reason: str, now: int)
     return _get(conn, payout_id)[0]
 
 
-def credit_refund(conn: sqlite3.Connection, job_id: str, now: int) -> Refund:
+def credit_refund(conn: Connection, job_id: str, now: int) -> Refund:
     job = get_job(conn, job_id)
     state = REFUND_LIFECYCLE.next(job.refund_state, RefundOp.CREDIT, job.id)
     if state is job.refund_state:  # a repeat

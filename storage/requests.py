@@ -13,13 +13,13 @@ answer) are erased after the retention period; money records live in the ledger 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.errors import InvalidInput, NotFound
 from storage.leases import Replica
 from storage.lifecycle import REQUEST_LIFECYCLE, RequestOp, RequestState
+from storage.sql import Connection
 
 MAX_BODY_CHARS = 65_536
 MAX_RELAYS = 32
@@ -84,7 +84,7 @@ def check_new_request(req: NewRequest) -> None:
 
 
 def record(
-    conn: sqlite3.Connection, req: NewRequest, claims: Sequence[str], dropped: bool, now: int,
+    conn: Connection, req: NewRequest, claims: Sequence[str], dropped: bool, now: int,
     lease: Replica | None = None,
 ) -> RequestRecord | None:
     """Claim ``claims`` and insert ``req`` (``dropped``: never to be answered, text not kept),
@@ -94,7 +94,8 @@ def record(
     relay not yet listed is added to it)."""
     for event_id in claims:
         conn.execute(
-            "INSERT OR IGNORE INTO processed_events (event_id, claimed_at) VALUES (?, ?)",
+            "INSERT INTO processed_events (event_id, claimed_at) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING",
             (event_id, now),
         )
     row = conn.execute("SELECT relays FROM requests WHERE id = ?", (req.id,)).fetchone()
@@ -118,7 +119,7 @@ def record(
     return get(conn, req.id)
 
 
-def get(conn: sqlite3.Connection, request_id: str) -> RequestRecord:
+def get(conn: Connection, request_id: str) -> RequestRecord:
     row = conn.execute(f"SELECT {_COLUMNS} FROM requests WHERE id = ?",  # noqa: S608
                        (request_id,)).fetchone()
     if row is None:
@@ -126,7 +127,7 @@ def get(conn: sqlite3.Connection, request_id: str) -> RequestRecord:
     return _record(row)
 
 
-def unfinished(conn: sqlite3.Connection) -> list[RequestRecord]:
+def unfinished(conn: Connection) -> list[RequestRecord]:
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM requests WHERE state IN ('new', 'open')"  # noqa: S608
         " ORDER BY created_at, rowid"
@@ -134,7 +135,7 @@ def unfinished(conn: sqlite3.Connection) -> list[RequestRecord]:
     return [_record(r) for r in rows]
 
 
-def move(conn: sqlite3.Connection, request_id: str, op: RequestOp, now: int) -> None:
+def move(conn: Connection, request_id: str, op: RequestOp, now: int) -> None:
     """``op`` on the request (``REQUEST_LIFECYCLE``); a move to where it is changes nothing."""
     current = get(conn, request_id).state
     state = REQUEST_LIFECYCLE.next(current, op, request_id)
@@ -143,7 +144,7 @@ def move(conn: sqlite3.Connection, request_id: str, op: RequestOp, now: int) -> 
                      " lease_until = 0 WHERE id = ?", (state.value, now, request_id))
 
 
-def save(conn: sqlite3.Connection, request_id: str, column: str, value: str,
+def save(conn: Connection, request_id: str, column: str, value: str,
          amount_msat: int | None, now: int) -> None:
     get(conn, request_id)
     if column == "invoice":
@@ -158,21 +159,24 @@ def save(conn: sqlite3.Connection, request_id: str, column: str, value: str,
         raise InvalidInput(f"no request column {column!r}")
 
 
-def history(conn: sqlite3.Connection, sender: str, before: str, limit: int,
+def history(conn: Connection, sender: str, before: str, limit: int,
             protocols: Sequence[str]) -> list[tuple[str, str]]:
     """``sender``'s last ``limit`` answered questions in ``protocols`` (oldest first),
     excluding ``before``."""
+    if not protocols:
+        return []
+    marks = ", ".join("?" * len(protocols))
     rows = conn.execute(
-        "SELECT body, answer FROM requests WHERE sender = ? AND id <> ? AND answer IS NOT NULL"
+        "SELECT body, answer FROM requests WHERE sender = ? AND id <> ? AND answer IS NOT NULL"  # noqa: S608
         " AND body IS NOT NULL AND erased = 0"
-        " AND protocol IN (SELECT value FROM json_each(?))"
+        f" AND protocol IN ({marks})"
         " ORDER BY created_at DESC, rowid DESC LIMIT ?",
-        (sender, before, json.dumps(list(protocols)), limit),
+        (sender, before, *protocols, limit),
     ).fetchall()
     return [(str(b), str(a)) for b, a in reversed(rows)]
 
 
-def erase_before(conn: sqlite3.Connection, cutoff: int) -> int:
+def erase_before(conn: Connection, cutoff: int) -> int:
     """Erase the texts of finished requests created before ``cutoff``; how many."""
     cur = conn.execute(
         "UPDATE requests SET body = NULL, answer = NULL, invoice = NULL, erased = 1"
@@ -182,7 +186,7 @@ def erase_before(conn: sqlite3.Connection, cutoff: int) -> int:
     return cur.rowcount
 
 
-def latest(conn: sqlite3.Connection, sender: str) -> RequestRecord | None:
+def latest(conn: Connection, sender: str) -> RequestRecord | None:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM requests WHERE sender = ?"  # noqa: S608
         " ORDER BY created_at DESC, rowid DESC LIMIT 1", (sender,)).fetchone()

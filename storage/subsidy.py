@@ -7,26 +7,25 @@ reservation was made. They always equal what the journal shows (``storage.check`
 
 from __future__ import annotations
 
-import sqlite3
-
 from storage.accounts import POOL, SUBSIDY, Meta, available, resolve, transfer
 from storage.limits import Limits
 from storage.outcomes import Reason
+from storage.sql import Connection
 
 
-def usage(conn: sqlite3.Connection, pubkey: str, day: str) -> tuple[int, int]:
+def usage(conn: Connection, pubkey: str, day: str) -> tuple[int, int]:
     row = conn.execute(
         "SELECT absorbed_msat, jobs FROM daily_usage WHERE pubkey = ? AND day = ?", (pubkey, day)
     ).fetchone()
     return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
-def pool_spent(conn: sqlite3.Connection, day: str) -> int:
+def pool_spent(conn: Connection, day: str) -> int:
     row = conn.execute("SELECT spent_msat FROM pool_daily WHERE day = ?", (day,)).fetchone()
     return 0 if row is None else int(row[0])
 
 
-def room(conn: sqlite3.Connection, limits: Limits, pubkey: str, day: str) -> tuple[int, Reason]:
+def room(conn: Connection, limits: Limits, pubkey: str, day: str) -> tuple[int, Reason]:
     """The most the pool may absorb for ``pubkey`` now, and the limit that binds it."""
     absorbed, jobs = usage(conn, pubkey, day)
     if jobs >= limits.daily_free_jobs:
@@ -41,18 +40,20 @@ def room(conn: sqlite3.Connection, limits: Limits, pubkey: str, day: str) -> tup
     return max(0, amount), reason
 
 
-def count(conn: sqlite3.Connection, pubkey: str, day: str, amount: int, jobs: int) -> None:
+def count(conn: Connection, pubkey: str, day: str, amount: int, jobs: int) -> None:
     """Add ``amount`` msat and ``jobs`` jobs (negative: a correction) to the day's counters."""
     if amount >= 0 and jobs >= 0:
         conn.execute(
             "INSERT INTO daily_usage (pubkey, day, absorbed_msat, jobs) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (pubkey, day) DO UPDATE SET"
-            " absorbed_msat = absorbed_msat + excluded.absorbed_msat, jobs = jobs + excluded.jobs",
+            " absorbed_msat = daily_usage.absorbed_msat + excluded.absorbed_msat,"
+            " jobs = daily_usage.jobs + excluded.jobs",
             (pubkey, day, amount, jobs),
         )
         conn.execute(
             "INSERT INTO pool_daily (day, spent_msat) VALUES (?, ?)"
-            " ON CONFLICT (day) DO UPDATE SET spent_msat = spent_msat + excluded.spent_msat",
+            " ON CONFLICT (day) DO UPDATE SET"
+            " spent_msat = pool_daily.spent_msat + excluded.spent_msat",
             (day, amount),
         )
         return
@@ -66,7 +67,7 @@ def count(conn: sqlite3.Connection, pubkey: str, day: str, amount: int, jobs: in
 
 
 def reserve(
-    conn: sqlite3.Connection, key: str, job_id: str, pubkey: str, day: str, amount: int, now: int
+    conn: Connection, key: str, job_id: str, pubkey: str, day: str, amount: int, now: int
 ) -> int:
     """A pending pool → subsidy transfer of ``amount``, counted for today; return its id."""
     tid = transfer(
@@ -77,7 +78,7 @@ def reserve(
 
 
 def spend(
-    conn: sqlite3.Connection, key: str, job_id: str, pubkey: str, day: str, amount: int, now: int
+    conn: Connection, key: str, job_id: str, pubkey: str, day: str, amount: int, now: int
 ) -> None:
     """A posted pool → subsidy transfer (sessions: the work is already done)."""
     transfer(conn, key, POOL, SUBSIDY, amount, Meta("subsidy", now, job_id, pubkey, day))
@@ -85,7 +86,7 @@ def spend(
 
 
 def settle(
-    conn: sqlite3.Connection,
+    conn: Connection,
     key: str,
     job_id: str,
     pubkey: str,

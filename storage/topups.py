@@ -15,13 +15,12 @@ States move along ``storage.lifecycle.TOPUP_LIFECYCLE``: ``open → paid``, ``op
 
 from __future__ import annotations
 
-import sqlite3
-
 from storage.accounts import LIGHTNING_IN, Meta, balance_account, transfer
 from storage.errors import IdempotencyConflict, UnknownTopup
 from storage.lifecycle import TOPUP_LIFECYCLE, TopupOp, TopupState
 from storage.operations import once
 from storage.outcomes import InvoiceKind, OpenInvoice, TopupPayment, TopupRecord, TopupResult
+from storage.sql import Connection
 
 _COLUMNS = "payment_hash, pubkey, amount_msat, expires_at, state, paid_msat, created_at, updated_at"
 
@@ -50,7 +49,7 @@ def _record(row: tuple[object, ...]) -> TopupRecord:
     )
 
 
-def find_topup(conn: sqlite3.Connection, payment_hash: str) -> TopupRecord | None:
+def find_topup(conn: Connection, payment_hash: str) -> TopupRecord | None:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM topups WHERE payment_hash = ?",  # noqa: S608
         (payment_hash,),
@@ -58,7 +57,7 @@ def find_topup(conn: sqlite3.Connection, payment_hash: str) -> TopupRecord | Non
     return None if row is None else _record(row)
 
 
-def get_topup(conn: sqlite3.Connection, payment_hash: str) -> TopupRecord:
+def get_topup(conn: Connection, payment_hash: str) -> TopupRecord:
     found = find_topup(conn, payment_hash)
     if found is None:
         raise UnknownTopup(f"no top-up invoice {payment_hash!r}")
@@ -66,7 +65,7 @@ def get_topup(conn: sqlite3.Connection, payment_hash: str) -> TopupRecord:
 
 
 def record_topup(
-    conn: sqlite3.Connection, pubkey: str, payment_hash: str, amount: int, expires_at: int, now: int
+    conn: Connection, pubkey: str, payment_hash: str, amount: int, expires_at: int, now: int
 ) -> TopupRecord:
     existing = find_topup(conn, payment_hash)
     if existing is not None:
@@ -87,7 +86,7 @@ def record_topup(
 
 
 def confirm_topup(
-    conn: sqlite3.Connection, payment_hash: str, amount: int, key: str, now: int
+    conn: Connection, payment_hash: str, amount: int, key: str, now: int
 ) -> TopupPayment:
     def compute() -> TopupPayment:
         topup = get_topup(conn, payment_hash)
@@ -116,7 +115,7 @@ def confirm_topup(
     return once(conn, key, "confirm_topup", [payment_hash, amount], TopupPayment, compute)
 
 
-def expire_topup(conn: sqlite3.Connection, payment_hash: str, now: int) -> TopupRecord:
+def expire_topup(conn: Connection, payment_hash: str, now: int) -> TopupRecord:
     topup = get_topup(conn, payment_hash)
     state = TOPUP_LIFECYCLE.next(topup.state, TopupOp.EXPIRE, payment_hash)
     if state is topup.state:  # a repeat
@@ -128,7 +127,7 @@ def expire_topup(conn: sqlite3.Connection, payment_hash: str, now: int) -> Topup
     return get_topup(conn, payment_hash)
 
 
-def open_invoices(conn: sqlite3.Connection) -> list[OpenInvoice]:
+def open_invoices(conn: Connection) -> list[OpenInvoice]:
     """Job invoices (``invoiced``) and top-ups (``open``) awaiting payment, soonest expiry first.
 
     Invoices past their expiry are included until expired (``expire_job`` / ``expire_topup``):
@@ -144,7 +143,7 @@ def open_invoices(conn: sqlite3.Connection) -> list[OpenInvoice]:
     return [OpenInvoice(h, InvoiceKind(k), p, a, e, j) for h, k, p, a, e, j in rows]
 
 
-def recent_topups(conn: sqlite3.Connection, pubkey: str, limit: int) -> list[TopupRecord]:
+def recent_topups(conn: Connection, pubkey: str, limit: int) -> list[TopupRecord]:
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM topups WHERE pubkey = ?"  # noqa: S608
         " ORDER BY created_at DESC, rowid DESC LIMIT ?",

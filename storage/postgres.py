@@ -1,0 +1,146 @@
+"""The PostgreSQL engine: the same operations, on a server several agent processes share.
+
+The operations are written once (see ``storage.sql``) and run unchanged: :class:`PgConnection`
+turns their ``?`` parameters into the driver's ``%s``. The driver is psycopg 3 (synchronous): the
+operations are synchronous functions run inside one transaction on the database's worker thread,
+as on SQLite; an asynchronous driver would make every statement a round trip through the event
+loop (docs/ARCHITECTURE.md has the comparison).
+
+Writes: each batch of operations is one transaction that first takes a transaction-scoped
+advisory lock (:data:`WRITE_LOCK`), so write transactions on one database run one at a time, in
+every process, exactly like SQLite's ``BEGIN IMMEDIATE``. The transaction is READ COMMITTED: each
+statement sees everything committed before it, and nothing else can commit while the lock is
+held, so every operation sees the state it would see serially (a REPEATABLE READ snapshot would be
+taken before the lock is granted: stale). ``synchronous_commit`` is forced on: a resolved write
+is flushed to the server's WAL. Reads run in REPEATABLE READ READ ONLY transactions (one
+consistent snapshot).
+
+The location is a ``postgresql://`` (or ``postgres://``) URL that must not hold the password:
+give it apart (``password``), from the environment or a 0600 file; libpq's own ``PGPASSWORD`` and
+``~/.pgpass`` work too. A URL with a password is refused, and no message ever repeats the URL as
+given.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from storage.errors import InvalidInput
+from storage.postgres_migrations import migrate, schema_version
+from storage.sql import Cursor
+
+SCHEMES = ("postgresql://", "postgres://")
+WRITE_LOCK = 0x74696D6D79  # "timmy": the advisory lock every write transaction holds
+CONNECT_TIMEOUT_S = 10
+
+
+def is_postgres_url(location: str) -> bool:
+    return location.startswith(SCHEMES)
+
+
+def check_url(url: str) -> dict[str, str]:
+    """The URL's connection parameters; ``InvalidInput`` when it cannot be parsed or holds a
+    password (the message never repeats the URL: it could hold one)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        raise InvalidInput("the PostgreSQL URL cannot be parsed") from None
+    if "password" in params:
+        raise InvalidInput(
+            "the PostgreSQL URL holds a password: remove it from the URL and give it apart "
+            "(TIMMY_DB_PASSWORD, a 0600 file, PGPASSWORD or ~/.pgpass)"
+        )
+    return {k: str(v) for k, v in params.items()}
+
+
+def redact(url: str) -> str:
+    """``url`` as shown in messages: host, port and database only."""
+    params = check_url(url)
+    host = params.get("host", "")
+    port = f":{params['port']}" if "port" in params else ""
+    user = f"{params['user']}@" if "user" in params else ""
+    return f"postgresql://{user}{host}{port}/{params.get('dbname', '')}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _translate(sql: str) -> str:
+    """``?`` parameters → ``%s`` (a literal ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PgConnection:
+    """A psycopg connection (autocommit: transactions are begun explicitly) that runs the
+    operations' SQL. Reconnects on the next transaction after the server dropped it."""
+
+    def __init__(self, url: str, password: str | None) -> None:
+        self._url = url
+        self._password = password
+        self._conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        extra: dict[str, Any] = {} if self._password is None else {"password": self._password}
+        conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                               application_name="timmy", **extra)
+        conn.execute("SET synchronous_commit = on")
+        return conn
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        return self._conn.execute(_translate(sql), tuple(parameters))
+
+    def script(self, sql: str) -> None:
+        """Run several statements (a migration) as they are, without parameters."""
+        self._conn.execute(sql.encode())
+
+    def ensure_connected(self) -> None:
+        if self._conn.closed or self._conn.broken:
+            self._conn.close()
+            self._conn = self._connect()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresEngine:
+    """Opens and begins PostgreSQL connections for ``Database``."""
+
+    name = "postgresql"
+    error: type[Exception] = psycopg.Error
+
+    def __init__(self, url: str, password: str | None) -> None:
+        check_url(url)
+        self.url = url
+        self._password = password
+
+    def connect(self) -> PgConnection:
+        return PgConnection(self.url, self._password)
+
+    def open(self) -> tuple[PgConnection, PgConnection]:
+        """The writer (migrated) and the reader connection."""
+        writer = self.connect()
+        try:
+            migrate(writer, WRITE_LOCK)
+            reader = self.connect()
+        except BaseException:
+            writer.close()
+            raise
+        return writer, reader
+
+    def begin_write(self, conn: PgConnection) -> None:
+        conn.ensure_connected()
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+
+    def begin_read(self, conn: PgConnection) -> None:
+        conn.ensure_connected()
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def schema_version(self, conn: PgConnection) -> int:
+        return schema_version(conn)
+
+    def checkpoint(self, conn: PgConnection) -> None:
+        """Nothing to do: the server manages its own WAL."""
