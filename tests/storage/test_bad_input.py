@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from storage import (
     UnknownPayout,
 )
 from tests.storage.conftest import LIMITS
-from tests.storage.support import ManualClock, assert_invariants, file_digest
+from tests.storage.support import ManualClock, assert_invariants, state_digest
 
 BAD_AMOUNTS: list[Any] = [0, -1, -10**20, 10**30, 1.5, 1000.0, "1000", None, True, 2**63]
 
@@ -50,28 +49,25 @@ async def _seed(ledger: Ledger, clock: ManualClock) -> None:
 
 @pytest.mark.parametrize("amount", BAD_AMOUNTS, ids=repr)
 async def test_bad_amounts_are_refused_and_write_nothing(
-        db_path: Path, clock: ManualClock, amount: Any) -> None:
-    db = await Database.open(db_path)
+        db_location: str, clock: ManualClock, amount: Any) -> None:
+    db = await Database.open(db_location)
     ledger = Ledger(db, LIMITS, clock=clock)
     await _seed(ledger, clock)
-    await db.checkpoint()
-    before = file_digest(db_path)
+    before = await state_digest(db)
     for op in _amount_ops(amount):
         with pytest.raises(InvalidAmount):
             await op(ledger)
-    await db.checkpoint()
-    assert file_digest(db_path) == before
+    assert await state_digest(db) == before
     await assert_invariants(db, LIMITS)
     await db.close()
 
 
 async def test_wrong_state_unknown_ids_and_conflicts(
-        db_path: Path, clock: ManualClock) -> None:
-    db = await Database.open(db_path)
+        db_location: str, clock: ManualClock) -> None:
+    db = await Database.open(db_location)
     ledger = Ledger(db, LIMITS, clock=clock)
     await _seed(ledger, clock)
-    await db.checkpoint()
-    before = file_digest(db_path)
+    before = await state_digest(db)
     cases: list[tuple[type[LedgerError], Op]] = [
         (UnknownJob, lambda lg: lg.settle("nope", 1)),
         (UnknownJob, lambda lg: lg.confirm_payment("nope", 1, "k1")),
@@ -111,8 +107,7 @@ async def test_wrong_state_unknown_ids_and_conflicts(
     for error, op in cases:
         with pytest.raises(error):
             await op(ledger)
-    await db.checkpoint()
-    assert file_digest(db_path) == before
+    assert await state_digest(db) == before
     await assert_invariants(db, LIMITS)
     await db.close()
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import pytest
 
 from storage import Database, Ledger, Limits, check
 from tests.storage.conftest import LIMITS
-from tests.storage.support import ManualClock, assert_invariants
+from tests.storage.support import ManualClock, assert_invariants, raw
 
 
-async def _populated(db_path: Path, clock: ManualClock) -> None:
-    db = await Database.open(db_path)
+async def _populated(db_location: str, clock: ManualClock) -> None:
+    db = await Database.open(db_location)
     ledger = Ledger(db, LIMITS, clock=clock)
     await ledger.credit_pool(100_000, "zap:1", zapper_pubkey="z")
     await ledger.decide("f1", "alice", 30_000)
@@ -51,20 +48,22 @@ async def _populated(db_path: Path, clock: ManualClock) -> None:
     "UPDATE jobs SET invoice_msat = 10500 WHERE id = 'r2'",
     "UPDATE jobs SET charged_msat = 4001 WHERE id = 'r1'",
 ])
-async def test_tampering_is_reported(db_path: Path, clock: ManualClock, tamper: str) -> None:
-    await _populated(db_path, clock)
-    conn = sqlite3.connect(db_path)
-    conn.executescript(tamper)
-    conn.close()
-    db = await Database.open(db_path)
+async def test_tampering_is_reported(db_location: str, clock: ManualClock, tamper: str) -> None:
+    await _populated(db_location, clock)
+    with raw(db_location) as conn:
+        for statement in tamper.split("; "):
+            if db_location.startswith("postgresql") and statement.startswith("DROP TRIGGER"):
+                statement += " ON transfers"
+            conn.execute(statement)
+    db = await Database.open(db_location)
     report = await check(db)
     assert not report.ok
     await db.close()
 
 
-async def test_limits_are_checked_when_given(db_path: Path, clock: ManualClock) -> None:
-    await _populated(db_path, clock)
-    db = await Database.open(db_path)
+async def test_limits_are_checked_when_given(db_location: str, clock: ManualClock) -> None:
+    await _populated(db_location, clock)
+    db = await Database.open(db_location)
     assert (await check(db, LIMITS)).ok
     report = await check(db, Limits(daily_free_msat=10_000, daily_free_jobs=5))
     assert any("daily limit" in v for v in report.violations)

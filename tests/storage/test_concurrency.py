@@ -1,4 +1,4 @@
-"""Concurrency: hundreds of tasks on one database, and several OS processes on one file."""
+"""Concurrency: hundreds of tasks on one database, and several OS processes on one database."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 LIMITS = Limits(daily_free_msat=3_000, daily_free_jobs=4)
 
 
-async def test_200_tasks_race_for_the_pool(db_path: Path, clock: ManualClock) -> None:
-    db = await Database.open(db_path)
+async def test_200_tasks_race_for_the_pool(db_location: str, clock: ManualClock) -> None:
+    db = await Database.open(db_location)
     ledger = Ledger(db, LIMITS, clock=clock)
     # 20 zaps delivered 5 times each (several relays): 20 000 msat, counted once
     await asyncio.gather(*(ledger.credit_pool(1_000, f"zap:{i % 20}", zapper_pubkey=f"z{i % 20}")
@@ -50,9 +50,9 @@ async def test_200_tasks_race_for_the_pool(db_path: Path, clock: ManualClock) ->
     await db.close()
 
 
-async def test_two_databases_on_one_file(db_path: Path, clock: ManualClock) -> None:
-    a = await Database.open(db_path)
-    b = await Database.open(db_path)
+async def test_two_databases_on_one_location(db_location: str, clock: ManualClock) -> None:
+    a = await Database.open(db_location)
+    b = await Database.open(db_location)
     la, lb = Ledger(a, LIMITS, clock=clock), Ledger(b, LIMITS, clock=clock)
     await asyncio.gather(*(lg.credit_pool(500, f"zap:{i % 30}")
                            for i in range(120) for lg in (la, lb)))
@@ -67,9 +67,9 @@ async def test_two_databases_on_one_file(db_path: Path, clock: ManualClock) -> N
     await b.close()
 
 
-def test_four_processes_hammer_one_file(tmp_path: Path) -> None:
-    path = tmp_path / "shared.sqlite3"
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.storage.worker", "hammer", str(path),
+def test_four_processes_hammer_one_database(db_location: str) -> None:
+    path = db_location
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.storage.worker", "hammer", path,
                                str(p), "150"], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
              for p in range(4)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -13,16 +12,16 @@ import time
 from pathlib import Path
 
 from storage import Database
-from tests.storage.support import assert_invariants
+from tests.storage.support import assert_invariants, raw
 from tests.storage.worker import CRASH_LIMITS
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = 12
 
 
-def _run_and_kill(path: Path, run: int, rng: random.Random) -> list[str]:
+def _run_and_kill(path: str, run: int, rng: random.Random) -> list[str]:
     """Start a writer, let it write a random while (at least one ack), SIGKILL it; its acks."""
-    proc = subprocess.Popen([sys.executable, "-m", "tests.storage.worker", "crash", str(path),
+    proc = subprocess.Popen([sys.executable, "-m", "tests.storage.worker", "crash", path,
                              str(run)], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
@@ -46,24 +45,24 @@ def _run_and_kill(path: Path, run: int, rng: random.Random) -> list[str]:
     return acks
 
 
-def test_sigkill_loses_no_acknowledged_transfer(tmp_path: Path) -> None:
-    path = tmp_path / "crash.sqlite3"
+def test_sigkill_loses_no_acknowledged_transfer(db_location: str) -> None:
+    path = db_location
     rng = random.Random(20261123)
     acked: list[str] = []
     for run in range(RUNS):
         acked += _run_and_kill(path, run, rng)
 
         async def verify() -> None:
-            db = await Database.open(path)  # recovery from the WAL happens here
+            db = await Database.open(path)  # SQLite: recovery from the WAL happens here
             await assert_invariants(db, CRASH_LIMITS)
             await db.close()
 
         asyncio.run(verify())
-        conn = sqlite3.connect(path)
-        keys = {k for (k,) in conn.execute("SELECT key FROM operations")}
-        transfers = {k for (k,) in conn.execute("SELECT key FROM transfers")}
-        paid_payouts = {k for (k,) in conn.execute("SELECT key FROM payouts WHERE state = 'paid'")}
-        conn.close()
+        with raw(path) as conn:
+            keys = {k for (k,) in conn.execute("SELECT key FROM operations")}
+            transfers = {k for (k,) in conn.execute("SELECT key FROM transfers")}
+            paid_payouts = {k for (k,) in conn.execute(
+                "SELECT key FROM payouts WHERE state = 'paid'")}
         missing = [k for k in acked if k not in (paid_payouts if k.startswith("payout:") else keys)]
         assert missing == [], f"run {run}: acknowledged but lost: {missing[:5]}"
         lost_zaps = [k for k in acked if k.startswith("zap:") and k not in transfers]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,45 +16,61 @@ from storage import (
     InsufficientFunds,
     SchemaTooNew,
     StorageFailure,
+    postgres_migrations,
 )
 from storage.accounts import POOL, REVENUE, SUBSIDY, ZAPS_IN, Meta, resolve, transfer
 from storage.migrations import LATEST
-from tests.storage.support import assert_invariants
+from storage.postgres import is_postgres_url
+from storage.sql import Connection
+from tests.storage.support import assert_invariants, raw
 
 
-async def test_open_sets_pragmas_and_migrates(db_path: Path) -> None:
-    db = await Database.open(db_path)
+async def test_open_sets_durability_and_migrates(db_location: str) -> None:
+    db = await Database.open(db_location)
 
-    def pragmas(conn: sqlite3.Connection) -> tuple[object, ...]:
-        return tuple(conn.execute(f"PRAGMA {p}").fetchone()[0]
-                     for p in ("journal_mode", "synchronous", "busy_timeout", "user_version"))
+    def settings(conn: Connection) -> tuple[object, ...]:
+        if db.engine == "sqlite":
+            return tuple(conn.execute(f"PRAGMA {p}").fetchone()[0]
+                         for p in ("journal_mode", "synchronous", "busy_timeout"))
+        return tuple(conn.execute("SHOW synchronous_commit").fetchone())
 
-    assert await db.write(pragmas) == ("wal", 2, 30_000, LATEST)
+    assert await db.write(settings) == (("wal", 2, 30_000) if db.engine == "sqlite" else ("on",))
+    assert await db.schema_version() == LATEST
     await db.close()
     await db.close()  # idempotent
-    db = await Database.open(db_path)  # migrations are idempotent
-    assert (await db.read(pragmas))[3] == LATEST
+    db = await Database.open(db_location)  # migrations are idempotent
+    assert await db.schema_version() == LATEST
     await db.close()
     with pytest.raises(DatabaseClosed):
-        await db.read(pragmas)
+        await db.read(settings)
 
 
-async def test_concurrent_first_opens_migrate_once(db_path: Path) -> None:
-    dbs = await asyncio.gather(*(Database.open(db_path) for _ in range(4)))
+def test_both_engines_know_the_same_versions() -> None:
+    assert postgres_migrations.LATEST == LATEST
+
+
+async def test_concurrent_first_opens_migrate_once(empty_location: str) -> None:
+    dbs = await asyncio.gather(*(Database.open(empty_location) for _ in range(4)))
     for db in dbs:
         await assert_invariants(db)
         await db.close()
 
 
-async def test_newer_schema_is_refused(db_path: Path) -> None:
-    conn = sqlite3.connect(db_path)
-    conn.execute(f"PRAGMA user_version = {LATEST + 1}")
-    conn.close()
+async def test_newer_schema_is_refused(empty_location: str) -> None:
+    postgres = is_postgres_url(empty_location)
+    with raw(empty_location) as conn:
+        if postgres:
+            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                         " applied_at TIMESTAMPTZ NOT NULL)")
+            conn.execute("INSERT INTO schema_version VALUES (?, now())", (LATEST + 1,))
+        else:
+            conn.execute(f"PRAGMA user_version = {LATEST + 1}")
     with pytest.raises(SchemaTooNew, match="newer"):
-        await Database.open(db_path)
-    conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0  # untouched
-    conn.close()
+        await Database.open(empty_location)
+    with raw(empty_location) as conn:  # untouched
+        tables = ("SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema()" if postgres
+                  else "SELECT COUNT(*) FROM sqlite_master")
+        assert conn.execute(tables).fetchone()[0] == (1 if postgres else 0)
 
 
 async def test_unusable_file_is_a_storage_failure(tmp_path: Path) -> None:
@@ -66,7 +81,7 @@ async def test_unusable_file_is_a_storage_failure(tmp_path: Path) -> None:
 
 
 async def test_two_phase_transfers(db: Database) -> None:
-    def run(conn: sqlite3.Connection) -> None:
+    def run(conn: Connection) -> None:
         m = Meta("t", 0)
         transfer(conn, "in", ZAPS_IN, POOL, 1_000, m)
         p1 = transfer(conn, "p1", POOL, REVENUE, 600, m, pending=True)
@@ -94,7 +109,7 @@ async def test_journal_is_append_only(db: Database) -> None:
     await db.write(lambda conn: transfer(conn, "in", ZAPS_IN, POOL, 1_000, Meta("t", 0)))
     for sql in ("UPDATE transfers SET amount_msat = 5", "DELETE FROM transfers"):
 
-        def tamper(conn: sqlite3.Connection, sql: str = sql) -> None:
+        def tamper(conn: Connection, sql: str = sql) -> None:
             conn.execute(sql)
 
         with pytest.raises(StorageFailure, match="append-only"):
@@ -103,10 +118,10 @@ async def test_journal_is_append_only(db: Database) -> None:
 
 
 async def test_a_failing_operation_rolls_back_only_itself(db: Database) -> None:
-    def good(key: str) -> Callable[[sqlite3.Connection], int]:
+    def good(key: str) -> Callable[[Connection], int]:
         return lambda conn: transfer(conn, key, ZAPS_IN, POOL, 10, Meta("t", 0))
 
-    def bad(conn: sqlite3.Connection) -> int:
+    def bad(conn: Connection) -> int:
         transfer(conn, "bad-in", ZAPS_IN, POOL, 10, Meta("t", 0))
         return transfer(conn, "bad-out", POOL, SUBSIDY, 10**9, Meta("t", 0))
 

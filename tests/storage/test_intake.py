@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from storage import Database, Intake, InvalidInput
 
 
-async def test_claim_is_true_once_ever(db_path: Path) -> None:
-    db = await Database.open(db_path)
+async def test_claim_is_true_once_ever(db_location: str) -> None:
+    db = await Database.open(db_location)
     intake = Intake(db)
     results = await asyncio.gather(*(intake.claim("ev1") for _ in range(20)))
     assert sorted(results) == [False] * 19 + [True]
     assert await intake.seen("ev1")
     assert not await intake.seen("ev2")
     await db.close()
-    db = await Database.open(db_path)  # durable across restarts
+    db = await Database.open(db_location)  # durable across restarts
     intake = Intake(db)
     assert not await intake.claim("ev1")
     assert await intake.claim("ev2")

@@ -4,7 +4,6 @@ already ran returns its stored result and changes nothing either)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
@@ -35,7 +34,7 @@ from storage.lifecycle import (
     TopupOp,
 )
 from tests.storage.conftest import LIMITS
-from tests.storage.support import ManualClock, assert_invariants
+from tests.storage.support import ManualClock, all_rows, assert_invariants
 
 ESTIMATE = 200_000  # a partial job: the allowance (100 000) is the subsidy, the asker pays the rest
 WORK = 100_000
@@ -50,19 +49,6 @@ TABLES: list[tuple[Lifecycle[StrEnum, StrEnum], type[StrEnum], type[StrEnum]]] =
     (TOPUP_LIFECYCLE, TopupState, TopupOp),  # type: ignore[list-item]
     (REQUEST_LIFECYCLE, RequestState, RequestOp),  # type: ignore[list-item]
 ]
-
-
-async def snapshot(db: Database) -> tuple[object, ...]:
-    """Every row of every table."""
-
-    def rows(conn: sqlite3.Connection) -> tuple[object, ...]:
-        tables = [t for (t,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            " ORDER BY name")]
-        return tuple(tuple(conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall())  # noqa: S608
-                     for t in tables)
-
-    return await db.read(rows)
 
 
 @pytest.mark.parametrize(("table", "states", "ops"), TABLES, ids=lambda v: getattr(v, "name", ""))
@@ -144,21 +130,21 @@ async def test_job_operations_follow_the_table(
         ledger: Ledger, db: Database, clock: ManualClock, state: JobState, op: JobOp) -> None:
     await ledger.credit_pool(10_000_000, "op:pool", source="operator")
     job, ran = await job_in(ledger, clock, state)
-    before = await snapshot(db)
+    before = await all_rows(db)
     run = job_op(op, job, clock)
     if JOB_LIFECYCLE.allows(state, op):
         await run(ledger)
         after = (await ledger.job(job)).state
         assert after is JOB_LIFECYCLE.next(state, op, job)
         if after is state and op not in (JobOp.RESERVE_GRANT,):
-            assert await snapshot(db) == before  # a no-op writes nothing
+            assert await all_rows(db) == before  # a no-op writes nothing
     elif op in ran and op in STORED:
         await run(ledger)  # a repeat: the stored result
-        assert await snapshot(db) == before
+        assert await all_rows(db) == before
     else:
         with pytest.raises(IllegalTransition):
             await run(ledger)
-        assert await snapshot(db) == before
+        assert await all_rows(db) == before
     await assert_invariants(db, LIMITS)
 
 
@@ -187,13 +173,13 @@ async def test_free_and_session_jobs_take_no_invoice_and_need_no_start(
     assert (await ledger.decide("f1", "alice", 10_000)).serve is Serve.FREE
     assert (await ledger.decide("s1", "bob", 200_000)).serve is Serve.SESSION
     for job in ("f1", "s1"):
-        before = await snapshot(db)
+        before = await all_rows(db)
         with pytest.raises(IllegalTransition):
             await ledger.attach_invoice(job, f"hash-{job}", 1_000, clock.now + 600)
         with pytest.raises(IllegalTransition):
             await ledger.cancel(job)
         assert (await ledger.start(job)).state is JobState.RUNNING  # already: no-op
-        assert await snapshot(db) == before
+        assert await all_rows(db) == before
     await assert_invariants(db, LIMITS)
 
 
@@ -223,7 +209,7 @@ async def test_refund_operations_follow_the_table(
         ledger: Ledger, db: Database, clock: ManualClock, state: RefundState,
         op: RefundOp) -> None:
     job = await refund_in(ledger, clock, state)
-    before = await snapshot(db)
+    before = await all_rows(db)
     run = (ledger.begin_payout(job, "lnbc-new", "po:new") if op is RefundOp.BEGIN_PAYOUT
            else ledger.credit_refund_to_balance(job))
     if REFUND_LIFECYCLE.allows(state, op):
@@ -231,11 +217,11 @@ async def test_refund_operations_follow_the_table(
         after = (await ledger.job(job)).refund_state
         assert after is REFUND_LIFECYCLE.next(state, op, job)
         if after is state:
-            assert await snapshot(db) == before
+            assert await all_rows(db) == before
     else:
         with pytest.raises(IllegalTransition):
             await run
-        assert await snapshot(db) == before
+        assert await all_rows(db) == before
     await assert_invariants(db, LIMITS)
 
 
@@ -250,18 +236,18 @@ async def test_payout_operations_follow_the_table(
         await ledger.confirm_payout(p.payout_id, "pre", 0)
     elif state is PayoutState.FAILED:
         await ledger.fail_payout(p.payout_id, "no route")
-    before = await snapshot(db)
+    before = await all_rows(db)
     run = (ledger.confirm_payout(p.payout_id, "pre", 0) if op is PayoutOp.CONFIRM
            else ledger.fail_payout(p.payout_id, "no route"))
     if PAYOUT_LIFECYCLE.allows(state, op):
         after = await run
         assert after.state is PAYOUT_LIFECYCLE.next(state, op, "p")
         if after.state is state:
-            assert await snapshot(db) == before
+            assert await all_rows(db) == before
     else:
         with pytest.raises(IllegalTransition):
             await run
-        assert await snapshot(db) == before
+        assert await all_rows(db) == before
     await assert_invariants(db, LIMITS)
 
 
@@ -277,7 +263,7 @@ async def test_topup_operations_follow_the_table(
         await ledger.confirm_topup("t1", 5_000, "pay:t1")
     elif state is TopupState.EXPIRED:
         await ledger.expire_topup("t1")
-    before = await snapshot(db)
+    before = await all_rows(db)
     run = (ledger.confirm_topup("t1", 5_000, "pay:t1-again") if op is TopupOp.PAY
            else ledger.expire_topup("t1"))
     if TOPUP_LIFECYCLE.allows(state, op):
@@ -285,9 +271,9 @@ async def test_topup_operations_follow_the_table(
         after = (await ledger.topup("t1")).state
         assert after is TOPUP_LIFECYCLE.next(state, op, "t1")
         if after is state and op is TopupOp.EXPIRE:
-            assert await snapshot(db) == before
+            assert await all_rows(db) == before
     else:
         with pytest.raises(IllegalTransition):
             await run
-        assert await snapshot(db) == before
+        assert await all_rows(db) == before
     await assert_invariants(db, LIMITS)

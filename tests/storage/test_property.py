@@ -9,16 +9,18 @@ receipt is counted exactly once; and an operation that raised changed nothing at
 from __future__ import annotations
 
 import asyncio
-import shutil
-import sqlite3
-import tempfile
-from collections.abc import Awaitable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from storage import (
     Database,
@@ -31,6 +33,7 @@ from storage import (
     check,
     whole_sats_up,
 )
+from storage.sql import Connection
 from tests.storage.support import ManualClock
 
 T = TypeVar("T")
@@ -43,12 +46,11 @@ PICK = st.integers(min_value=0, max_value=10_000)
 
 
 class LedgerMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    def __init__(self, location: str) -> None:
         super().__init__()
-        self.dir = Path(tempfile.mkdtemp(prefix="ledger-prop-"))
         self.loop = asyncio.new_event_loop()
         self.clock = ManualClock(1_767_225_600 - 1800)
-        self.db = self.run(Database.open(self.dir / "l.db"))
+        self.db = self.run(Database.open(location))
         self.ledger = Ledger(self.db, LIMITS, clock=self.clock)
         self.jobs: list[str] = []
         self.payouts: list[int] = []
@@ -65,11 +67,10 @@ class LedgerMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.run(self.db.close())
         self.loop.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def _snapshot(self) -> tuple[object, ...]:
         """Every row of every table of the ledger."""
-        def rows(conn: sqlite3.Connection) -> tuple[object, ...]:
+        def rows(conn: Connection) -> tuple[object, ...]:
             return tuple(
                 tuple(conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall())  # noqa: S608
                 for t in ("accounts", "transfers", "jobs", "daily_usage", "pool_daily",
@@ -351,7 +352,13 @@ class LedgerMachine(RuleBasedStateMachine):
         assert -b["lightning_in"] == self.received
 
 
-TestLedgerMachine = LedgerMachine.TestCase
-TestLedgerMachine.settings = settings(
-    max_examples=150, stateful_step_count=50, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow])
+def test_ledger_machine(new_location: Callable[[], str]) -> None:
+    """Every example on a fresh database of the test's engine."""
+
+    class Machine(LedgerMachine):
+        def __init__(self) -> None:
+            super().__init__(new_location())
+
+    run_state_machine_as_test(Machine, settings=settings(
+        max_examples=150, stateful_step_count=50, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))

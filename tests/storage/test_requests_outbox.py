@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 
 import pytest
 
@@ -19,15 +17,15 @@ from storage import (
     RequestOp,
     RequestState,
 )
-from tests.storage.support import ManualClock
+from tests.storage.support import ManualClock, raw
 
 
 def _req(rid: str = "r1", sender: str = "alice", relay: str = "ws://a") -> NewRequest:
     return NewRequest(rid, sender, "nip17", "what is lightning?", "wrap1", (relay,))
 
 
-async def test_a_request_is_recorded_once_with_its_claims(db_path: Path) -> None:
-    db = await Database.open(db_path)
+async def test_a_request_is_recorded_once_with_its_claims(db_location: str) -> None:
+    db = await Database.open(db_location)
     intake = Intake(db)
     results = await asyncio.gather(
         *(intake.record(_req(relay=f"ws://r{i}"), [f"wrap{i}", "rumor:r1"]) for i in range(5))
@@ -39,7 +37,7 @@ async def test_a_request_is_recorded_once_with_its_claims(db_path: Path) -> None
     assert rec.state is RequestState.NEW
     assert sorted(rec.relays) == sorted(f"ws://r{i}" for i in range(5))  # arrival relays merged
     await db.close()
-    db = await Database.open(db_path)  # durable
+    db = await Database.open(db_location)  # durable
     intake = Intake(db)
     assert await intake.record(_req(), ["wrap0"]) is None
     assert [r.id for r in await intake.unfinished_requests()] == ["r1"]
@@ -128,15 +126,14 @@ async def test_outbox_add_is_atomic_with_the_state_move(db: Database) -> None:
     assert not await outbox.has("reply:r6")
 
 
-async def test_agent_state_survives(db_path: Path) -> None:
-    db = await Database.open(db_path)
+async def test_agent_state_survives(db_location: str) -> None:
+    db = await Database.open(db_location)
     await Intake(db).set_state("paused", "1")
     await Intake(db).set_state("paused", "0")
     await db.close()
-    db = await Database.open(db_path)
+    db = await Database.open(db_location)
     assert await Intake(db).state("paused") == "0"
     assert await Intake(db).state("other") is None
     await db.close()
-    conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT COUNT(*) FROM agent_state").fetchone() == (1,)
-    conn.close()
+    with raw(db_location) as conn:
+        assert tuple(conn.execute("SELECT COUNT(*) FROM agent_state").fetchone()) == (1,)

@@ -5,13 +5,12 @@ after the work the pool keeps min(actual, subsidy) and the balance pays the rest
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from storage import Database, IllegalTransition, InvalidAmount, Ledger, Reason, Serve
 from tests.storage.conftest import LIMITS
-from tests.storage.support import ManualClock, assert_invariants, file_digest
+from tests.storage.support import ManualClock, assert_invariants, state_digest
 
 
 async def test_session_with_subsidy(ledger: Ledger, db: Database) -> None:
@@ -123,10 +122,10 @@ async def test_two_sessions_cannot_overdraw(ledger: Ledger, db: Database) -> Non
 
 
 async def test_racing_decides_never_hold_one_balance_twice(
-        db_path: Path, clock: ManualClock) -> None:
+        db_location: str, clock: ManualClock) -> None:
     """Two ledgers on one file (two writers) and many tasks decide for one balance at once:
     it is held at most as many times as it covers the estimate."""
-    a, b = await Database.open(db_path), await Database.open(db_path)
+    a, b = await Database.open(db_location), await Database.open(db_location)
     la, lb = Ledger(a, LIMITS, clock=clock), Ledger(b, LIMITS, clock=clock)
     await la.credit_balance("alice", 100_000, "pay:topup", "topup")
     decisions = await asyncio.gather(*(lg.decide(f"s{i}", "alice", 30_000)
@@ -142,16 +141,14 @@ async def test_racing_decides_never_hold_one_balance_twice(
 
 
 async def test_dry_run_answers_session_and_writes_nothing(
-        db_path: Path, clock: ManualClock) -> None:
-    db = await Database.open(db_path)
+        db_location: str, clock: ManualClock) -> None:
+    db = await Database.open(db_location)
     ledger = Ledger(db, LIMITS, clock=clock)
     await ledger.credit_balance("alice", 50_000, "pay:topup", "topup")
-    await db.checkpoint()
-    before = file_digest(db_path)
+    before = await state_digest(db)
     dry = await ledger.decide_dry_run("alice", 40_000)
     assert (dry.serve, dry.hold_msat, dry.job_id) == (Serve.SESSION, 40_000, "")
-    await db.checkpoint()
-    assert file_digest(db_path) == before
+    assert await state_digest(db) == before
     real = await ledger.decide("s1", "alice", 40_000)
     assert (real.serve, real.hold_msat) == (dry.serve, dry.hold_msat)
     await db.close()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import pytest
 
 from storage import (
@@ -20,9 +17,10 @@ from storage import (
     UnknownTopup,
     check,
 )
-from storage.migrations import LATEST, MIGRATIONS, _statements, schema_version
+from storage.migrations import LATEST
+from storage.sql import Connection
 from tests.storage.conftest import LIMITS
-from tests.storage.support import ManualClock, assert_invariants, file_digest
+from tests.storage.support import ManualClock, assert_invariants, migrate_to, raw, state_digest
 
 H1, H2, H3 = "a" * 64, "b" * 64, "c" * 64
 
@@ -135,13 +133,12 @@ async def test_a_payment_hash_belongs_to_one_invoice(ledger: Ledger, clock: Manu
 
 
 async def test_bad_topup_input_leaves_the_file_unchanged(
-    db_path: Path, clock: ManualClock
+    db_location: str, clock: ManualClock
 ) -> None:
-    db = await Database.open(db_path)
+    db = await Database.open(db_location)
     ledger = Ledger(db, LIMITS, clock=clock)
     await ledger.record_topup("alice", H1, 5_000, clock.now + 600)
-    await db.checkpoint()
-    before = file_digest(db_path)
+    before = await state_digest(db)
     for call in (
         ledger.record_topup("alice", H1, 5_001, clock.now + 600),
         ledger.confirm_topup(H2, 5_000, "pay:x"),
@@ -149,9 +146,8 @@ async def test_bad_topup_input_leaves_the_file_unchanged(
     ):
         with pytest.raises((IdempotencyConflict, UnknownTopup, InvalidInput)):
             await call
-    await db.checkpoint()
+    assert await state_digest(db) == before
     await db.close()
-    assert file_digest(db_path) == before
 
 
 async def test_check_finds_a_tampered_topup(ledger: Ledger, clock: ManualClock) -> None:
@@ -159,7 +155,7 @@ async def test_check_finds_a_tampered_topup(ledger: Ledger, clock: ManualClock) 
     await ledger.confirm_topup(H1, 5_000, f"pay:{H1}")
     assert (await check(ledger.db)).ok
 
-    def tamper(conn: sqlite3.Connection) -> None:
+    def tamper(conn: Connection) -> None:
         conn.execute("UPDATE topups SET paid_msat = 9000 WHERE payment_hash = ?", (H1,))
 
     await ledger.db.write(tamper)
@@ -168,22 +164,20 @@ async def test_check_finds_a_tampered_topup(ledger: Ledger, clock: ManualClock) 
 
 
 async def test_a_version_1_file_is_upgraded_and_keeps_its_jobs(
-    db_path: Path, clock: ManualClock
+    empty_location: str, clock: ManualClock
 ) -> None:
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    for statement in _statements(MIGRATIONS[0]):
-        conn.execute(statement)
-    conn.execute("PRAGMA user_version = 1")
-    conn.execute(
-        "INSERT INTO jobs (id, pubkey, serve, state, estimate_msat, absorb_msat, work_amount_msat,"
-        " invoice_hash, invoice_msat, invoice_expires_at, created_at, updated_at)"
-        " VALUES ('old', 'alice', 'gate', 'invoiced', 9000, 0, 9000, 'hash-old', 9000, ?, 1, 1)",
-        (clock.now + 600,),
-    )
-    conn.close()
-    db = await Database.open(db_path)
+    migrate_to(empty_location, 1)
+    with raw(empty_location) as conn:
+        conn.execute(
+            "INSERT INTO jobs (id, pubkey, serve, state, estimate_msat, absorb_msat,"
+            " work_amount_msat, invoice_hash, invoice_msat, invoice_expires_at, created_at,"
+            " updated_at) VALUES ('old', 'alice', 'gate', 'invoiced', 9000, 0, 9000, 'hash-old',"
+            " 9000, ?, 1, 1)",
+            (clock.now + 600,),
+        )
+    db = await Database.open(empty_location)
     try:
-        assert await db.read(schema_version) == LATEST
+        assert await db.schema_version() == LATEST
         ledger = Ledger(db, LIMITS, clock=clock)
         await ledger.record_topup("alice", H1, 5_000, clock.now + 900)
         assert [i.payment_hash for i in await ledger.open_invoices()] == ["hash-old", H1]
