@@ -1,11 +1,10 @@
 """Leases (storage.leases): taken with the record, renewed, expired, taken over, given back with
-the reply — and, across real OS processes on one file, exactly one owner per row."""
+the reply — and, across real OS processes on one database, exactly one owner per row."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -25,10 +24,9 @@ from storage import (
     RequestOp,
 )
 from storage.leases import PAYOUT_LEASE_S, dead_here
-from storage.migrations import MIGRATIONS, _statements
 from tests.storage.conftest import LIMITS
 from tests.storage.lease_worker import LEASE_S, RELAY, REQUESTS
-from tests.storage.support import ManualClock, assert_invariants
+from tests.storage.support import ManualClock, assert_invariants, migrate_to, raw
 
 REPO = Path(__file__).resolve().parents[2]
 LEASE = 30
@@ -164,17 +162,14 @@ def test_replica_settings_are_checked() -> None:
     assert Replica().lease_s == 30 and Replica().id != Replica().id
 
 
-async def test_a_version_3_file_gains_free_leases(db_path: Path, clock: ManualClock) -> None:
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    for script in MIGRATIONS[:3]:
-        for statement in _statements(script):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 3")
-    conn.execute("INSERT INTO requests (id, sender, protocol, body, reply_to, relays, state,"
-                 " created_at, updated_at) VALUES ('old', 'alice', 'nip04', 'q', 'old', '[]',"
-                 " 'new', 1, 1)")
-    conn.close()
-    db = await Database.open(db_path)
+async def test_a_version_3_file_gains_free_leases(empty_location: str,
+                                                  clock: ManualClock) -> None:
+    migrate_to(empty_location, 3)
+    with raw(empty_location) as conn:
+        conn.execute("INSERT INTO requests (id, sender, protocol, body, reply_to, relays, state,"
+                     " created_at, updated_at) VALUES ('old', 'alice', 'nip04', 'q', 'old',"
+                     " '[]', 'new', 1, 1)")
+    db = await Database.open(empty_location)
     try:
         intake = Intake(db, clock=clock, replica=Replica(LEASE, "host-a:1:aa"))
         old = await intake.request("old")
@@ -199,9 +194,9 @@ def _run(args: list[str]) -> list[str]:
     return outputs
 
 
-def test_four_processes_race_for_the_same_rows(tmp_path: Path) -> None:
-    path = tmp_path / "shared.sqlite3"
-    recorded = _run(["record", str(path)])
+def test_four_processes_race_for_the_same_rows(db_location: str) -> None:
+    path = db_location
+    recorded = _run(["record", path])
     owner_of: dict[str, str] = {}
     for out in recorded:
         me = out.splitlines()[0].removeprefix("ME ")
@@ -230,7 +225,7 @@ def test_four_processes_race_for_the_same_rows(tmp_path: Path) -> None:
         await db.close()
 
     asyncio.run(leave_work())
-    taken = _run(["take", str(path), str(LEASE_S + 1)])  # every lease above has expired
+    taken = _run(["take", path, str(LEASE_S + 1)])  # every lease above has expired
     won: dict[str, list[str]] = {"TOOK": [], "EVENT": [], "PAYOUT": []}
     took_by: dict[str, str] = {}
     for out in taken:
