@@ -13,6 +13,7 @@ from storage import (
     PaymentVerdict,
     RefundState,
     Serve,
+    TopupResult,
 )
 from tests.storage.conftest import LIMITS
 from tests.storage.support import ManualClock, assert_invariants
@@ -300,4 +301,35 @@ async def test_start_only_takes_a_paid_job(ledger: Ledger, db: Database,
     await ledger.settle("g1", 10_000)
     with pytest.raises(IllegalTransition):  # done
         await ledger.start("g1")
+    await assert_invariants(db, LIMITS)
+
+
+async def test_credited_payments_are_the_balances_payments_made_with_their_outcomes(
+        ledger: Ledger, db: Database, clock: ManualClock) -> None:
+    """What the agent's start-up sweep reads to tell payers: every payment that became (partly)
+    a balance since a time — over-, late, double payments by ``pay:`` or ``zap:`` key, and
+    top-ups — with the outcome stored by its operation; a payment that only paid its job is not
+    one of them."""
+    since = clock.now
+    for job in ("over", "paid", "late"):
+        await ledger.decide(job, "alice", 20_000)
+        await ledger.attach_invoice(job, f"hash-{job}", 20_000, clock.now + 600)
+    await ledger.record_topup("bob", "hash-topup", 5_000, clock.now + 600)
+    await ledger.confirm_payment("hash-over", 23_000, "pay:hash-over")
+    await ledger.confirm_payment("hash-paid", 20_000, "pay:hash-paid")
+    await ledger.confirm_payment("paid", 4_000, "zap:twice")
+    await ledger.confirm_topup("hash-topup", 5_000, "pay:hash-topup")
+    clock.advance(700)
+    await ledger.confirm_payment("late", 20_000, "zap:late")
+    found = await ledger.credited_payments(since)
+    assert [(c.key, c.payment_hash, c.pubkey, c.outcome.result, c.outcome.amount_msat,
+             c.outcome.credited_balance_msat) for c in found] == [
+        ("pay:hash-over", "hash-over", "alice", PaymentVerdict.OVERPAID, 23_000, 3_000),
+        ("zap:twice", "twice", "alice", PaymentVerdict.DUPLICATE, 4_000, 4_000),
+        ("pay:hash-topup", "hash-topup", "bob", TopupResult.CREDITED, 5_000, 5_000),
+        ("zap:late", "late", "alice", PaymentVerdict.LATE, 20_000, 20_000)]
+    assert [c.credited_at for c in found] == [since] * 3 + [since + 700]
+    assert [c.key for c in await ledger.credited_payments(since + 1)] == ["zap:late"]
+    with pytest.raises(InvalidInput):
+        await ledger.credited_payments("yesterday")  # type: ignore[arg-type]
     await assert_invariants(db, LIMITS)
