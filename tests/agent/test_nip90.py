@@ -227,6 +227,11 @@ async def test_cancel_before_payment(running: Running, customer: Customer) -> No
 
 
 async def test_a_deletion_without_k_cancels_too(running: Running, customer: Customer) -> None:
+    # first a request that is answered at once, so the agent's subscription is surely live (a
+    # relay may miss an event stored while it is still answering the subscription's query)
+    ready = sign_event(customer.keys, 5050, "", [["p", running.agent.parts.keys.public_hex]])
+    assert (await customer.pool.publish(ready)).ok
+    await customer.wait_for(ready, nip90.KIND_FEEDBACK, "error")
     request = await customer.request("a question I regret at once")
     await customer.delete(request, k=False)  # maybe before the agent watches it: still seen
     error = await customer.wait_for(request, nip90.KIND_FEEDBACK, "error")
