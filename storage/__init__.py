@@ -19,6 +19,7 @@ from storage.errors import (
     NotFound,
     SchemaTooNew,
     StorageFailure,
+    TargetNotEmpty,
     UnknownJob,
     UnknownPayout,
     UnknownTopup,
@@ -26,6 +27,7 @@ from storage.errors import (
 from storage.intake import Intake
 from storage.leases import Replica
 from storage.ledger import Ledger
+from storage.ledger_copy import copy_ledger
 from storage.lifecycle import (
     JobState,
     PayoutState,
@@ -109,6 +111,7 @@ __all__ = [
     "SchemaTooNew",
     "Serve",
     "StorageFailure",
+    "TargetNotEmpty",
     "TopupPayment",
     "TopupRecord",
     "TopupResult",
@@ -117,6 +120,7 @@ __all__ = [
     "UnknownPayout",
     "UnknownTopup",
     "check",
+    "copy_ledger",
     "system_clock",
     "utc_day",
     "whole_sats_up",

@@ -15,6 +15,7 @@ and in every case **nothing was written**:
 ├── ``IllegalTransition``          a job or refund is not in a state that allows the operation
 ├── ``InsufficientFunds``          a transfer would take an account below zero (counting pending)
 ├── ``IdempotencyConflict``        an idempotency key reused for a different operation or arguments
+├── ``TargetNotEmpty``             a ledger copy's target already holds a ledger
 └── ``StorageFailure``             the database itself failed or is unusable
     ├── ``SchemaTooNew``           the file was written by a newer version of this code
     └── ``DatabaseClosed``         the ``Database`` was closed
@@ -63,6 +64,10 @@ class InsufficientFunds(LedgerError):
 
 class IdempotencyConflict(LedgerError):
     """An idempotency key was already used for a different operation or different arguments."""
+
+
+class TargetNotEmpty(LedgerError):
+    """A ledger is copied only into an empty database."""
 
 
 class StorageFailure(LedgerError):
