@@ -34,6 +34,7 @@ from bot.agent.texts import sats
 from bot.config import ConfigError, Settings, load_settings
 from bot.dm_client import DmClient, DmClientError
 from bot.dm_client import Protocol as DmProtocol
+from bot.ledger_location import LocationError, parse_location
 from bot.nostr import nip19
 from bot.nostr.errors import NostrError
 from bot.nostr.hexutil import is_hex
@@ -62,7 +63,7 @@ from bot.work import (
     make_backend,
 )
 from bot.work.local import LocalBackend
-from storage import Database, Ledger, LedgerError
+from storage import Ledger, LedgerError
 
 Subparsers = Any  # argparse's private _SubParsersAction
 
@@ -100,7 +101,7 @@ def _config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     print(f"config file:   {s.source or '(none: defaults)'}")
-    print(f"ledger:        {s.db_path}")
+    print(f"ledger:        {s.ledger}")
     print(f"relays:        {s.relays_path}")
     try:
         keys = s.agent_keys()
@@ -231,10 +232,10 @@ def _estimate(args: argparse.Namespace) -> int:
     async def decide(_: Backend, quote: Estimate) -> int:
         if pubkey is None:
             return 0
-        if not s.db_path.is_file():
-            print(f"no ledger at {s.db_path}: no decision without it")
+        if not s.ledger.exists():
+            print(f"no ledger at {s.ledger}: no decision without it")
             return 0
-        db = await Database.open(s.db_path)
+        db = await s.ledger.open()
         try:
             decision = await Ledger(db, s.limits).decide_dry_run(pubkey, quote.amount_msat)
         finally:
@@ -321,14 +322,17 @@ def _pool(args: argparse.Namespace) -> int:
         s = _settings(args)
     except ConfigError as exc:
         return _fail(str(exc))
-    db_path = Path(args.db) if args.db else s.db_path
-    if not db_path.is_file():
-        return _fail(f"no ledger at {db_path}")
+    try:
+        where = parse_location(args.db, Path.cwd()) if args.db else s.ledger
+    except LocationError as exc:
+        return _fail(f"--db: {exc}")
+    if not where.exists():
+        return _fail(f"no ledger at {where}")
     if not 0 <= args.zaps <= 1000:
         return _fail("--zaps must be between 0 and 1000")
 
     async def run() -> int:
-        db = await Database.open(db_path)
+        db = await where.open()
         try:
             ledger = Ledger(db, s.limits)
             st = await ledger.pool_status()
@@ -427,7 +431,8 @@ def add_operator_commands(sub: Subparsers) -> None:
                     "amount, note).\n\nexamples:\n  timmy pool --config timmy.toml\n"
                     "  timmy pool --db timmy.sqlite3 --zaps 20",
         formatter_class=argparse.RawDescriptionHelpFormatter))
-    pool.add_argument("--db", help="the ledger file (default: from the configuration)")
+    pool.add_argument("--db", help="the ledger: a SQLite file or a postgresql:// URL "
+                      "(default: from the configuration)")
     pool.add_argument("--zaps", type=int, default=10, metavar="N",
                       help="how many recent zaps to list (default 10; 0: none)")
     pool.set_defaults(handler=_pool)

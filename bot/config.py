@@ -4,7 +4,8 @@ The file (``--config PATH``, else ``$TIMMY_CONFIG``, else ``timmy.toml`` in the 
 directory if it exists; every key is optional)::
 
     [agent]
-    db = "data/timmy.sqlite3"        # the ledger's SQLite file
+    db = "data/timmy.sqlite3"        # the ledger: a SQLite file, or postgresql://user@host/dbname
+    db_password_file = "secrets/db.password"  # PostgreSQL only, mode 0600 (or TIMMY_DB_PASSWORD)
     relays = "relays.toml"           # the relay list
     key_file = "secrets/agent.nsec"  # the agent's secret key (nsec or hex), mode 0600
     admins = ["npub1...", "<hex>"]   # pubkeys allowed to use operator commands
@@ -59,7 +60,8 @@ directory if it exists; every key is optional)::
     lud16 = "timmy@example.com"
 
 Every table is optional; a key left out keeps its default (also inside a partial table).
-Environment: ``TIMMY_DB`` and ``TIMMY_RELAYS`` override the paths; the agent's key comes from
+Environment: ``TIMMY_DB`` and ``TIMMY_RELAYS`` override the paths (``TIMMY_DB`` may be a
+``postgresql://`` URL: see :mod:`bot.ledger_location` for its password); the agent's key comes from
 ``TIMMY_NSEC`` when set, else from ``key_file`` (``$TIMMY_NSEC_FILE`` overrides it);
 ``TIMMY_ALLOW_DEV_WALLET=1`` (or ``--allow-dev-wallet``, passed as ``allow_dev_wallet``) allows
 the dev wallet. Secrets are never read from the TOML file itself. Relative paths are relative to
@@ -82,6 +84,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.agent.settings import ProfileConfig, ServiceConfig
+from bot.ledger_location import LedgerLocation, LocationError, parse_location
 from bot.nostr.errors import NostrError
 from bot.nostr.keys import Keys, parse_public_key
 from bot.secrets import SecretError, read_secret_env, read_secret_file
@@ -101,7 +104,7 @@ DEFAULT_PRICING = Pricing(input_msat=1000, output_msat=3000, fixed_fee_msat=1000
 DEFAULT_LIMITS = Limits(daily_free_msat=50_000, daily_free_jobs=5, pool_daily_cap_msat=None)
 
 _SECTIONS = {"agent", "pricing", "limits", "ai", "wallet", "service", "profile"}
-_AGENT_KEYS = {"db", "relays", "key_file", "admins"}
+_AGENT_KEYS = {"db", "db_password_file", "relays", "key_file", "admins"}
 _WALLET_TABLES: dict[str, type[Any]] = {
     "lnbits": LnbitsConfig,
     "nwc": NwcConfig,
@@ -120,7 +123,7 @@ class Settings:
     section."""
 
     source: Path | None
-    db_path: Path
+    ledger: LedgerLocation
     relays_path: Path
     key_file: Path | None
     admins: tuple[str, ...]
@@ -257,7 +260,14 @@ def parse_settings(
     bad = sorted(set(agent) - _AGENT_KEYS)
     if bad:
         raise ConfigError(f"{name} [agent]: unknown keys {bad}; known: {sorted(_AGENT_KEYS)}")
-    db = _env_or(env, "TIMMY_DB", agent, "db", "data/timmy.sqlite3", base, name)
+    password_file = (_path(agent["db_password_file"], base, f"{name} [agent] db_password_file")
+                     if "db_password_file" in agent else None)
+    db_where = "environment variable TIMMY_DB" if env.get("TIMMY_DB") else f"{name} [agent] db"
+    try:
+        ledger = parse_location(env.get("TIMMY_DB") or agent.get("db", "data/timmy.sqlite3"),
+                                base, password_file)
+    except LocationError as exc:
+        raise ConfigError(f"{db_where}: {exc}") from None
     relays = _env_or(env, "TIMMY_RELAYS", agent, "relays", "relays.toml", base, name)
     key_file = (_path(agent["key_file"], base, f"{name} [agent] key_file")
                 if "key_file" in agent else None)
@@ -293,7 +303,7 @@ def parse_settings(
     service = _build(ServiceConfig, _table(data, "service", name), f"{name} [service]")
     profile = _build(ProfileConfig, _table(data, "profile", name), f"{name} [profile]")
     return Settings(
-        source=source, db_path=db, relays_path=relays, key_file=key_file, admins=tuple(admins),
+        source=source, ledger=ledger, relays_path=relays, key_file=key_file, admins=tuple(admins),
         pricing=pricing, limits=limits, ai=ai, local=local, wallet=wallet, service=service,
         profile=profile,
     )

@@ -32,11 +32,13 @@ import websockets
 
 from bot.agent.texts import sat_figure
 from bot.config import ConfigError, Settings, load_settings
+from bot.ledger_location import LocationError, parse_location
 from bot.nostr.errors import NostrError
 from bot.nostr.keys import parse_public_key
 from bot.nostr.nip11 import RelayInfo, fetch_relay_info
 from bot.relays.config import RelayConfig, load_relays_toml
-from storage import Database, JobRecord, JobState, Ledger, LedgerError, RefundState
+from bot.secrets import SecretError
+from storage import JobRecord, JobState, Ledger, LedgerError, RefundState
 
 Subparsers = Any  # argparse's private _SubParsersAction
 
@@ -67,12 +69,15 @@ def _read_ledger(args: argparse.Namespace,
         s = _settings(args)
     except ConfigError as exc:
         return _fail(str(exc))
-    path = Path(args.db) if args.db else s.db_path
-    if not path.is_file():
-        return _fail(f"no ledger at {path}")
+    try:
+        where = parse_location(args.db, Path.cwd()) if args.db else s.ledger
+    except LocationError as exc:
+        return _fail(f"--db: {exc}")
+    if not where.exists():
+        return _fail(f"no ledger at {where}")
 
     async def run() -> list[JobRecord]:
-        db = await Database.open(path)
+        db = await where.open()
         try:
             return await read(Ledger(db, s.limits))
         finally:
@@ -80,7 +85,7 @@ def _read_ledger(args: argparse.Namespace,
 
     try:
         return asyncio.run(run())
-    except LedgerError as exc:
+    except (LedgerError, SecretError) as exc:
         return _fail(str(exc))
 
 
@@ -231,7 +236,8 @@ def _relays(args: argparse.Namespace) -> int:
 def _with_db(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", help="the TOML configuration (default: $TIMMY_CONFIG, "
                         "else ./timmy.toml if present, else built-in defaults)")
-    parser.add_argument("--db", help="the ledger file (default: from the configuration)")
+    parser.add_argument("--db", help="the ledger: a SQLite file or a postgresql:// URL "
+                        "(default: from the configuration)")
     parser.add_argument("--pubkey", help="only this asker's (npub or hex)")
     return parser
 

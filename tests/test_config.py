@@ -53,7 +53,7 @@ api_key_file = "secrets/ai.key"
 max_tokens = 64
 """)
     s = load_settings(cfg, environ={"TIMMY_RELAYS": "/etc/timmy/relays.toml"})
-    assert s.db_path == tmp_path / "state/ledger.sqlite3"
+    assert s.ledger.path == tmp_path / "state/ledger.sqlite3"
     assert s.relays_path == Path("/etc/timmy/relays.toml")
     assert s.key_file == tmp_path / "secrets/agent.nsec"
     assert s.admins == (admin.public_hex,)

@@ -36,7 +36,7 @@ def test_the_image_runs_timmy_run_with_the_status_port() -> None:
 def test_the_deploy_configuration_loads() -> None:
     settings = load_settings(ROOT / "deploy" / "timmy.toml",
                              environ={"TIMMY_DB": "/data/timmy.sqlite3"})
-    assert settings.db_path == Path("/data/timmy.sqlite3")
+    assert settings.ledger.path == Path("/data/timmy.sqlite3")
     assert settings.wallet is not None and settings.wallet.backend.value == "nwc"
     relays = load_relays_toml(settings.relays_path)
     assert "ws://relay:8080" in [r.url for r in relays]  # the compose service

@@ -23,12 +23,13 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging
 from bot.nostr.keys import Keys
 from bot.relays.config import RelayConfig, RelayConfigError, load_relays_toml
+from bot.secrets import SecretError
 from bot.wallets.base import WalletStartError
 from bot.wallets.config import PayoutPolicy
 from bot.wallets.factory import make_wallet
 from bot.work import Backend, WorkError, make_backend
 from bot.work.local import LocalBackend
-from storage import Database, LedgerError
+from storage import LedgerError
 
 log = logging.getLogger("bot.agent")
 
@@ -52,10 +53,11 @@ async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig],
                 status_at: tuple[str, int] | None = None) -> int:
     """Run until stopped; ``status_at`` (host, port) also serves the read-only status port."""
     try:
-        settings.db_path.parent.mkdir(parents=True, exist_ok=True)
-        db = await Database.open(settings.db_path)
-    except (OSError, LedgerError) as exc:
-        return _fail(f"cannot open the ledger at {settings.db_path} ([agent] db): {exc}")
+        if settings.ledger.path is not None:
+            settings.ledger.path.parent.mkdir(parents=True, exist_ok=True)
+        db = await settings.ledger.open()
+    except (OSError, LedgerError, SecretError) as exc:
+        return _fail(f"cannot open the ledger at {settings.ledger} ([agent] db): {exc}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     async with httpx.AsyncClient(timeout=30.0) as http:
