@@ -4,13 +4,17 @@ Events in
     Each read relay gets one REQ per subscription. Every event is verified (id recomputed,
     signature checked) by the parser, then deduplicated twice: a bounded in-memory set of
     recent ids (several relays, reconnects) and the durable ``SeenStore.claim`` (restarts).
-    Survivors are handed to the subscription's handler one at a time, in arrival order, by a
-    single dispatcher task; handlers should be quick (queue real work elsewhere).
+    Survivors are handed to the subscription's handler by a single dispatcher task, up to
+    ``handler_concurrency`` at once: the events of one author (``event.pubkey``) in arrival
+    order, those of different authors side by side (a handler that records its event waits for
+    a commit; 100 gift wraps from 100 one-time keys share a few instead of queuing for 100).
+    Handlers should be quick (queue real work elsewhere).
 
 Cursors
     After a relay's stored events (EOSE) and then every ``checkpoint_interval_s`` while live,
     the pool queues a checkpoint behind the events already received; when the dispatcher
-    reaches it, every earlier event has been handled and ``set_cursor(relay, t)`` is stored.
+    reaches it, it waits until every earlier event has been handled, then stores
+    ``set_cursor(relay, t)``.
     A (re)subscription asks for ``since = cursor - lookback_s`` (or ``now - lookback_s`` the
     first time): the look-back must cover gift wraps, whose outer ``created_at`` is up to two
     days in the past (``GIFT_WRAP_LOOKBACK_S``). Re-delivered events are dropped by dedupe.
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -117,7 +122,8 @@ class RelayPool:
                  backoff: BackoffPolicy = DEFAULT_BACKOFF, rand: Rand = random.random,
                  clock: Callable[[], float] = time.time, ping_interval_s: float | None = 20.0,
                  checkpoint_interval_s: float = 30.0, recent_capacity: int = 100_000,
-                 queue_size: int = 10_000, drain_timeout_s: float = 10.0) -> None:
+                 queue_size: int = 10_000, drain_timeout_s: float = 10.0,
+                 handler_concurrency: int = 32) -> None:
         if not relays:
             raise ValueError("a relay pool needs at least one relay")
         self.keys = keys
@@ -126,6 +132,9 @@ class RelayPool:
         self._rand = rand
         self._checkpoint_interval_s = checkpoint_interval_s
         self._drain_timeout_s = drain_timeout_s
+        if handler_concurrency < 1:
+            raise ValueError("handler_concurrency must be at least 1")
+        self._handler_concurrency = handler_concurrency
         self._recent = RecentIds(recent_capacity)
         self._subs: dict[str, Subscription] = {}
         self._fetches: dict[str, _Fetch] = {}
@@ -282,18 +291,50 @@ class RelayPool:
                     await self._queue.put(_Checkpoint(conn.url, now - LIVE_MARGIN_S))
 
     async def _dispatch(self) -> None:
-        while True:
-            item = await self._queue.get()
-            if item is _STOP:
-                return
-            try:
+        """Start a handler task per delivery (see the module docstring); a checkpoint waits for
+        every task started before it. Cancelled, it cancels the tasks it started."""
+        running: set[asyncio.Task[None]] = set()
+        last_of: dict[str, asyncio.Task[None]] = {}  # each author's latest delivery
+        slots = asyncio.Semaphore(self._handler_concurrency)
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is _STOP:
+                    break
                 if isinstance(item, _Delivery):
-                    await self._deliver(item)
-                elif isinstance(item, _Checkpoint) and not self.cursors_frozen:
-                    await self.store.set_cursor(item.relay_url, item.since)
-            except Exception:
-                self.handler_errors += 1
-                log.exception("relay pool: handling failed")
+                    await slots.acquire()
+                    author = item.event.pubkey
+                    task = asyncio.create_task(self._handle(item, last_of.get(author), slots))
+                    running.add(task)
+                    last_of[author] = task
+                    task.add_done_callback(running.discard)
+                    task.add_done_callback(functools.partial(_forget, last_of, author))
+                elif isinstance(item, _Checkpoint):
+                    if running:
+                        await asyncio.wait(set(running))
+                    if not self.cursors_frozen:
+                        try:
+                            await self.store.set_cursor(item.relay_url, item.since)
+                        except Exception:
+                            self.handler_errors += 1
+                            log.exception("relay pool: storing a cursor failed")
+            if running:
+                await asyncio.wait(set(running))
+        finally:
+            await cancel_all(list(running))
+
+    async def _handle(self, item: _Delivery, after: asyncio.Task[None] | None,
+                      slot: asyncio.Semaphore) -> None:
+        """One delivery, once its author's previous one (``after``) is done."""
+        try:
+            if after is not None:
+                await asyncio.wait({after})
+            await self._deliver(item)
+        except Exception:
+            self.handler_errors += 1
+            log.exception("relay pool: handling failed")
+        finally:
+            slot.release()
 
     async def _deliver(self, item: _Delivery) -> None:
         if not item.sub.durable_claim:
@@ -463,3 +504,10 @@ class RelayPool:
 
 async def _no_subscriptions(conn: RelayConnection) -> list[tuple[str, list[Filter]]]:
     return []
+
+
+def _forget(last_of: dict[str, asyncio.Task[None]], author: str, done: asyncio.Task[None]
+            ) -> None:
+    """``done`` ended: unless a later delivery of ``author`` follows it, forget the author."""
+    if last_of.get(author) is done:
+        del last_of[author]
