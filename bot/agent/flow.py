@@ -261,6 +261,7 @@ class JobFlow:
 
     async def _question(self, req: RequestRecord, ask: Ask) -> None:
         job = await self._job(req.id)
+        work: WorkRequest | None = None  # built once: the quote's prompt is the answer's
         if job is None:
             work = await self._work_request(req, ask)
             quote = await estimate(self.d.backend, work, self.d.pricing)
@@ -290,7 +291,7 @@ class JobFlow:
             if req.state is RequestState.NEW and req.invoice:
                 await self._send_quote(req, job, req.invoice, ask.subsidised)
         elif state in ("paid", "running"):
-            await self._work(req, job, ask)
+            await self._work(req, job, ask, work)
         elif state == "done":
             await self._finish(req, job)
         elif state == "failed":
@@ -355,12 +356,14 @@ class JobFlow:
         return (mine < self.d.service.max_open_invoices_per_pubkey
                 and len(open_invoices) < self.d.service.max_open_invoices)
 
-    async def _work(self, req: RequestRecord, job: JobRecord, ask: Ask) -> None:
+    async def _work(self, req: RequestRecord, job: JobRecord, ask: Ask,
+                    work: WorkRequest | None = None) -> None:
         if str(job.state) == "paid":
             job = await self.d.ledger.start(job.id)
         if req.answer is None:
             await self._progress(req)
-            work = await self._work_request(req, ask)
+            if work is None:
+                work = await self._work_request(req, ask)
             _job_log(job.id, req.sender, "working")
             async with self._generation:
                 result = await self._answer(work)
@@ -377,7 +380,7 @@ class JobFlow:
                 log.warning("job %s: usage costs %d msat above the quote %d: charging the quote",
                             job.id[:8], computed, job.estimate_msat)
             await self.d.intake.save_answer(req.id, result.text, cost)
-            req = await self.d.intake.request(req.id)
+            req = replace(req, answer=result.text, answer_msat=cost)
         await self._finish(req, job)
 
     async def _answer(self, work: WorkRequest) -> WorkResult:
