@@ -3,8 +3,10 @@
 
 ``RelayLists.known(pubkey, protocol)`` answers at once from the cache (``None`` when not known
 yet); ``lookup(pubkey)`` fetches both lists from the agent's read relays once per pubkey and
-TTL, however many callers ask meanwhile. The first reply never waits for a look-up: it goes to
-the relays the request arrived on, and to the asker's lists once they are known.
+TTL, however many callers ask meanwhile. Look-ups asked within ``BATCH_WINDOW_S`` of each other
+share one query (up to ``MAX_BATCH`` authors): 100 fresh askers cost the relays a few REQs,
+not 100. The first reply never waits for a look-up: it goes to the relays the request arrived
+on, and to the asker's lists once they are known.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ MAX_CACHED: Final = 50_000
 MAX_RELAYS: Final = 8
 
 
+BATCH_WINDOW_S: Final = 0.05
+MAX_BATCH: Final = 50
+
+
 class RelayLists:
     def __init__(self, pool: RelayPool, *, timeout_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -37,6 +43,9 @@ class RelayLists:
         self._cache: OrderedDict[str, tuple[float, tuple[str, ...], tuple[str, ...]]] = (
             OrderedDict())
         self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._waiting: list[str] = []  # asked, not yet in a query
+        self._batcher: asyncio.Task[None] | None = None
+        self.queries = 0
 
     def known(self, pubkey: str, protocol: str) -> tuple[str, ...] | None:
         entry = self._cache.get(pubkey)
@@ -45,27 +54,48 @@ class RelayLists:
         return entry[1] if protocol == "nip17" else entry[2]
 
     async def lookup(self, pubkey: str) -> None:
-        """Fetch ``pubkey``'s lists (once at a time per pubkey); errors leave the cache empty."""
+        """Fetch ``pubkey``'s lists (once at a time per pubkey, in a batch with the others
+        asked meanwhile); errors leave the cache empty."""
         running = self._inflight.get(pubkey)
-        if running is not None:
-            await asyncio.shield(running)
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._inflight[pubkey] = future
-        try:
-            await self._fetch(pubkey)
-        finally:
-            del self._inflight[pubkey]
-            future.set_result(None)
+        if running is None:
+            running = asyncio.get_running_loop().create_future()
+            self._inflight[pubkey] = running
+            self._waiting.append(pubkey)
+            if self._batcher is None or self._batcher.done():
+                self._batcher = asyncio.create_task(self._batches(), name="relay lists")
+        await asyncio.shield(running)
 
-    async def _fetch(self, pubkey: str) -> None:
-        dm: tuple[str, ...] = ()
-        read: tuple[str, ...] = ()
+    async def _batches(self) -> None:
+        """Query the waiting pubkeys, ``MAX_BATCH`` at a time, until none is left. Whatever
+        ends it (a cancellation at stop), no caller is left waiting."""
+        try:
+            await asyncio.sleep(BATCH_WINDOW_S)
+            while self._waiting:
+                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                await self._fetch(batch)
+                self._release(batch)
+        finally:
+            self._waiting = []
+            self._release(list(self._inflight))
+
+    def _release(self, pubkeys: list[str]) -> None:
+        for pubkey in pubkeys:
+            future = self._inflight.pop(pubkey, None)
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    async def _fetch(self, pubkeys: list[str]) -> None:
+        found: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+            pubkey: ((), ()) for pubkey in pubkeys}
+        self.queries += 1
         with contextlib.suppress(Exception):
             events = await self._pool.fetch(
                 [{"kinds": [nip65.KIND_DM_RELAY_LIST, nip65.KIND_RELAY_LIST],
-                  "authors": [pubkey], "limit": 4}], timeout_s=self._timeout_s)
+                  "authors": pubkeys}], timeout_s=self._timeout_s)
             for event in events:  # newest first
+                if event.pubkey not in found:
+                    continue
+                dm, read = found[event.pubkey]
                 try:
                     if event.kind == nip65.KIND_DM_RELAY_LIST and not dm:
                         dm = tuple(nip65.parse_dm_relays(event)[:MAX_RELAYS])
@@ -74,9 +104,12 @@ class RelayLists:
                                      if e.read)[:MAX_RELAYS]
                 except NostrError:
                     continue
-        self._cache[pubkey] = (self._clock(), dm, read)
-        self._cache.move_to_end(pubkey)
+                found[event.pubkey] = (dm, read)
+        now = self._clock()
+        for pubkey, (dm, read) in found.items():
+            self._cache[pubkey] = (now, dm, read)
+            self._cache.move_to_end(pubkey)
+            log.debug("relay lists of %s: %d DM relays, %d read relays", pubkey[:8], len(dm),
+                      len(read))
         while len(self._cache) > MAX_CACHED:
             self._cache.popitem(last=False)
-        log.debug("relay lists of %s: %d DM relays, %d read relays", pubkey[:8], len(dm),
-                  len(read))
