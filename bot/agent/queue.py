@@ -1,8 +1,9 @@
 """A bounded work queue, fair across pubkeys.
 
 ``submit(owner, item)`` queues an item (an item already queued or running is not queued
-again); ``workers`` tasks take items round-robin across owners, so one pubkey's burst waits
-behind its own earlier items while others are served. ``close()`` stops taking new items;
+again) and wakes one idle worker (not all of them); ``workers`` tasks take items round-robin
+across owners, so one pubkey's burst waits behind its own earlier items while others are
+served. ``close()`` stops taking new items;
 ``join(timeout)`` waits for the running ones.
 """
 
@@ -30,7 +31,7 @@ class FairQueue(Generic[T]):
         self._owners: OrderedDict[str, deque[T]] = OrderedDict()
         self._queued: set[T] = set()
         self._running: set[T] = set()
-        self._wake = asyncio.Event()
+        self._ready = asyncio.Semaphore(0)  # one release per queued item: one worker wakes
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.failures = 0
@@ -55,7 +56,7 @@ class FairQueue(Generic[T]):
             return False
         self._owners.setdefault(owner, deque()).append(item)
         self._queued.add(item)
-        self._wake.set()
+        self._ready.release()
         return True
 
     def _next(self) -> T | None:
@@ -72,12 +73,11 @@ class FairQueue(Generic[T]):
 
     async def _work(self) -> None:
         while True:
+            await self._ready.acquire()
             item = self._next()
             if item is None:
                 if self._closed:
                     return
-                self._wake.clear()
-                await self._wake.wait()
                 continue
             self._queued.discard(item)
             self._running.add(item)
@@ -94,7 +94,8 @@ class FairQueue(Generic[T]):
         self._closed = True
         self._owners.clear()
         self._queued.clear()
-        self._wake.set()
+        for _ in range(self._workers):  # each worker wakes, finds nothing, and ends
+            self._ready.release()
 
     async def join(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for running items; then cancel what is left. True if all
