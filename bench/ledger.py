@@ -1,12 +1,17 @@
-"""Ledger benchmark: durable settlements per second, beside this machine's raw fsync rate.
+"""Ledger benchmark: durable settlements per second on both engines, beside their raw commit rates.
 
-Run: ``.venv/bin/python bench/ledger.py [--seconds S] [--dir DIR]``. Prints, for the free path
-(decide + settle) and the paid partial path (decide + attach_invoice + confirm_payment +
-settle), settlements per second with 1 and with 64 concurrent callers, each settlement durably
-committed (``synchronous=FULL``) before its caller continues; and, measured in the same run, the
-raw rate of single-row ``synchronous=FULL`` commits (one fsync each) on the same disk. The last
-line is the figure: ``durable_settlements_per_s=N baseline_fsync_per_s=M`` (N: free path, 64
-callers).
+Run: ``.venv/bin/python bench/ledger.py [--seconds S] [--dir DIR] [--engines sqlite,postgresql]``.
+Prints, for each engine, for the free path (decide + settle) and the paid partial path (decide +
+attach_invoice + confirm_payment + start + settle), settlements per second with 1 and with 64
+concurrent callers in one process, each settlement durably committed before its caller continues
+(SQLite ``synchronous=FULL``; PostgreSQL ``synchronous_commit=on``, the server fsyncing); then the
+free path with 64 callers in each of 1 and 4 OS processes sharing the database (replicas); and,
+measured in the same run, each engine's raw rate of single-row durable commits (SQLite: one
+``synchronous=FULL`` INSERT per transaction; PostgreSQL: one INSERT + COMMIT per round trip). The
+PostgreSQL engine runs on a private cluster the benchmark starts (fsync on) on 127.0.0.1 (TCP, as
+replicas on other hosts would reach it) and stops. The last lines are the figures:
+``durable_settlements_per_s=N baseline_fsync_per_s=M`` (SQLite, free path, 64 callers) and
+``postgresql_settlements_per_s=N postgresql_commits_per_s=M postgresql_4_processes_per_s=P``.
 """
 
 from __future__ import annotations
@@ -15,13 +20,21 @@ import argparse
 import asyncio
 import itertools
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg
+
 from storage import Database, Ledger, Limits, Serve, check, whole_sats_up
 
+REPO = Path(__file__).resolve().parents[1]
 # Every pubkey is new, so its allowance (500 msat) decides: 400 msat → free, 1000 → partial.
 LIMITS = Limits(daily_free_msat=500, daily_free_jobs=1_000)
 NOW = 1_767_225_600
@@ -45,12 +58,26 @@ def baseline_fsync_per_s(directory: Path, seconds: float, journal_mode: str = "W
     return n / elapsed
 
 
-async def measure(path: Path, callers: int, seconds: float,
-                  settle_one: Callable[[Ledger, str], Awaitable[None]]) -> tuple[float, float]:
+def postgres_commits_per_s(url: str, seconds: float) -> float:
+    """Single-row INSERT + COMMIT round trips per second (``synchronous_commit=on``)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = on")
+        conn.execute("CREATE TABLE baseline (id BIGSERIAL PRIMARY KEY, v BIGINT NOT NULL)")
+        n = 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            conn.execute("INSERT INTO baseline (v) VALUES (%s)", (n,))
+            n += 1
+        return n / (time.perf_counter() - start)
+
+
+async def measure(location: str, callers: int, seconds: float,
+                  settle_one: Callable[[Ledger, str], Awaitable[None]],
+                  label: str = "") -> tuple[float, float]:
     """Settlements per second and mean ops per commit, with ``callers`` concurrent loops."""
-    db = await Database.open(path)
+    db = await Database.open(location)
     ledger = Ledger(db, LIMITS, clock=lambda: NOW)
-    await ledger.credit_pool(10**15, f"op:{path.name}:{callers}", source="operator")
+    await ledger.credit_pool(10**15, f"op:{label}:{callers}", source="operator")
     ids = itertools.count()
     done = 0
     deadline = time.perf_counter() + seconds
@@ -59,7 +86,7 @@ async def measure(path: Path, callers: int, seconds: float,
     async def caller(c: int) -> None:
         nonlocal done
         while time.perf_counter() < deadline:
-            await settle_one(ledger, f"{callers}-{c}-{next(ids)}")
+            await settle_one(ledger, f"{label}-{callers}-{c}-{next(ids)}")
             done += 1
 
     start = time.perf_counter()
@@ -70,6 +97,47 @@ async def measure(path: Path, callers: int, seconds: float,
     assert report.ok, report.violations
     await db.close()
     return done / elapsed, per_commit
+
+
+async def worker(location: str, label: str, callers: int, start_at: float,
+                 seconds: float) -> None:
+    """One of several processes: free settlements from ``start_at`` (wall clock) for
+    ``seconds``; prints ``DONE <count>``."""
+    db = await Database.open(location)
+    ledger = Ledger(db, LIMITS, clock=lambda: NOW)
+    await ledger.credit_pool(10**15, f"op:{label}", source="operator")
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    deadline = time.perf_counter() + seconds
+    ids = itertools.count()
+    done = 0
+
+    async def caller(c: int) -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await free_settlement(ledger, f"{label}-{c}-{next(ids)}")
+            done += 1
+
+    await asyncio.gather(*(caller(c) for c in range(callers)))
+    await db.close()
+    print(f"DONE {done}", flush=True)
+
+
+def processes_rate(location: str, processes: int, callers: int, seconds: float,
+                   label: str) -> float:
+    """Free settlements per second of ``processes`` OS processes, ``callers`` each, together."""
+    start_at = time.time() + 3.0  # every process opened and ready
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "bench.ledger", "--worker", location, f"{label}-p{p}",
+         str(callers), str(start_at), str(seconds)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for p in range(processes)]
+    total = 0
+    for proc in procs:
+        out, err = proc.communicate(timeout=seconds + 300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"a worker failed: {err.strip()[-500:]}")
+        total += int(out.split()[-1])
+    return total / seconds
 
 
 async def free_settlement(ledger: Ledger, job: str) -> None:
@@ -89,29 +157,82 @@ async def partial_settlement(ledger: Ledger, job: str) -> None:
     await ledger.settle(job, 800)
 
 
-async def main(seconds: float, where: str) -> None:
+async def engine_rates(name: str, new_location: Callable[[str], str],
+                       seconds: float) -> dict[str, float]:
+    """One engine's figures: each path with 1 and 64 callers, then 1 and 4 processes."""
+    results: dict[str, float] = {}
+    for path, fn in (("free", free_settlement), ("partial", partial_settlement)):
+        for callers in (1, 64):
+            label = f"{path}-{callers}"
+            rate, per_commit = await measure(new_location(label), callers, seconds, fn, label)
+            results[label] = rate
+            print(f"{name:10} {path:7} path, {callers:2} caller(s): {rate:8.0f} settlements/s"
+                  f"  ({per_commit:5.1f} operations per commit)")
+    for processes in (1, 4):
+        label = f"procs-{processes}"
+        location = new_location(label)
+        await (await Database.open(location)).close()  # created and migrated before the race
+        rate = processes_rate(location, processes, 64, seconds, label)
+        results[label] = rate
+        print(f"{name:10} free    path, {processes} process(es) × 64 callers: {rate:8.0f}"
+              " settlements/s")
+    return results
+
+
+async def main(seconds: float, where: str, engines: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="ledger-bench-", dir=where) as tmp:
         directory = Path(tmp)
-        baseline = baseline_fsync_per_s(directory, seconds)
-        print(f"raw synchronous=FULL single-row commits (WAL, as the ledger): {baseline:8.0f}/s")
-        rollback = baseline_fsync_per_s(directory, min(seconds, 2.0), "DELETE")
-        print(f"raw synchronous=FULL single-row commits (rollback journal):  {rollback:8.0f}/s")
-        results: dict[tuple[str, int], float] = {}
-        for name, fn in (("free", free_settlement), ("partial", partial_settlement)):
-            for callers in (1, 64):
-                rate, per_commit = await measure(directory / f"{name}-{callers}.sqlite3",
-                                                 callers, seconds, fn)
-                results[(name, callers)] = rate
-                print(f"{name:7} path, {callers:2} caller(s): {rate:8.0f} settlements/s"
-                      f"  ({per_commit:5.1f} operations per commit)")
-        free64 = results[("free", 64)]
-        print(f"free path, 64 callers / raw single-row commit rate: {free64 / baseline:.2f}")
-        print(f"durable_settlements_per_s={free64:.0f} baseline_fsync_per_s={baseline:.0f}")
+        lite: dict[str, float] = {}
+        pg: dict[str, float] = {}
+        baseline = pg_commits = 0.0
+        if "sqlite" in engines:
+            baseline = baseline_fsync_per_s(directory, seconds)
+            print("raw synchronous=FULL single-row commits (WAL, as the ledger): "
+                  f"{baseline:8.0f}/s")
+            rollback = baseline_fsync_per_s(directory, min(seconds, 2.0), "DELETE")
+            print(f"raw synchronous=FULL single-row commits (rollback journal):  {rollback:8.0f}/s")
+            lite = await engine_rates("sqlite", lambda label: str(directory / f"{label}.sqlite3"),
+                                      seconds)
+        if "postgresql" in engines:
+            from tests.fixtures.postgres import PostgresCluster
+
+            cluster = PostgresCluster.start(settings="-c fsync=on -c synchronous_commit=on")
+            try:
+                pg_commits = postgres_commits_per_s(cluster.url("postgres"), seconds)
+                print(f"raw PostgreSQL INSERT + COMMIT round trips (synchronous_commit=on): "
+                      f"{pg_commits:8.0f}/s")
+                pg = await engine_rates("postgresql",
+                                        lambda label: cluster.new_schema(), seconds)
+            finally:
+                cluster.stop()
+        if lite and pg:
+            print(f"postgresql / sqlite, free path, 64 callers: "
+                  f"{pg['free-64'] / lite['free-64']:.2f} (target >= 0.5)")
+        for name, r in (("sqlite", lite), ("postgresql", pg)):
+            if r:
+                print(f"{name}: 4 processes / 1 process: {r['procs-4'] / r['procs-1']:.2f}")
+        if lite:
+            print(f"free path, 64 callers / raw single-row commit rate: "
+                  f"{lite['free-64'] / baseline:.2f}")
+            print(f"durable_settlements_per_s={lite['free-64']:.0f} "
+                  f"baseline_fsync_per_s={baseline:.0f}")
+        if pg:
+            print(f"postgresql_settlements_per_s={pg['free-64']:.0f} "
+                  f"postgresql_commits_per_s={pg_commits:.0f} "
+                  f"postgresql_4_processes_per_s={pg['procs-4']:.0f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement")
-    parser.add_argument("--dir", default=".", help="directory of the database files")
+    parser.add_argument("--dir", default=".", help="directory of the SQLite files")
+    parser.add_argument("--engines", default="sqlite,postgresql",
+                        help="comma-separated: sqlite, postgresql")
+    parser.add_argument("--worker", nargs=5, metavar=("LOCATION", "LABEL", "CALLERS", "START_AT",
+                                                      "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.dir))
+    if args.worker:
+        location, label, callers, start_at, secs = args.worker
+        asyncio.run(worker(location, label, int(callers), float(start_at), float(secs)))
+    else:
+        asyncio.run(main(args.seconds, args.dir, args.engines.split(",")))
