@@ -227,13 +227,19 @@ class Ledger:
         ``expire_job`` / ``expire_topup`` the ones that can no longer be paid)."""
         return await self.db.read(topups.open_invoices)
 
-    async def credited_payments(self, since: int) -> list[CreditedPayment]:
+    async def credited_payments(
+        self, since: int, after_transfer: int = 0
+    ) -> list[CreditedPayment]:
         """Incoming payments that became (partly) a balance at or after ``since`` (epoch
-        seconds), oldest first, with their stored outcomes: late, double, over- and under-paid
-        job payments, payments for jobs that take none, and top-ups."""
+        seconds) by a transfer whose id is above ``after_transfer`` (the last one seen: a
+        cheap range), oldest first, with their stored outcomes: late, double, over- and
+        under-paid job payments, payments for jobs that take none, and top-ups."""
         if type(since) is not int:
             raise InvalidInput("since must be an int of epoch seconds")
-        return await self.db.read(lambda conn: payments.credited_payments(conn, since))
+        if type(after_transfer) is not int or after_transfer < 0:
+            raise InvalidInput("after_transfer must be a non-negative int")
+        return await self.db.read(
+            lambda conn: payments.credited_payments(conn, since, after_transfer))
 
     # ------------------------------------------------------------------ the work
 

@@ -277,10 +277,11 @@ class TopupPayment(_Value):
 
 @dataclass(frozen=True, slots=True)
 class CreditedPayment:
-    """An incoming payment that became (partly) a balance, as the ledger recorded it: its
-    idempotency key (``pay:<hash>`` or ``zap:<hash>``), the balance's owner, when, and the
-    operation's stored outcome."""
+    """An incoming payment that became (partly) a balance, as the ledger recorded it: the id of
+    that balance transfer (they only grow), its idempotency key (``pay:<hash>`` or
+    ``zap:<hash>``), the balance's owner, when, and the operation's stored outcome."""
 
+    transfer_id: int
     key: str
     pubkey: str
     credited_at: int

@@ -180,22 +180,26 @@ def expire_job(conn: Connection, job_id: str, now: int) -> JobRecord:
 BALANCE_SUFFIX = ":balance"
 
 
-def credited_payments(conn: Connection, since: int) -> list[CreditedPayment]:
+def credited_payments(
+    conn: Connection, since: int, after_transfer: int = 0
+) -> list[CreditedPayment]:
     """Incoming payments (job payments by ``pay:``/``zap:`` key, and top-ups) whose money went,
-    all or partly, to a balance at or after ``since``, oldest first, each with the outcome its
-    ``confirm_payment`` / ``confirm_topup`` stored: what the payer must be told about."""
+    all or partly, to a balance at or after ``since`` (and by a transfer whose id is above
+    ``after_transfer``), oldest first, each with the outcome its ``confirm_payment`` /
+    ``confirm_topup`` stored: what the payer must be told about."""
     rows = conn.execute(
-        "SELECT o.key, t.pubkey, t.created_at, o.op, o.result FROM transfers t"
+        "SELECT t.id, o.key, t.pubkey, t.created_at, o.op, o.result FROM transfers t"
         " JOIN operations o ON o.key = substr(t.key, 1, length(t.key) - ?)"
-        " WHERE t.created_at >= ? AND t.debit_account = ? AND t.key LIKE ?"
+        " WHERE t.id > ? AND t.created_at >= ? AND t.debit_account = ? AND t.key LIKE ?"
         " AND o.op IN ('confirm_payment', 'confirm_topup') ORDER BY t.id",
-        (len(BALANCE_SUFFIX), since, LIGHTNING_IN, f"%{BALANCE_SUFFIX}"),
+        (len(BALANCE_SUFFIX), after_transfer, since, LIGHTNING_IN, f"%{BALANCE_SUFFIX}"),
     ).fetchall()
     out: list[CreditedPayment] = []
-    for key, pubkey, created_at, op, result in rows:
+    for transfer_id, key, pubkey, created_at, op, result in rows:
         outcome: PaymentOutcome | TopupPayment = (
             PaymentOutcome.from_json(result) if op == "confirm_payment"
             else TopupPayment.from_json(result)
         )
-        out.append(CreditedPayment(str(key), str(pubkey), int(created_at), outcome))
+        out.append(CreditedPayment(int(transfer_id), str(key), str(pubkey), int(created_at),
+                                   outcome))
     return out

@@ -68,6 +68,8 @@ ERASE_EVERY_S = 3600.0
 ANNOUNCE_EVERY_S = 6 * 3600.0
 NOTICE_SWEEP_S = 7 * 86_400
 """At start, payments counted this far back whose notice was never stored are told."""
+NOTICE_SWEEP_EVERY_S = 60.0
+"""Then, this often, the payments counted since the last sweep."""
 FETCH_EVENT_S = 5.0
 
 
@@ -144,6 +146,7 @@ class Agent:
         self.settlements = SettlementProcessor(self.ledger, on_credit=self._on_credit,
                                                expiry_grace_s=p.service.expiry_grace_s)
         self.zaps: ZapIntake | None = None
+        self._notices_through = 0  # the last balance transfer the notice sweep has told
         self._tasks: list[asyncio.Task[None]] = []
         self.started = asyncio.Event()
 
@@ -179,10 +182,13 @@ class Agent:
 
     async def sweep_notices(self) -> None:
         """Payers whose payment was counted but whose notice was never stored (the process
-        died in between) are told now."""
+        died in between, or storing it failed) are told now: the first sweep reads the last
+        ``NOTICE_SWEEP_S``, each later one only the payments counted after what it saw."""
         since = int(self._clock()) - NOTICE_SWEEP_S
-        for applied in await self.settlements.credited_since(since):
+        for transfer_id, applied in await self.settlements.credited_since(
+                since, self._notices_through):
             await self._tell_payer(applied)
+            self._notices_through = max(self._notices_through, transfer_id)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -196,6 +202,8 @@ class Agent:
         self.queue.start()
         await self._reconcile_requests()  # the start-up sweep
         self._loop(self.sweep_notices, "notice sweep")
+        self._loop(functools.partial(self._every, NOTICE_SWEEP_EVERY_S, self.sweep_notices),
+                   "notice sweeps")
         self._loop(self.publisher.run, "outbox")
         self._loop(self._reconcile_payouts, "payouts")
         self._loop(functools.partial(self._every, PAYOUTS_EVERY_S, self._reconcile_payouts),

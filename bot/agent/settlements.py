@@ -25,11 +25,11 @@
   what happened (:func:`payer_message` renders the text). It must be idempotent per payment
   hash: the agent stores its notice in the outbox under :func:`notice_key`, once, and the outbox
   republishes a stored notice until a relay takes it. There is no separate "notified" claim: a
-  crash after the ledger counted a payment and before its notice was stored leaves a payment
-  with no notice, and ``credited_since(since)`` finds it again (every payment the ledger
-  credited to a balance since then, rebuilt from the ledger's own records) for the agent's
-  start-up sweep; the wallet's stream does not replay, and the start-up poll only looks at
-  invoices still open.
+  crash after the ledger counted a payment and before its notice was stored (or a failure to
+  store it) leaves a payment with no notice, and ``credited_since(since, after_transfer)``
+  finds it again (every payment the ledger credited to a balance since then, rebuilt from the
+  ledger's own records) for the agent's sweep, at start and every minute; the wallet's stream
+  does not replay, and the start-up poll only looks at invoices still open.
 
 :func:`payment_key` is the idempotency key every intake path must use for a payment hash
 (``pay:<hash>``), so that a payment seen by two paths is still counted once.
@@ -196,14 +196,17 @@ class SettlementProcessor:
             await self._on_credit(applied)
         return applied
 
-    async def credited_since(self, since: int) -> list[Applied]:
+    async def credited_since(
+        self, since: int, after_transfer: int = 0
+    ) -> list[tuple[int, Applied]]:
         """Every payment the ledger credited (all or partly) to a balance at or after
-        ``since``, by a settlement or a zap, as :class:`Applied` (oldest first): the start-up
-        sweep tells the payers whose notice was never stored."""
+        ``since`` by a transfer whose id is above ``after_transfer``, by a settlement or a
+        zap, oldest first: ``(that transfer's id, the payment as Applied)``. The agent's sweep
+        tells the payers whose notice was never stored."""
         return [
-            Applied(c.payment_hash, c.pubkey, c.outcome.amount_msat, c.outcome,
-                    c.outcome.credited_balance_msat)
-            for c in await self._ledger.credited_payments(since)
+            (c.transfer_id, Applied(c.payment_hash, c.pubkey, c.outcome.amount_msat, c.outcome,
+                                    c.outcome.credited_balance_msat))
+            for c in await self._ledger.credited_payments(since, after_transfer)
         ]
 
     async def run(self, source: SettlementSource) -> None:

@@ -205,7 +205,8 @@ async def test_killed_after_the_ledger_write_the_payment_is_found_again_without_
         await ledger.confirm_payment("job-paid", 2_000, "zap:" + "ab" * 32)
         await ledger.confirm_topup(topup.payment_hash, 5_000, payment_key(topup.payment_hash))
     async with open_ledger(path) as ledger:
-        found = await SettlementProcessor(ledger).credited_since(since)
+        swept = await SettlementProcessor(ledger).credited_since(since)
+        found = [applied for _, applied in swept]
         assert [(a.payment_hash, a.pubkey, a.amount_msat, a.credited_balance_msat)
                 for a in found] == [(over_hash, ASKER, 6_000, 2_000),
                                     ("ab" * 32, ASKER, 2_000, 2_000),
@@ -214,8 +215,10 @@ async def test_killed_after_the_ledger_write_the_payment_is_found_again_without_
         assert verdicts == [PaymentVerdict.OVERPAID, PaymentVerdict.DUPLICATE,
                             TopupResult.CREDITED]
         assert [payer_message(a) is not None for a in found] == [True, True, True]
-        # payments counted before ``since`` are not looked at
+        # payments counted before ``since``, or up to a transfer already swept, are not read
         assert await SettlementProcessor(ledger).credited_since(ledger.clock() + 1) == []
+        later = await SettlementProcessor(ledger).credited_since(since, swept[0][0])
+        assert [a.payment_hash for _, a in later] == ["ab" * 32, topup.payment_hash]
         # the settlement, if it does come again, finds the same outcome and moves nothing
         again = await SettlementProcessor(ledger).apply(agent.settle(over_hash, amount_msat=6_000))
         assert again is not None and again.outcome == found[0].outcome
@@ -262,5 +265,16 @@ async def test_the_agent_tells_a_payment_counted_before_a_crash_once(
             # the same stored events (their send state may have moved on meanwhile)
             after = await agent.outbox.message(notice_key(payment_hash))
             assert [i.event_id for i in after] == [i.event_id for i in stored]
-        assert (await agent.ledger.balance(asker_pk)).available_msat == 8_000
+            # while it runs: a payment counted whose notice was not stored (storing it failed)
+            # is told by the next sweep, once
+            later = await agent.ledger.confirm_payment("job-late", 3_000, "zap:" + "cd" * 32)
+            assert later.result is PaymentVerdict.LATE
+            await agent.sweep_notices()
+            again_told = await asker.next_reply(1)
+            assert "after the quote expired" in again_told
+            assert "3 sats are now your balance" in again_told
+            await agent.sweep_notices()
+            await asyncio.sleep(1.0)
+            assert asker.replies == [told, again_told]
+        assert (await agent.ledger.balance(asker_pk)).available_msat == 11_000
         assert (await check(running.db)).ok

@@ -330,6 +330,13 @@ async def test_credited_payments_are_the_balances_payments_made_with_their_outco
         ("zap:late", "late", "alice", PaymentVerdict.LATE, 20_000, 20_000)]
     assert [c.credited_at for c in found] == [since] * 3 + [since + 700]
     assert [c.key for c in await ledger.credited_payments(since + 1)] == ["zap:late"]
+    ids = [c.transfer_id for c in found]
+    assert ids == sorted(set(ids))
+    assert [c.key for c in await ledger.credited_payments(since, ids[1])] == [
+        "pay:hash-topup", "zap:late"]
+    assert await ledger.credited_payments(since, ids[-1]) == []
     with pytest.raises(InvalidInput):
         await ledger.credited_payments("yesterday")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        await ledger.credited_payments(since, -1)
     await assert_invariants(db, LIMITS)
