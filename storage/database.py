@@ -25,10 +25,13 @@ import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from storage.errors import DatabaseClosed, LedgerError, StorageFailure
 from storage.sql import Connection
+
+if TYPE_CHECKING:
+    from storage.postgres import PgListener
 
 T = TypeVar("T")
 
@@ -89,6 +92,7 @@ class Database:
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._listeners: dict[str, PgListener] = {}
         self.batches = 0
         self.batched_ops = 0
 
@@ -219,6 +223,29 @@ class Database:
             raise
         return results
 
+    async def wait_notice(self, channel: str, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for a notification on ``channel``: True as soon as another
+        connection commits a write that sends one (PostgreSQL ``LISTEN`` / ``pg_notify``), False
+        at the timeout. SQLite has no notifications between processes: it only waits."""
+        if self._closed:
+            raise DatabaseClosed("the database is closed")
+        if self.engine != "postgresql":
+            await asyncio.sleep(timeout_s)
+            return False
+        from storage.postgres import PostgresEngine
+
+        assert isinstance(self._engine, PostgresEngine)
+        try:
+            if channel not in self._listeners:
+                self._listeners[channel] = await self._engine.listen(channel)
+            return await self._listeners[channel].wait(timeout_s)
+        except self._engine.error as exc:  # the server went away: listen again next time
+            listener = self._listeners.pop(channel, None)
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+            raise StorageFailure(f"cannot wait for notifications: {_reason(exc)}") from exc
+
     async def schema_version(self) -> int:
         """The applied schema version."""
         return await self.read(self._engine.schema_version)
@@ -234,6 +261,9 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        for listener in self._listeners.values():
+            with contextlib.suppress(Exception):
+                await listener.close()
         if self._task is not None:
             self._queue.put_nowait(None)
             with contextlib.suppress(Exception):

@@ -140,11 +140,20 @@ class Intake:
         """Free every lease of ``owners`` (default: this replica's own) on requests, outbox
         events and payouts; how many rows."""
         names = leases.check_owners(owners) if owners else [self.replica.id]
+        engine = self.db.engine
 
         def run(conn: Connection) -> int:
-            return sum(leases.release_all(conn, name) for name in names)
+            freed = sum(leases.release_all(conn, name) for name in names)
+            if freed:
+                leases.announce(conn, engine)
+            return freed
 
         return await self.db.write(run)
+
+    async def wait_for_work(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for another replica to give work back (True at once when
+        one does, on PostgreSQL; SQLite only waits)."""
+        return await self.db.wait_notice(leases.WORK_CHANNEL, timeout_s)
 
     async def lease_owners(self) -> list[str]:
         """Every replica holding a lease on an unfinished request, event or payout."""

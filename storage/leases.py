@@ -39,6 +39,9 @@ from typing import Final
 from storage.errors import InvalidInput
 from storage.sql import Connection
 
+WORK_CHANNEL: Final = "timmy_work"
+"""The notification channel on which a replica that gives work back (stopping, or freeing a
+dead replica's leases) wakes the others (PostgreSQL ``pg_notify``; see ``Database.wait_notice``)."""
 DEFAULT_LEASE_S: Final = 30
 PAYOUT_LEASE_S: Final = 600
 MIN_LEASE_S: Final = 3
@@ -133,6 +136,12 @@ def release_all(conn: Connection, owner: str) -> int:
             f"UPDATE {table} SET lease_owner = NULL, lease_until = 0"  # noqa: S608
             " WHERE lease_owner = ?", (owner,)).rowcount
     return freed
+
+
+def announce(conn: Connection, engine: str) -> None:
+    """Wake the other replicas when this write commits (PostgreSQL; SQLite has no way)."""
+    if engine == "postgresql":
+        conn.execute("SELECT pg_notify(?, '')", (WORK_CHANNEL,))
 
 
 def owners(conn: Connection) -> list[str]:

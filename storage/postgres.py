@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+import psycopg.sql
 from psycopg.conninfo import conninfo_to_dict
 
 from storage.errors import InvalidInput
@@ -105,6 +106,38 @@ class PgConnection:
         self._conn.close()
 
 
+class PgListener:
+    """A connection of its own, LISTENing on one channel (asynchronous: it waits on the event
+    loop, not on the database's threads). ``wait(timeout_s)``: True as soon as a notification
+    has arrived (another process committed a ``pg_notify`` on the channel), False at the
+    timeout."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, url: str, password: str | None, channel: str) -> PgListener:
+        extra: dict[str, Any] = {} if password is None else {"password": password}
+        conn = await psycopg.AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="timmy-listen", **extra)
+        try:
+            await conn.execute(psycopg.sql.SQL("LISTEN {}").format(
+                psycopg.sql.Identifier(channel)))
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn)
+
+    async def wait(self, timeout_s: float) -> bool:
+        async for _ in self._conn.notifies(timeout=timeout_s, stop_after=1):
+            return True
+        return False
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
 class PostgresEngine:
     """Opens and begins PostgreSQL connections for ``Database``."""
 
@@ -144,3 +177,6 @@ class PostgresEngine:
 
     def checkpoint(self, conn: PgConnection) -> None:
         """Nothing to do: the server manages its own WAL."""
+
+    async def listen(self, channel: str) -> PgListener:
+        return await PgListener.open(self.url, self._password, channel)

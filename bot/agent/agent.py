@@ -57,6 +57,7 @@ from storage import (
     Replica,
     RequestRecord,
     RequestState,
+    StorageFailure,
     UnknownJob,
 )
 
@@ -255,12 +256,19 @@ class Agent:
         await self.intake.renew_leases(self.flow.working())
 
     async def _watch_requests(self) -> None:
-        """Reconcile every ``RECONCILE_S``, and just after another replica's lease expires
-        (its work is then taken over here)."""
+        """Reconcile every ``RECONCILE_S``, just after another replica's lease expires (its
+        work is then taken over here), and at once when another replica gives work back
+        (PostgreSQL notifications)."""
         while True:
             expiry = await self.intake.next_lease_expiry()
             delay = RECONCILE_S if expiry is None else expiry - self._clock() + 0.2
-            await asyncio.sleep(min(RECONCILE_S, max(0.2, delay)))
+            delay = min(RECONCILE_S, max(0.2, delay))
+            try:
+                if await self.intake.wait_for_work(delay):
+                    log.info("work given back by another replica: reconciling")
+            except StorageFailure as exc:
+                log.warning("agent: no notifications (%s); reconciling on the timer", exc)
+                await asyncio.sleep(delay)
             try:
                 await self._reconcile_requests()
             except Exception:

@@ -248,3 +248,24 @@ def test_four_processes_race_for_the_same_rows(db_location: str) -> None:
         await db.close()
 
     asyncio.run(verify())
+
+
+async def test_a_replica_giving_work_back_wakes_the_others(db_location: str, engine: str,
+                                                           clock: ManualClock) -> None:
+    one, two = await Database.open(db_location), await Database.open(db_location)
+    try:
+        waiting = Intake(one, clock=clock, replica=Replica(LEASE, "host-a:1:aa"))
+        stopping = Intake(two, clock=clock, replica=Replica(LEASE, "host-b:1:bb"))
+        await stopping.record(_new(), ["r1"])
+        assert not await waiting.wait_for_work(0.05)  # nothing given back: the timeout
+        bound = 30.0 if engine == "postgresql" else 0.5  # SQLite: no notification comes
+        woken = asyncio.create_task(waiting.wait_for_work(bound))
+        await asyncio.sleep(0.1)
+        assert await stopping.release_leases() == 1  # parks its work, and says so
+        # PostgreSQL: woken at once by the notification; SQLite: only the timer wakes it
+        assert await woken is (engine == "postgresql")
+        assert await waiting.take_lease("r1")
+        assert await waiting.release_leases([]) == 1  # its own (none named: its own)
+    finally:
+        await one.close()
+        await two.close()
