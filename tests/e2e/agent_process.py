@@ -9,8 +9,9 @@ tail.
 
 - ``start()`` / ``restart()``; ``kill()`` = SIGKILL (a crash, no shutdown); ``stop()`` = SIGTERM,
   and it must exit with code 0 within ``stop_bound_s``.
-- ``db_path`` (its own directory's ``ledger.sqlite3`` unless given: replicas share one; read it
-  with :mod:`tests.e2e.ledger_view`), ``ledger_check()`` runs
+- ``db_location``: the ledger, its own directory's ``ledger.sqlite3`` unless ``db`` names
+  another (a path, or a ``postgresql://`` URL: replicas share one); ``db_path`` is that file
+  (SQLite only); read it with :mod:`tests.e2e.ledger_view`, ``ledger_check()`` runs
   ``python -m bot ledger check --db PATH`` and fails unless it exits 0; ``log_problems()`` lists
   the log's ERROR/CRITICAL lines and tracebacks.
 
@@ -126,7 +127,7 @@ class AgentProcess:
         config: AgentConfig,
         *,
         keys: Keys | None = None,
-        db_path: Path | None = None,
+        db: Path | str | None = None,
         command: Sequence[str] | None = None,
         start_timeout_s: float = START_TIMEOUT_S,
         stop_bound_s: float = STOP_BOUND_S,
@@ -136,7 +137,9 @@ class AgentProcess:
         self.config = config
         self.keys = keys or Keys.generate()
         self.pubkey_hex = self.keys.public_hex
-        self.db_path = (db_path or directory / "ledger.sqlite3").resolve()
+        url = isinstance(db, str) and db.startswith(("postgresql://", "postgres://"))
+        self.db_location = str(db) if url else str(Path(db or directory / "ledger.sqlite3")
+                                                    .resolve())
         self.config_path = (directory / "timmy.toml").resolve()
         self.relays_path = (directory / "relays.toml").resolve()
         self.key_path = (directory / "agent.nsec").resolve()
@@ -152,13 +155,20 @@ class AgentProcess:
         write_secret_file(self.key_path, self.keys.nsec)
         self.write_config()
 
+    @property
+    def db_path(self) -> Path:
+        """The ledger's SQLite file."""
+        if self.db_location.startswith(("postgresql://", "postgres://")):
+            raise AttributeError("this agent's ledger is a PostgreSQL database: db_location")
+        return Path(self.db_location)
+
     # -- configuration ----------------------------------------------------------------
 
     def document(self) -> dict[str, Any]:
         c = self.config
         return {
             "agent": {
-                "db": str(self.db_path),
+                "db": self.db_location,
                 "relays": str(self.relays_path),
                 "key_file": str(self.key_path),
                 "admins": list(c.admins),
@@ -328,7 +338,7 @@ class AgentProcess:
             extra = ["--daily-free-msat", str(lim["daily_free_msat"]),
                      "--daily-free-jobs", str(lim["daily_free_jobs"])]
         result = subprocess.run(
-            [sys.executable, "-m", "bot", "ledger", "check", "--db", str(self.db_path), *extra],
+            [sys.executable, "-m", "bot", "ledger", "check", "--db", self.db_location, *extra],
             cwd=self.directory, env=self.environment(), capture_output=True, text=True,
             timeout=60, check=False,
         )

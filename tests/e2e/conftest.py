@@ -6,7 +6,8 @@ test server, and nostr-sdk askers.
 - ``agent_factory`` (module): ``agent_factory(relays=..., wallet=..., **AgentConfig fields)``
   → a started :class:`AgentProcess` in its own directory, closed at the end of the module (one
   agent serves the many scenarios of a module that do not interfere: distinct askers);
-  ``keys=`` and ``db_path=`` start a replica of another agent (same key, same database).
+  ``keys=`` and ``db=`` (a path or a ``postgresql://`` URL) start a replica of another agent
+  (same key, same database).
 - ``lnbits_user`` (session): ``lnbits_user(name, balance_sat)`` → a funded :class:`LnbitsUser`;
   ``agent_lnbits`` (session): ``agent_lnbits()`` → ``(WalletSetup, LnbitsUser)`` for an agent
   whose invoices the askers pay from their own LNbits wallets.
@@ -82,11 +83,11 @@ class AgentFactory:
 
     def __call__(self, relays: Sequence[str | RelayEntry], wallet: WalletSetup | None = None,
                  *, start: bool = True, command: Sequence[str] | None = None,
-                 keys: Keys | None = None, db_path: Path | None = None,
+                 keys: Keys | None = None, db: Path | str | None = None,
                  **fields: Any) -> AgentProcess:
         agent = AgentProcess(self.base / f"agent{next(self._n)}",
                              self.config(relays, wallet, **fields), command=command, keys=keys,
-                             db_path=db_path)
+                             db=db)
         self.agents.append(agent)
         if start:
             agent.start()

@@ -1,7 +1,9 @@
-"""Read the agent's SQLite ledger from outside, read-only, for exact assertions.
+"""Read the agent's ledger from outside, read-only, for exact assertions.
 
-Every read opens the file with ``mode=ro`` (the agent may be running: WAL lets both work), reads,
-and closes: nothing here can change the agent's ledger. Columns are read by name, so a new
+``LedgerView(location)``: a SQLite file's path or a ``postgresql://`` URL. Every read opens the
+database read-only (SQLite ``mode=ro``: the agent may be running, WAL lets both work;
+PostgreSQL a read-only transaction), reads, and closes: nothing here can change the agent's
+ledger. Columns are read by name, so a new
 column does not break a test. Money is integer msat, as in the ledger.
 
 - accounts: ``posted(account)``, ``available(account)``, ``pool_available()``,
@@ -18,6 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import psycopg.rows
+
 Row = dict[str, Any]
 Snapshot = dict[str, list[tuple[Any, ...]]]
 
@@ -30,25 +35,39 @@ exactly as they were."""
 
 
 class LedgerView:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, location: Path | str) -> None:
+        self.location = location
+        self.postgres = str(location).startswith(("postgresql://", "postgres://"))
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+    def _connect(self) -> Iterator[Any]:
+        if self.postgres:
+            with psycopg.connect(str(self.location), autocommit=True,
+                                 row_factory=psycopg.rows.dict_row) as pg:
+                pg.execute("SET default_transaction_read_only = on")
+                yield pg
+            return
+        conn = sqlite3.connect(f"file:{self.location}?mode=ro", uri=True, timeout=10)
         conn.row_factory = sqlite3.Row
         try:
             yield conn
         finally:
             conn.close()
 
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgres else sql
+
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         with self._connect() as conn:
-            return [dict(r) for r in conn.execute(sql, tuple(params)).fetchall()]
+            return [dict(r) for r in conn.execute(self._sql(sql), tuple(params)).fetchall()]
 
     def tables(self) -> list[str]:
-        rows = self.query("SELECT name FROM sqlite_master WHERE type = 'table' "
-                          "AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        if self.postgres:
+            rows = self.query("SELECT table_name AS name FROM information_schema.tables"
+                              " WHERE table_schema = current_schema() ORDER BY table_name")
+        else:
+            rows = self.query("SELECT name FROM sqlite_master WHERE type = 'table' "
+                              "AND name NOT LIKE 'sqlite_%' ORDER BY name")
         return [str(r["name"]) for r in rows]
 
     # -- accounts ---------------------------------------------------------------------
@@ -117,7 +136,7 @@ class LedgerView:
                 if name not in present:
                     continue
                 rows = conn.execute(f'SELECT * FROM "{name}"').fetchall()  # noqa: S608
-                out[name] = sorted((tuple(r) for r in rows), key=repr)
+                out[name] = sorted((tuple(dict(r).values()) for r in rows), key=repr)
         return out
 
 

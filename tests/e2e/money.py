@@ -4,7 +4,7 @@ What a job must cost comes from the AI test server's own records (the messages t
 and the tokens the server answered with), priced with the configured prices: so a test asserts
 the exact msat the ledger must show without trusting the agent's arithmetic.
 
-``fund_pool(db_path, msat, key)`` is an operator top-up of an agent's pool, written to its ledger
+``fund_pool(location, msat, key)`` is an operator top-up of an agent's pool, written to its ledger
 from this process (the ledger serializes writers across processes).
 """
 
@@ -89,9 +89,10 @@ async def job_in(view: LedgerView, job_id: str, *states: str,
     return row
 
 
-async def fund_pool(db_path: Path, amount_msat: int, key: str) -> None:
-    """An operator top-up of the pool of the ledger at ``db_path``, idempotent by ``key``."""
-    db = await Database.open(db_path)
+async def fund_pool(location: Path | str, amount_msat: int, key: str) -> None:
+    """An operator top-up of the pool of the ledger at ``location`` (a path or a URL),
+    idempotent by ``key``."""
+    db = await Database.open(location)
     try:
         await Ledger(db, Limits(daily_free_msat=0, daily_free_jobs=0)).credit_pool(
             amount_msat, key, source="operator")

@@ -1,4 +1,5 @@
-"""Three agents with the same key on one database and two relays; one of them SIGKILLed mid-job
+"""Three agents with the same key on one database and two relays — a SQLite file, then a
+PostgreSQL database (the session's private cluster); one of them SIGKILLed mid-job
 again and again (and restarted): every request answered exactly once, the money exact, and the
 survivors take over the jobs the killed one held once its leases expire.
 
@@ -6,8 +7,9 @@ Each round sends a few requests from fresh askers (free answers that take a whil
 quotes paid at once by a payer watching the replies, commands) over NIP-17 and NIP-04, then kills
 the same replica 0.3–1 s later. Every other round it stays down past its leases (the survivors'
 timers wake at the expiry and take its work over); in the others it comes back at once (it frees
-the leases of its own dead run at start). ``TIMMY_E2E_REPLICA_KILLS`` sets the number of kills
-(default 4).
+the leases of its own dead run at start). Then a replica is stopped (SIGTERM) in the middle of a
+long job: it gives the job back and another one finishes it (on PostgreSQL woken at once by a
+notification). ``TIMMY_E2E_REPLICA_KILLS`` sets the number of kills (default 4).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -58,6 +61,14 @@ KINDS = [
 ]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database the three replicas share: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_cluster").new_schema(empty=True))
+    return str(tmp_path / "ledger.sqlite3")
+
+
 @dataclass
 class Sent:
     asker: Asker
@@ -74,19 +85,20 @@ def job_steps(agent: AgentProcess) -> dict[str, set[str]]:
 
 
 async def test_replicas_one_killed_mid_job_again_and_again(
-        agent_factory: AgentFactory, e2e_relays: list[RelayProcess], hubs: HubMaker,
+        agent_factory: AgentFactory, shared_ledger: str, e2e_relays: list[RelayProcess],
+        hubs: HubMaker,
         agent_lnbits: Callable[[], tuple[WalletSetup, LnbitsUser]],
         lnbits_user: Callable[..., LnbitsUser]) -> None:
     rng = random.Random(int(os.environ.get("TIMMY_E2E_SEED", "0")) or None)
     relays = [r.url for r in e2e_relays]
     setup, agent_wallet = agent_lnbits()
     limits = {"daily_free_msat": ALLOWANCE_MSAT}
-    service = {"concurrency": 4, "work_timeout_s": 20, "lease_s": LEASE_S}
-    victim = agent_factory(relays, setup, limits=limits, service=service)
-    survivors = [agent_factory(relays, setup, keys=victim.keys, db_path=victim.db_path,
+    service = {"concurrency": 4, "work_timeout_s": 20, "lease_s": LEASE_S, "stop_grace_s": 1}
+    victim = agent_factory(relays, setup, db=shared_ledger, limits=limits, service=service)
+    survivors = [agent_factory(relays, setup, keys=victim.keys, db=shared_ledger,
                                limits=limits, service=service) for _ in range(2)]
-    await fund_pool(victim.db_path, 2_000_000, "e2e:replicas")
-    view = LedgerView(victim.db_path)
+    await fund_pool(shared_ledger, 2_000_000, "e2e:replicas")
+    view = LedgerView(shared_ledger)
     hub = await hubs(relays)
     askers = await hub.new_askers(victim.pubkey_hex, KILLS * len(KINDS))
     payer = Payer(lnbits_user("payer", 10_000), askers)
@@ -161,4 +173,25 @@ async def test_replicas_one_killed_mid_job_again_and_again(
     received = -view.posted("lightning_in")
     assert received == sum(payer.paid.values()), "payments in the ledger ≠ payments made"
     assert await agent_wallet.balance_msat() == received - view.posted("payouts")
+
+    # a replica stopped (SIGTERM) in the middle of a job gives it back and another finishes it:
+    # on PostgreSQL woken at once by a notification, on SQLite by its reconcile
+    asker = await hub.new_asker(victim.pubkey_hex)
+    parked = await asker.send("a long one, please [[slow:4]]", "nip17")
+    replicas = [victim, *survivors]
+    working: list[AgentProcess] = []
+
+    def started() -> bool:
+        working[:] = [a for a in replicas if parked[:8] in job_steps(a)["working"]]
+        return bool(working)
+
+    await until(started, "the long job started", 30.0)
+    stopping = working[0]
+    stopping.stop()
+    await asker.exactly(parked, 1, timeout=60.0)
+    others = [a for a in replicas if a is not stopping]
+    assert parked[:8] not in job_steps(stopping)["settled"]
+    assert any(parked[:8] in job_steps(a)["settled"] for a in others)
+    if shared_ledger.startswith("postgresql://"):
+        assert any("work given back by another replica" in a.log_text() for a in others)
     victim.ledger_check()
