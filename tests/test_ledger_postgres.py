@@ -25,6 +25,7 @@ from storage import (
     StorageFailure,
     check,
 )
+from tests.fixtures.postgres import PASSWORD, PASSWORD_ROLE, PostgresCluster
 
 SECRET = "hunter2-not-in-any-message"
 LIMITS = Limits(daily_free_msat=100_000, daily_free_jobs=5)
@@ -187,3 +188,25 @@ async def test_an_unreachable_server_is_a_storage_failure_without_the_password()
     with pytest.raises(StorageFailure) as caught:
         await Database.open("postgresql://timmy@127.0.0.1:1/ledger", password=SECRET)
     assert SECRET not in str(caught.value) and "127.0.0.1" in str(caught.value)
+
+
+def test_the_password_reaches_the_server_and_no_message(
+        postgres_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    url = postgres_cluster.new_schema(empty=True, role=PASSWORD_ROLE)  # scram-sha-256 for it
+
+    async def refused(password: str | None) -> str:
+        with pytest.raises(StorageFailure) as caught:
+            await Database.open(url, password=password)
+        return str(caught.value)
+
+    assert "password" in asyncio.run(refused(None))
+    wrong = "wrong-" + SECRET
+    assert wrong not in asyncio.run(refused(wrong))
+    monkeypatch.setenv("TIMMY_DB_PASSWORD", wrong)
+    assert main(["ledger", "check", "--db", url]) == 2
+    monkeypatch.setenv("TIMMY_DB_PASSWORD", PASSWORD)
+    assert main(["ledger", "check", "--db", url]) == 0  # migrated, empty, balanced
+    out = capsys.readouterr()
+    assert out.out.strip().endswith("ok")
+    assert wrong not in out.out + out.err and PASSWORD not in out.out + out.err
