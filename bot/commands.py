@@ -34,7 +34,7 @@ from bot.agent.texts import sats
 from bot.config import ConfigError, Settings, load_settings
 from bot.dm_client import DmClient, DmClientError
 from bot.dm_client import Protocol as DmProtocol
-from bot.ledger_location import LocationError, parse_location
+from bot.ledger_location import LocationError, existing_ledger
 from bot.nostr import nip19
 from bot.nostr.errors import NostrError
 from bot.nostr.hexutil import is_hex
@@ -323,11 +323,9 @@ def _pool(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     try:
-        where = parse_location(args.db, Path.cwd()) if args.db else s.ledger
+        where = existing_ledger(args.db, s.ledger)
     except LocationError as exc:
-        return _fail(f"--db: {exc}")
-    if not where.exists():
-        return _fail(f"no ledger at {where}")
+        return _fail(str(exc))
     if not 0 <= args.zaps <= 1000:
         return _fail("--zaps must be between 0 and 1000")
 

@@ -87,3 +87,17 @@ def parse_location(value: str, base: Path, password_file: Path | None = None) ->
         raise LocationError(f"cannot expand {value.split('/')[0]!r} (no such user's home "
                             "directory); write the full path") from None
     return LedgerLocation(path=p if p.is_absolute() else base / p, password_file=password_file)
+
+
+def existing_ledger(db_option: str | None, configured: LedgerLocation) -> LedgerLocation:
+    """The ledger a read-only command opens: its ``--db`` when given, else the configured one;
+    ``LocationError`` when it is malformed or holds no ledger."""
+    where = configured
+    if db_option:
+        try:
+            where = parse_location(db_option, Path.cwd())
+        except LocationError as exc:
+            raise LocationError(f"--db: {exc}") from None
+    if not where.exists():
+        raise LocationError(f"no ledger at {where}")
+    return where

@@ -24,7 +24,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,7 +31,7 @@ import websockets
 
 from bot.agent.texts import sat_figure
 from bot.config import ConfigError, Settings, load_settings
-from bot.ledger_location import LocationError, parse_location
+from bot.ledger_location import LocationError, existing_ledger
 from bot.nostr.errors import NostrError
 from bot.nostr.keys import parse_public_key
 from bot.nostr.nip11 import RelayInfo, fetch_relay_info
@@ -70,11 +69,9 @@ def _read_ledger(args: argparse.Namespace,
     except ConfigError as exc:
         return _fail(str(exc))
     try:
-        where = parse_location(args.db, Path.cwd()) if args.db else s.ledger
+        where = existing_ledger(args.db, s.ledger)
     except LocationError as exc:
-        return _fail(f"--db: {exc}")
-    if not where.exists():
-        return _fail(f"no ledger at {where}")
+        return _fail(str(exc))
 
     async def run() -> list[JobRecord]:
         db = await where.open()
