@@ -11,13 +11,12 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from bot.agent.demo import add_demo_command
 from bot.agent.run import add_run_command
 from bot.commands import add_operator_commands
-from bot.ledger_location import LedgerLocation, LocationError, parse_location
+from bot.ledger_location import LedgerLocation, LocationError, existing_ledger
 from bot.operator_reads import add_operator_reads
 from bot.secrets import SecretError
 from storage import CheckReport, LedgerError, Limits, check, copy_ledger
@@ -33,20 +32,6 @@ def _limits(args: argparse.Namespace) -> Limits | None:
         daily_free_jobs=args.daily_free_jobs if args.daily_free_jobs is not None else 0,
         pool_daily_cap_msat=args.pool_daily_cap_msat,
     )
-
-
-def _location(value: str, flag: str) -> LedgerLocation:
-    try:
-        where = parse_location(value, Path.cwd())
-    except LocationError as exc:
-        raise _Refused(f"{flag}: {exc}") from None
-    if not where.exists():
-        raise _Refused(f"no database file at {where}")
-    return where
-
-
-class _Refused(Exception):
-    """A command line that names no usable ledger: printed, exit 2."""
 
 
 def _print_report(report: CheckReport) -> None:
@@ -71,10 +56,10 @@ async def _checked(where: LedgerLocation, limits: Limits | None) -> CheckReport:
 
 def _ledger_check(args: argparse.Namespace) -> int:
     try:
-        where = _location(args.db, "--db")
+        where = existing_ledger(args.db)
         limits = _limits(args)
         report = asyncio.run(_checked(where, limits))
-    except (_Refused, LedgerError, SecretError) as exc:
+    except (LocationError, LedgerError, SecretError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _print_report(report)
@@ -83,11 +68,11 @@ def _ledger_check(args: argparse.Namespace) -> int:
 
 def _ledger_copy(args: argparse.Namespace) -> int:
     try:
-        source = _location(args.source, "--from")
-        target = _location(args.to, "--to")
+        source = existing_ledger(args.source, flag="--from")
+        target = existing_ledger(args.to, flag="--to")
         if source.path is None or target.url is None:
-            raise _Refused("copy --from a SQLite file --to a postgresql:// URL")
-    except _Refused as exc:
+            raise LocationError("copy --from a SQLite file --to a postgresql:// URL")
+    except LocationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

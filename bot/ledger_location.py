@@ -89,15 +89,18 @@ def parse_location(value: str, base: Path, password_file: Path | None = None) ->
     return LedgerLocation(path=p if p.is_absolute() else base / p, password_file=password_file)
 
 
-def existing_ledger(db_option: str | None, configured: LedgerLocation) -> LedgerLocation:
-    """The ledger a read-only command opens: its ``--db`` when given, else the configured one;
-    ``LocationError`` when it is malformed or holds no ledger."""
+def existing_ledger(option: str | None, configured: LedgerLocation | None = None, *,
+                    flag: str = "--db") -> LedgerLocation:
+    """The ledger a command opens: the one its ``flag`` option names when given, else the
+    configured one; ``LocationError`` when it is malformed, missing or holds no ledger."""
     where = configured
-    if db_option:
+    if option:
         try:
-            where = parse_location(db_option, Path.cwd())
+            where = parse_location(option, Path.cwd())
         except LocationError as exc:
-            raise LocationError(f"--db: {exc}") from None
+            raise LocationError(f"{flag}: {exc}") from None
+    if where is None:
+        raise LocationError(f"{flag}: no ledger named")
     if not where.exists():
         raise LocationError(f"no ledger at {where}")
     return where

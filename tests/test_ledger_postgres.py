@@ -131,7 +131,7 @@ def test_copy_wants_a_file_and_a_url(tmp_path: Path, postgres_url: str,
     assert main(["ledger", "copy", "--from", postgres_url, "--to", str(path)]) == 2
     assert main(["ledger", "copy", "--from", str(tmp_path / "none"), "--to", postgres_url]) == 2
     err = capsys.readouterr().err
-    assert "SQLite file" in err and "no database file" in err
+    assert "SQLite file" in err and "no ledger at" in err
 
 
 @pytest.mark.parametrize("url", [
