@@ -19,13 +19,12 @@ import collections
 import os
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 
 from tests.e2e.agent_process import AgentProcess, WalletSetup
-from tests.e2e.askers import Asker, Protocol
 from tests.e2e.conftest import AgentFactory, HubMaker
+from tests.e2e.due import Kind, Sent, all_answered
 from tests.e2e.ledger_view import LedgerView
 from tests.e2e.lightning import LnbitsUser, Payer, find_bolt11
 from tests.e2e.money import fund_pool, until
@@ -40,15 +39,6 @@ LONG = "Please summarise: " + " ".join(["lorem"] * 600)
 SETTLE_TIMEOUT_S = 120.0
 
 
-@dataclass(frozen=True)
-class Kind:
-    name: str
-    text: str
-    protocol: Protocol
-    replies: int
-    """Replies due to the request: 1, or 2 for a quote that is paid (then the answer)."""
-    final_state: str | None
-    """The job's last state (``None``: a command, no job)."""
 
 
 KINDS = [
@@ -58,13 +48,6 @@ KINDS = [
     Kind("failing", f"{LONG} [[fail]]", "nip17", 2, "failed"),
     Kind("free04", "what is a relay? [[slow:0.3]]", "nip04", 1, "done"),
 ]
-
-
-@dataclass
-class Sent:
-    asker: Asker
-    kind: Kind
-    request_id: str
 
 
 def states_now(view: LedgerView) -> collections.Counter[str]:
@@ -114,18 +97,8 @@ async def test_sigkill_anywhere_then_exactly_once(
         agent.start()
 
         # after the last restart: every request reaches its end
-        def finished() -> bool:
-            for s in sent:
-                if len(s.asker.replies_to(s.request_id)) < s.kind.replies:
-                    return False
-                if s.kind.final_state is not None:
-                    job = view.job(s.request_id)
-                    if job is None or job["state"] != s.kind.final_state:
-                        return False
-            return True
-
-        await until(finished, "every request answered after the last restart",
-                    SETTLE_TIMEOUT_S)
+        await until(lambda: all_answered(sent, view),
+                    "every request answered after the last restart", SETTLE_TIMEOUT_S)
         await asyncio.sleep(3.0)  # room for a duplicate to show itself
     finally:
         await payer.stop()

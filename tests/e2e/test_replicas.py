@@ -19,14 +19,13 @@ import os
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.agent_process import AgentProcess, WalletSetup
-from tests.e2e.askers import Asker, Protocol
 from tests.e2e.conftest import AgentFactory, HubMaker
+from tests.e2e.due import Kind, Sent, all_answered
 from tests.e2e.ledger_view import LedgerView
 from tests.e2e.lightning import LnbitsUser, Payer, find_bolt11
 from tests.e2e.money import fund_pool, until
@@ -42,13 +41,6 @@ SETTLE_TIMEOUT_S = 120.0
 JOB_LINE = re.compile(r"job ([0-9a-f]{8}) [0-9a-f]{8} (working|settled)\b")
 
 
-@dataclass(frozen=True)
-class Kind:
-    name: str
-    text: str
-    protocol: Protocol
-    replies: int  # 1, or 2 for a quote that is paid (then the answer)
-    final_state: str | None  # the job's last state (None: a command, no job)
 
 
 KINDS = [
@@ -67,13 +59,6 @@ def shared_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgresql":
         return str(request.getfixturevalue("postgres_cluster").new_schema(empty=True))
     return str(tmp_path / "ledger.sqlite3")
-
-
-@dataclass
-class Sent:
-    asker: Asker
-    kind: Kind
-    request_id: str
 
 
 def job_steps(agent: AgentProcess) -> dict[str, set[str]]:
@@ -117,17 +102,7 @@ async def test_replicas_one_killed_mid_job_again_and_again(
                 await asyncio.sleep(LEASE_S + 3.0)
             victim.start()
 
-        def finished() -> bool:
-            for s in sent:
-                if len(s.asker.replies_to(s.request_id)) < s.kind.replies:
-                    return False
-                if s.kind.final_state is not None:
-                    job = view.job(s.request_id)
-                    if job is None or job["state"] != s.kind.final_state:
-                        return False
-            return True
-
-        await until(finished, "every request answered", SETTLE_TIMEOUT_S)
+        await until(lambda: all_answered(sent, view), "every request answered", SETTLE_TIMEOUT_S)
         await asyncio.sleep(3.0)  # room for a duplicate to show itself
     finally:
         await payer.stop()
