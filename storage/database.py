@@ -9,10 +9,13 @@ task per ``Database`` takes every queued function, runs the whole batch on one d
 inside a single write transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction holding
 the database's write lock), each function inside its own ``SAVEPOINT`` (an exception rolls back
 that function only and is re-raised to its caller), commits once, and only then resolves each
-caller's future. A resolved write is durable (SQLite ``synchronous=FULL``; PostgreSQL
-``synchronous_commit=on``). Concurrent callers thus share one commit (group commit), while each
-operation stays atomic and sees the effects of the ones before it. Several OS processes on one
-database serialize their write transactions (SQLite's write lock; PostgreSQL's advisory lock).
+caller's future. An engine may send an operation's statements without waiting for each result
+(PostgreSQL's pipeline mode): it waits for all of them at the operation's end
+(``end_operation``), so an error in any of them is still that operation's alone. A resolved
+write is durable (SQLite ``synchronous=FULL``; PostgreSQL ``synchronous_commit=on``). Concurrent
+callers thus share one commit (group commit), while each operation stays atomic and sees the
+effects of the ones before it. Several OS processes on one database serialize their write
+transactions (SQLite's write lock; PostgreSQL's advisory lock).
 
 Reads (``Database.read``) run on a second connection, in a read-only transaction, so they see one
 consistent committed snapshot and never write. On SQLite they run at once on the caller's thread
@@ -55,6 +58,9 @@ class _Engine(Protocol):
 
     def open(self) -> tuple[Any, Any]: ...
     def begin_write(self, conn: Any) -> None: ...
+    def end_operation(self, conn: Any) -> None: ...
+    def commit(self, conn: Any) -> None: ...
+    def rollback(self, conn: Any) -> None: ...
     def begin_read(self, conn: Any) -> None: ...
     def schema_version(self, conn: Any) -> int: ...
     def checkpoint(self, conn: Any) -> None: ...
@@ -199,12 +205,12 @@ class Database:
                     fut.set_exception(value)
 
     def _run_batch(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
-        conn = self._writer
+        conn, engine = self._writer, self._engine
         try:
-            self._engine.begin_write(conn)
-        except self._engine.error as exc:
-            with contextlib.suppress(self._engine.error):
-                conn.execute("ROLLBACK")
+            engine.begin_write(conn)
+        except engine.error as exc:
+            with contextlib.suppress(engine.error):
+                engine.rollback(conn)
             raise StorageFailure(f"cannot start a write transaction: {_reason(exc)}") from exc
         results: list[tuple[bool, Any]] = []
         try:
@@ -212,23 +218,38 @@ class Database:
                 conn.execute("SAVEPOINT op")
                 try:
                     value = fn(conn)
+                    conn.execute("RELEASE op")
+                    engine.end_operation(conn)
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    if isinstance(exc, self._engine.error):
-                        exc = StorageFailure(f"database write failed: {_reason(exc)}")
-                    results.append((False, exc))
+                    results.append((False, self._undo_operation(conn, exc)))
                 else:
-                    conn.execute("RELEASE op")
                     results.append((True, value))
-            conn.execute("COMMIT")
+            engine.commit(conn)
         except BaseException as exc:
-            with contextlib.suppress(self._engine.error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, self._engine.error):
+            with contextlib.suppress(engine.error):
+                engine.rollback(conn)
+            if isinstance(exc, engine.error):
                 raise StorageFailure(f"commit failed: {_reason(exc)}") from exc
             raise
         return results
+
+    def _undo_operation(self, conn: _Session, exc: Exception) -> Exception:
+        """Roll back the operation that raised ``exc``; return what its caller is told.
+
+        The engine may still have the operation's last statements in flight (PostgreSQL's
+        pipeline): their first error, if any, happened before ``exc`` and is the failure."""
+        engine = self._engine
+        try:
+            engine.end_operation(conn)
+        except engine.error as earlier:
+            if not isinstance(exc, engine.error):
+                exc = earlier
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        engine.end_operation(conn)  # a failure here fails the whole batch
+        if isinstance(exc, engine.error):
+            return StorageFailure(f"database write failed: {_reason(exc)}")
+        return exc
 
     async def wait_notice(self, channel: str, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for a notification on ``channel``: True as soon as another

@@ -63,6 +63,15 @@ class SqliteEngine:
     def begin_write(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
 
+    def end_operation(self, conn: sqlite3.Connection) -> None:
+        """Nothing to wait for: every statement ran when it was executed."""
+
+    def commit(self, conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
+
+    def rollback(self, conn: sqlite3.Connection) -> None:
+        conn.execute("ROLLBACK")
+
     def begin_read(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN DEFERRED")
 

@@ -129,3 +129,67 @@ async def test_a_failing_operation_rolls_back_only_itself(db: Database) -> None:
                                    return_exceptions=True)
     assert isinstance(results[1], InsufficientFunds)
     assert (await assert_invariants(db))[POOL] == 20
+
+
+async def test_a_database_error_rolls_back_only_its_operation(db: Database) -> None:
+    """In one batch (one transaction), an operation whose statement the database rejects rolls
+    back alone, however the error comes to light: at once, at the operation's next read, or
+    only once it returned or raised (PostgreSQL sends statements without waiting for each).
+    Its caller learns that error; its neighbours commit and each sees the ones before it."""
+    def credit(key: str) -> Callable[[Connection], int]:
+        return lambda conn: transfer(conn, key, ZAPS_IN, POOL, 10, Meta("t", 0))
+
+    def overdraw(conn: Connection) -> None:  # the CHECK: nothing below zero; nothing read after
+        transfer(conn, "lost-1", ZAPS_IN, POOL, 10, Meta("t", 0))
+        conn.execute("UPDATE accounts SET debits_posted = debits_posted + 1000000 WHERE id = ?",
+                     (POOL,))
+
+    def tamper_then_read(conn: Connection) -> int:
+        transfer(conn, "lost-2", ZAPS_IN, POOL, 10, Meta("t", 0))
+        conn.execute("DELETE FROM transfers")
+        return int(conn.execute("SELECT COUNT(*) FROM transfers").fetchone()[0])
+
+    def tamper_then_raise(conn: Connection) -> None:
+        transfer(conn, "lost-3", ZAPS_IN, POOL, 10, Meta("t", 0))
+        conn.execute("UPDATE transfers SET amount_msat = 5")
+        raise ValueError("the statement above failed first")
+
+    def pool_credits(conn: Connection) -> int:
+        return int(conn.execute("SELECT credits_posted FROM accounts WHERE id = ?",
+                                (POOL,)).fetchone()[0])
+
+    def touch_two(conn: Connection) -> int:
+        return conn.execute("UPDATE accounts SET allow_negative = allow_negative"
+                            " WHERE id IN (?, ?)", (POOL, SUBSIDY)).rowcount
+
+    batches = db.batches
+    results = await asyncio.gather(
+        db.write(credit("a")), db.write(overdraw), db.write(credit("b")),
+        db.write(pool_credits), db.write(tamper_then_read), db.write(credit("c")),
+        db.write(tamper_then_raise), db.write(touch_two), db.write(pool_credits),
+        return_exceptions=True)
+    assert db.batches == batches + 1  # one transaction
+    assert isinstance(results[1], StorageFailure) and "check" in str(results[1]).lower()
+    assert isinstance(results[4], StorageFailure) and "append-only" in str(results[4])
+    assert isinstance(results[6], StorageFailure) and "append-only" in str(results[6])
+    assert (results[3], results[7], results[8]) == (20, 2, 30)
+    assert (await assert_invariants(db))[POOL] == 30
+    keys = await db.read(lambda conn: [k for (k,) in conn.execute(
+        "SELECT key FROM transfers ORDER BY key").fetchall()])
+    assert keys == ["a", "b", "c"]
+    assert await db.write(pool_credits) == 30  # the writer goes on
+
+
+async def test_the_writer_reconnects_after_the_server_dropped_it(db: Database) -> None:
+    if db.engine != "postgresql":
+        pytest.skip("a SQLite file has no server to drop the connection")
+    await db.write(lambda conn: transfer(conn, "in", ZAPS_IN, POOL, 10, Meta("t", 0)))
+    with raw(db.location) as admin:
+        killed = admin.execute(  # the writer's backend: its last statement was a COMMIT
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'timmy' AND query = 'COMMIT'").fetchall()
+    assert killed == [(True,)]
+    with pytest.raises(StorageFailure):
+        await db.write(lambda conn: transfer(conn, "lost", ZAPS_IN, POOL, 10, Meta("t", 0)))
+    await db.write(lambda conn: transfer(conn, "again", ZAPS_IN, POOL, 10, Meta("t", 0)))
+    assert (await assert_invariants(db))[POOL] == 20
