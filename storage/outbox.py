@@ -157,12 +157,20 @@ class Outbox:
 
         return await self.db.write(run)
 
-    async def mark_sent(self, event_id: str) -> None:
-        text_id(event_id, "event_id", 128)
+    async def mark_sent(self, event_ids: Sequence[str]) -> None:
+        """Events a relay accepted: no longer pending (one write for all of them)."""
+        for event_id in event_ids:
+            text_id(event_id, "event_id", 128)
         now = self.clock()
-        await self.db.write(lambda conn: conn.execute(
-            "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1,"
-            " lease_owner = NULL, lease_until = 0 WHERE event_id = ?", (now, event_id)) and None)
+
+        def run(conn: Connection) -> None:
+            for event_id in event_ids:
+                conn.execute(
+                    "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1,"
+                    " lease_owner = NULL, lease_until = 0 WHERE event_id = ?", (now, event_id))
+
+        if event_ids:
+            await self.db.write(run)
 
     async def mark_attempt(self, event_id: str) -> None:
         """One more attempt refused or unanswered; this replica keeps the event (its lease is

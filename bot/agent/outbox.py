@@ -8,6 +8,9 @@ NIP-17, kind-10002 read relays for NIP-04). An asker's lists not known yet are l
 background and the event is sent there too when they arrive: the first reply never waits.
 An event stays pending until some relay says OK; ``run()`` retries pending events with backoff
 and, at start, republishes whatever a previous process left pending — the very same events.
+Acceptances are written in batches: the events accepted while one such write is under way are
+marked together by the next (an event accepted but not yet marked when the process dies is
+only published again, as the same event).
 With several replicas on one database, an event is published by the replica holding its lease
 (``storage.leases``: the one that stored it, or one that takes it over after the lease expired).
 """
@@ -15,6 +18,7 @@ With several replicas on one database, an event is published by the replica hold
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Final
@@ -24,7 +28,7 @@ from bot.nostr.event import Event
 from bot.relays.dedupe import RecentIds
 from bot.relays.pool import RelayPool
 from bot.relays.tasks import cancel_all
-from storage import Outbox, OutboxItem, OutgoingEvent, RequestOp
+from storage import LedgerError, Outbox, OutboxItem, OutgoingEvent, RequestOp
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,8 @@ class Publisher:
         self._sent = RecentIds(100_000)
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._accepted: list[str] = []  # accepted by a relay, not marked sent yet
+        self._marking = False
         self.published = 0
 
     async def send(self, key: str, events: Sequence[Event], *, recipient: str | None,
@@ -85,6 +91,7 @@ class Publisher:
         if event.id in self._inflight:
             return
         self._inflight.add(event.id)
+        accepted = False
         try:
             async with self._slots:
                 own = set(self.pool.urls)
@@ -94,8 +101,12 @@ class Publisher:
                     results.append(await self.pool.publish_to(event, outside,
                                                               timeout_s=PUBLISH_TIMEOUT_S))
             if any(r.ok for r in results):
-                await self.outbox.mark_sent(event.id)
+                accepted = True  # in flight until marked sent: never claimed again before
                 self.published += 1
+                self._accepted.append(event.id)
+                if not self._marking:
+                    self._marking = True
+                    self._spawn(self._mark_accepted())
             else:
                 await self.outbox.mark_attempt(event.id)
                 log.warning("outbox: %s not accepted yet (%s); will retry", event.id[:12],
@@ -103,7 +114,22 @@ class Publisher:
                             or "no answer")
                 self._wake.set()
         finally:
-            self._inflight.discard(event.id)
+            if not accepted:
+                self._inflight.discard(event.id)
+
+    async def _mark_accepted(self) -> None:
+        """Mark every accepted event sent, in one write per batch, until none is left."""
+        try:
+            while self._accepted:
+                batch, self._accepted = self._accepted, []
+                try:
+                    await self.outbox.mark_sent(batch)
+                except LedgerError as exc:  # still pending: published again later, the same
+                    log.warning("outbox: %d accepted events not marked sent: %s", len(batch),
+                                exc)
+                self._inflight.difference_update(batch)
+        finally:
+            self._marking = False
 
     async def _late_route(self, event: Event, recipient: str, protocol: str,
                           already: Sequence[str]) -> None:
@@ -143,4 +169,7 @@ class Publisher:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout_s)
         await cancel_all(list(self._tasks))
+        accepted, self._accepted = self._accepted, []
+        with contextlib.suppress(LedgerError):  # left pending: published again at the restart
+            await self.outbox.mark_sent(accepted)
         return len(await self.outbox.pending())

@@ -104,8 +104,8 @@ async def test_outbox_events_are_published_by_their_leaseholder(db: Database,
     clock.advance(1)
     assert [i.event_id for i in await box_b.claim_pending()] == ["2" * 64]  # a's lapsed
     assert await box_a.claim_pending() == [(await box_a.message("k1"))[0]]
-    await box_a.mark_sent("1" * 64)
-    await box_b.mark_sent("2" * 64)
+    await box_a.mark_sent(["1" * 64])
+    await box_b.mark_sent(["2" * 64])
     assert await box_a.claim_pending() == [] and await box_b.claim_pending() == []
     assert await a.lease_owners() == []
 
