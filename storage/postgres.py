@@ -8,18 +8,18 @@ loop (docs/ARCHITECTURE.md has the comparison).
 
 Writes: each batch of operations is one transaction that first takes a transaction-scoped
 advisory lock (:data:`WRITE_LOCK`), so write transactions on one database run one at a time, in
-every process, exactly like SQLite's ``BEGIN IMMEDIATE``. The write transaction runs in
-pipeline mode: a statement whose result the operation does not read (a savepoint, an ``INSERT``
-or ``UPDATE`` without ``RETURNING``) goes out without waiting for the server; a read waits for
-everything sent before it; each operation ends by waiting for all its statements
-(``PostgresEngine.end_operation``), so a failed statement rolls back its own operation only.
-A round trip (~150 µs on one host, more across a network) is thus paid per read and per
-operation, not per statement. The transaction is READ COMMITTED: each
-statement sees everything committed before it, and nothing else can commit while the lock is
-held, so every operation sees the state it would see serially (a REPEATABLE READ snapshot would be
-taken before the lock is granted: stale). ``synchronous_commit`` is forced on: a resolved write
-is flushed to the server's WAL. Reads run in REPEATABLE READ READ ONLY transactions (one
-consistent snapshot).
+every process, exactly like SQLite's ``BEGIN IMMEDIATE``. Its statements go through
+libpq's pipeline mode (``storage.postgres_pipeline``): a statement whose result the operation
+does not read (a savepoint, an ``INSERT`` or ``UPDATE`` without ``RETURNING``) goes out without
+waiting for the server; a read waits for everything sent before it; each operation ends by
+waiting for all its statements (``PostgresEngine.end_operation``), so a failed statement rolls
+back its own operation only. A round trip (~80–150 µs on one host, more across a network) is
+thus paid per read and per operation, not per statement. The transaction is READ COMMITTED:
+each statement sees everything committed before it, and nothing else can commit while the lock
+is held, so every operation sees the state it would see serially (a REPEATABLE READ snapshot
+would be taken before the lock is granted: stale). ``synchronous_commit`` is forced on: a
+resolved write is flushed to the server's WAL. Reads run in REPEATABLE READ READ ONLY
+transactions (one consistent snapshot).
 
 The location is a ``postgresql://`` (or ``postgres://``) URL that must not hold the password:
 give it apart (``password``), from the environment or a 0600 file; libpq's own ``PGPASSWORD`` and
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -40,12 +40,12 @@ from psycopg.conninfo import conninfo_to_dict
 
 from storage.errors import InvalidInput
 from storage.postgres_migrations import migrate, schema_version
+from storage.postgres_pipeline import WritePipeline
 from storage.sql import Cursor
 
 SCHEMES = ("postgresql://", "postgres://")
 WRITE_LOCK = 0x74696D6D79  # "timmy": the advisory lock every write transaction holds
 CONNECT_TIMEOUT_S = 10
-_COLLECT_ATTEMPTS = 8  # syncs to collect a failed pipeline (one or two suffice)
 
 
 def is_postgres_url(location: str) -> bool:
@@ -86,18 +86,18 @@ class PgConnection:
     """A psycopg connection (autocommit: transactions are begun explicitly) that runs the
     operations' SQL. Reconnects on the next transaction after the server dropped it.
 
-    Between ``begin_pipeline`` and ``end_pipeline`` (a write transaction) the connection is in
-    pipeline mode: a statement is sent without waiting for its result; a fetch (``fetchone``,
-    ``fetchall``, iterating, ``rowcount``) waits for the results up to its own, and ``sync``
-    for all of them. An error in a statement nobody waited for surfaces at the next fetch or
-    ``sync``; the server skips everything sent after it until then."""
+    Between ``begin_pipeline`` and ``commit`` / ``rollback`` (a write transaction) its
+    statements go through a ``WritePipeline``: each is sent without waiting for its result; a
+    fetch (``fetchone``, ``fetchall``, iterating, ``rowcount``) waits for the results up to its
+    own, ``sync`` for all of them. An error in a statement nobody waited for surfaces at the
+    next fetch or ``sync``; the server skips everything sent after it until then."""
 
     def __init__(self, url: str, password: str | None) -> None:
         self._url = url
         self._password = password
         self._conn = self._connect()
-        self._pipeline: psycopg.Pipeline | None = None
-        self._pipeline_exit = contextlib.ExitStack()
+        self._pipeline = WritePipeline(self._conn)
+        self._in_pipeline = False
 
     def _connect(self) -> psycopg.Connection[Any]:
         extra: dict[str, Any] = {} if self._password is None else {"password": self._password}
@@ -107,8 +107,9 @@ class PgConnection:
         return conn
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
-        cursor = self._conn.execute(_translate(sql), tuple(parameters))
-        return cursor if self._pipeline is None else _PipelinedCursor(cursor, self)
+        if self._in_pipeline:
+            return self._pipeline.execute(sql, parameters)
+        return self._conn.execute(_translate(sql), tuple(parameters))
 
     def script(self, sql: str) -> None:
         """Run several statements (a migration) as they are, without parameters."""
@@ -116,88 +117,51 @@ class PgConnection:
 
     def begin_pipeline(self) -> None:
         """Send the following statements without waiting for each result."""
-        assert self._pipeline is None, "already in pipeline mode"
-        self._pipeline = self._pipeline_exit.enter_context(self._conn.pipeline())
+        assert not self._in_pipeline, "already in pipeline mode"
+        self._pipeline.enter()
+        self._in_pipeline = True
 
     def sync(self) -> None:
         """Wait for the results of every statement sent; raise the first error among them
         (the results after it are collected all the same: the connection is usable again)."""
-        if self._pipeline is None:
-            return
-        try:
+        if self._in_pipeline:
             self._pipeline.sync()
-        except psycopg.Error:
-            self._collect()
-            raise
-
-    def _collect(self) -> None:
-        """After a failed sync: collect what is left of the pipeline (the statements the
-        server skipped, up to its sync), ignoring their errors."""
-        assert self._pipeline is not None
-        for _ in range(_COLLECT_ATTEMPTS):
-            if self._conn.broken:
-                return
-            try:
-                self._pipeline.sync()
-            except psycopg.Error:
-                continue
-            return
-
-    def end_pipeline(self) -> None:
-        """Wait for every result (raising the first error) and leave pipeline mode."""
-        if self._pipeline is None:
-            return
-        self._pipeline = None
-        self._pipeline_exit.close()
 
     def commit(self) -> None:
         """COMMIT, wait for it and leave pipeline mode. A transaction the server had aborted
         (which COMMIT only rolls back) raises."""
-        done = self._conn.execute("COMMIT")
-        self.end_pipeline()
-        if done.statusmessage != "COMMIT":
+        assert self._in_pipeline, "no write transaction"
+        done = self._pipeline.execute("COMMIT", ())
+        self._pipeline.sync()
+        self._in_pipeline = False
+        self._pipeline.leave()
+        if done.command_status != b"COMMIT":
             raise psycopg.errors.InFailedSqlTransaction(
-                f"the write transaction was not committed ({done.statusmessage})")
+                f"the write transaction was not committed ({done.command_status!r})")
 
     def rollback(self) -> None:
-        """ROLLBACK (leaving pipeline mode first, whatever its errors)."""
-        with contextlib.suppress(psycopg.Error):
-            self.end_pipeline()
+        """ROLLBACK, leaving pipeline mode first whatever its errors. A connection that cannot
+        leave it is closed (the server rolls back): the next transaction reconnects."""
+        if self._in_pipeline:
+            self._in_pipeline = False
+            try:
+                with contextlib.suppress(psycopg.Error):
+                    self._pipeline.sync()
+                self._pipeline.leave()
+            except psycopg.Error:
+                self._conn.close()
+                raise
         self._conn.execute("ROLLBACK")
 
     def ensure_connected(self) -> None:
         if self._conn.closed or self._conn.broken:
-            self._pipeline = None
-            self._pipeline_exit = contextlib.ExitStack()
             self._conn.close()
+            self._in_pipeline = False
             self._conn = self._connect()
+            self._pipeline = WritePipeline(self._conn)
 
     def close(self) -> None:
         self._conn.close()
-
-
-class _PipelinedCursor:
-    """A statement's result in pipeline mode: ``rowcount`` waits for it, as the fetches do."""
-
-    __slots__ = ("_connection", "_cursor")
-
-    def __init__(self, cursor: psycopg.Cursor[Any], connection: PgConnection) -> None:
-        self._cursor = cursor
-        self._connection = connection
-
-    @property
-    def rowcount(self) -> int:
-        self._connection.sync()
-        return self._cursor.rowcount
-
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._cursor)
 
 
 class PgListener:

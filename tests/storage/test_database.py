@@ -154,6 +154,9 @@ async def test_a_database_error_rolls_back_only_its_operation(db: Database) -> N
         conn.execute("UPDATE transfers SET amount_msat = 5")
         raise ValueError("the statement above failed first")
 
+    def misspelt(conn: Connection) -> None:  # refused before it runs (a prepared statement)
+        conn.execute("SELECT no_such_column FROM accounts").fetchone()
+
     def pool_credits(conn: Connection) -> int:
         return int(conn.execute("SELECT credits_posted FROM accounts WHERE id = ?",
                                 (POOL,)).fetchone()[0])
@@ -166,13 +169,15 @@ async def test_a_database_error_rolls_back_only_its_operation(db: Database) -> N
     results = await asyncio.gather(
         db.write(credit("a")), db.write(overdraw), db.write(credit("b")),
         db.write(pool_credits), db.write(tamper_then_read), db.write(credit("c")),
-        db.write(tamper_then_raise), db.write(touch_two), db.write(pool_credits),
-        return_exceptions=True)
+        db.write(tamper_then_raise), db.write(touch_two), db.write(misspelt),
+        db.write(misspelt), db.write(pool_credits), return_exceptions=True)
     assert db.batches == batches + 1  # one transaction
     assert isinstance(results[1], StorageFailure) and "check" in str(results[1]).lower()
     assert isinstance(results[4], StorageFailure) and "append-only" in str(results[4])
     assert isinstance(results[6], StorageFailure) and "append-only" in str(results[6])
-    assert (results[3], results[7], results[8]) == (20, 2, 30)
+    assert all(isinstance(r, StorageFailure) and "no_such_column" in str(r)
+               for r in results[8:10])
+    assert (results[3], results[7], results[10]) == (20, 2, 30)
     assert (await assert_invariants(db))[POOL] == 30
     keys = await db.read(lambda conn: [k for (k,) in conn.execute(
         "SELECT key FROM transfers ORDER BY key").fetchall()])
