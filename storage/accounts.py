@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storage.errors import IdempotencyConflict, IllegalTransition, InsufficientFunds, InvalidAmount
-from storage.sql import Connection
+from storage.sql import Connection, Cursor
 
 POOL = "pool"
 SUBSIDY = "subsidy"  # pool funds spent on subsidised work
@@ -74,11 +74,21 @@ def ensure_account(conn: Connection, account: str) -> None:
 
 
 def get_account(conn: Connection, account: str) -> AccountRow:
-    row = conn.execute(
+    return account_from(ask_account(conn, account), account)
+
+
+def ask_account(conn: Connection, account: str) -> Cursor:
+    """Ask for the account's row without reading it yet (``account_from`` reads it): statements
+    asked for together come back in one round trip on PostgreSQL."""
+    return conn.execute(
         "SELECT debits_posted, credits_posted, debits_pending, credits_pending "
         "FROM accounts WHERE id = ?",
         (account,),
-    ).fetchone()
+    )
+
+
+def account_from(asked: Cursor, account: str) -> AccountRow:
+    row = asked.fetchone()
     if row is None:
         return AccountRow(account, 0, 0, 0, 0)
     return AccountRow(account, row[0], row[1], row[2], row[3])
@@ -99,15 +109,24 @@ class Meta:
     day: str | None = None
 
 
-def _existing(
-    conn: Connection, key: str
-) -> tuple[int, str, str, str, int, int | None] | None:
-    row = conn.execute(
+def _ask_existing(conn: Connection, key: str) -> Cursor:
+    return conn.execute(
         "SELECT id, kind, debit_account, credit_account, amount_msat, pending_id "
         "FROM transfers WHERE key = ?",
         (key,),
-    ).fetchone()
+    )
+
+
+def _existing(asked: Cursor) -> tuple[int, str, str, str, int, int | None] | None:
+    row = asked.fetchone()
     return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+_INSERT = (
+    "INSERT INTO transfers (key, kind, debit_account, credit_account, amount_msat, pending_id,"
+    " code, job_id, pubkey, day, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_RETURNING_ID = _INSERT + " RETURNING id"
 
 
 def _insert(
@@ -119,11 +138,11 @@ def _insert(
     amount: int,
     pending_id: int | None,
     meta: Meta,
-) -> int:
-    cur = conn.execute(
-        "INSERT INTO transfers (key, kind, debit_account, credit_account, amount_msat, pending_id,"
-        " code, job_id, pubkey, day, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " RETURNING id",
+    *,
+    returning_id: bool = False,
+) -> Cursor:
+    return conn.execute(
+        _INSERT_RETURNING_ID if returning_id else _INSERT,
         (
             key,
             kind,
@@ -138,13 +157,13 @@ def _insert(
             meta.now,
         ),
     )
-    return int(cur.fetchone()[0])
 
 
-def _check_funds(conn: Connection, debit: str, amount: int) -> None:
-    if debit in EXTERNAL:
+def _check_funds(funds: AccountRow | None, debit: str, amount: int) -> None:
+    """``funds``: the debit account (None: an external account, never short)."""
+    if funds is None:
         return
-    have = available(conn, debit)
+    have = funds.available_msat
     if have < amount:
         raise InsufficientFunds(f"account {debit} has {have} msat available, needs {amount}")
 
@@ -161,7 +180,10 @@ def transfer(
 ) -> int:
     """Create a ``single`` (or ``pending``) transfer; return its id. Idempotent by ``key``."""
     kind = "pending" if pending else "single"
-    found = _existing(conn, key)
+    asked = _ask_existing(conn, key)
+    debit_row = None if debit in EXTERNAL else ask_account(conn, debit)  # one round trip
+    found = _existing(asked)
+    funds = None if debit_row is None else account_from(debit_row, debit)
     if found is not None:
         if found[1:5] != (kind, debit, credit, amount):
             raise IdempotencyConflict(f"transfer key {key!r} already used with other terms")
@@ -171,8 +193,9 @@ def transfer(
     for account in (debit, credit):
         if account.startswith(BALANCE_PREFIX):
             ensure_account(conn, account)
-    _check_funds(conn, debit, amount)
-    tid = _insert(conn, key, kind, debit, credit, amount, None, meta)
+    _check_funds(funds, debit, amount)  # asked before ensure_account: a new one reads empty
+    tid = int(_insert(conn, key, kind, debit, credit, amount, None, meta,
+                      returning_id=True).fetchone()[0])
     if pending:
         conn.execute(
             "UPDATE accounts SET debits_pending = debits_pending + ? WHERE id = ?", (amount, debit)
@@ -191,31 +214,32 @@ def transfer(
     return tid
 
 
-def resolve(conn: Connection, key: str, pending_id: int, amount: int, meta: Meta) -> int:
+def resolve(conn: Connection, key: str, pending_id: int, amount: int, meta: Meta) -> None:
     """Post ``amount`` (0 < amount <= pending amount) of a pending transfer, or void it (0).
 
     The pending amount leaves the pending columns in full; ``amount`` enters the posted ones.
     Resolving twice raises ``IllegalTransition`` (except a repeat of the same key and terms).
     """
     kind = "post" if amount > 0 else "void"
-    found = _existing(conn, key)
+    asked = _ask_existing(conn, key)  # the three reads come back in one round trip
+    pending_row = conn.execute(
+        "SELECT kind, debit_account, credit_account, amount_msat FROM transfers WHERE id = ?",
+        (pending_id,),
+    )
+    resolution = conn.execute("SELECT 1 FROM transfers WHERE pending_id = ?", (pending_id,))
+    found, row, resolved = _existing(asked), pending_row.fetchone(), resolution.fetchone()
     if found is not None:
         if found[1] != kind or found[4] != amount or found[5] != pending_id:
             raise IdempotencyConflict(f"transfer key {key!r} already used with other terms")
-        return found[0]
-    row = conn.execute(
-        "SELECT kind, debit_account, credit_account, amount_msat FROM transfers WHERE id = ?",
-        (pending_id,),
-    ).fetchone()
+        return
     if row is None or row[0] != "pending":
         raise IllegalTransition(f"transfer {pending_id} is not a pending transfer")
     _, debit, credit, reserved = row
     if amount > reserved:
         raise IllegalTransition(f"cannot post {amount} msat of a {reserved} msat reservation")
-    done = conn.execute("SELECT 1 FROM transfers WHERE pending_id = ?", (pending_id,)).fetchone()
-    if done is not None:
+    if resolved is not None:
         raise IllegalTransition(f"pending transfer {pending_id} is already resolved")
-    tid = _insert(conn, key, kind, debit, credit, amount, pending_id, meta)
+    _insert(conn, key, kind, debit, credit, amount, pending_id, meta)
     conn.execute(
         "UPDATE accounts SET debits_pending = debits_pending - ?, debits_posted = debits_posted + ?"
         " WHERE id = ?",
@@ -226,4 +250,3 @@ def resolve(conn: Connection, key: str, pending_id: int, amount: int, meta: Meta
         " credits_posted = credits_posted + ? WHERE id = ?",
         (reserved, amount, credit),
     )
-    return tid

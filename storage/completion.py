@@ -22,9 +22,9 @@ from __future__ import annotations
 from storage import refunds, subsidy
 from storage.accounts import ESCROW, REVENUE, Meta, resolve, transfer
 from storage.errors import InvalidAmount
-from storage.jobs import get_job, move_job, set_job
+from storage.jobs import ask_job, job_from_row, move_job, set_job
 from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
-from storage.operations import job_key, once
+from storage.operations import job_key, once_with
 from storage.outcomes import Completion, Failure, JobRecord, Serve
 from storage.sql import Connection
 
@@ -95,8 +95,8 @@ def settle_paid(conn: Connection, job: JobRecord, actual: int, now: int) -> Comp
 def settle(
     conn: Connection, job_id: str, actual: int, now: int
 ) -> Completion:
-    def compute() -> Completion:
-        job = get_job(conn, job_id)
+    def compute(row: tuple[object, ...] | None) -> Completion:
+        job = job_from_row(row, job_id)
         JOB_LIFECYCLE.next(job.state, JobOp.SETTLE, job.id)
         if actual > job.estimate_msat:
             raise InvalidAmount(f"actual cost {actual} exceeds the estimate {job.estimate_msat}")
@@ -106,12 +106,13 @@ def settle(
             return session_settle(conn, job, actual, now)
         return settle_paid(conn, job, actual, now)
 
-    return once(conn, job_key(job_id, "settle"), "settle", [actual], Completion, compute)
+    return once_with(conn, job_key(job_id, "settle"), "settle", [actual], Completion,
+                     ask_job(conn, job_id), compute)
 
 
 def fail(conn: Connection, job_id: str, reason: str, now: int) -> Failure:
-    def compute() -> Failure:
-        job = get_job(conn, job_id)
+    def compute(row: tuple[object, ...] | None) -> Failure:
+        job = job_from_row(row, job_id)
         JOB_LIFECYCLE.next(job.state, JobOp.FAIL, job.id)
         released = 0
         if job.reserve_transfer is not None:
@@ -125,7 +126,8 @@ def fail(conn: Connection, job_id: str, reason: str, now: int) -> Failure:
         )
         return Failure(job_id, released, refund, rest)
 
-    return once(conn, job_key(job_id, "fail"), "fail", [], Failure, compute)
+    return once_with(conn, job_key(job_id, "fail"), "fail", [], Failure, ask_job(conn, job_id),
+                     compute)
 
 
 def start(conn: Connection, job_id: str, now: int) -> JobRecord:

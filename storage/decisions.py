@@ -19,7 +19,7 @@ from storage import subsidy
 from storage.accounts import REVENUE, Meta, available, balance_account, transfer
 from storage.errors import IdempotencyConflict
 from storage.limits import Limits, utc_day
-from storage.operations import job_key, once
+from storage.operations import job_key, once_with
 from storage.outcomes import Decision, Reason, Serve
 from storage.sql import Connection
 
@@ -49,8 +49,8 @@ def decide(
     """Decide and record the job, making the decision's moves in this same transaction."""
     day = utc_day(now)
 
-    def compute() -> Decision:
-        if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
+    def compute(existing: tuple[object, ...] | None) -> Decision:
+        if existing is not None:
             raise IdempotencyConflict(f"job {job_id} already exists")
         d = quote(conn, limits, job_id, pubkey, estimate, day, subsidised)
         reserve_tid = hold_tid = None
@@ -93,4 +93,5 @@ def decide(
         return d
 
     args: list[object] = [pubkey, estimate] if subsidised else [pubkey, estimate, "paid_only"]
-    return once(conn, job_key(job_id, "decide"), "decide", args, Decision, compute)
+    exists = conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,))
+    return once_with(conn, job_key(job_id, "decide"), "decide", args, Decision, exists, compute)

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from storage.errors import UnknownJob
 from storage.lifecycle import (
     JOB_LIFECYCLE,
@@ -13,7 +16,7 @@ from storage.lifecycle import (
     RefundState,
 )
 from storage.outcomes import JobRecord, Serve
-from storage.sql import Connection
+from storage.sql import Connection, Cursor
 
 _COLUMNS = (
     "id, pubkey, serve, state, estimate_msat, absorb_msat, work_amount_msat, reserved_msat,"
@@ -32,7 +35,16 @@ def _record(row: tuple[object, ...]) -> JobRecord:
 
 
 def get_job(conn: Connection, job_id: str) -> JobRecord:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()  # noqa: S608
+    return job_from_row(ask_job(conn, job_id).fetchone(), job_id)
+
+
+def ask_job(conn: Connection, job_id: str) -> Cursor:
+    """Ask for the job's row (read it with ``job_from_row``): statements asked for before the
+    first is read come back in one round trip on PostgreSQL."""
+    return conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))  # noqa: S608
+
+
+def job_from_row(row: tuple[object, ...] | None, job_id: str) -> JobRecord:
     if row is None:
         raise UnknownJob(f"no job {job_id!r}")
     return _record(row)
@@ -85,16 +97,19 @@ def set_job(
 ) -> JobRecord:
     """Update ``job``: its state moves by ``op`` and its refund by ``refund_op``, as the
     lifecycle tables say (``IllegalTransition`` otherwise, before anything is written); other
-    columns as ``changes`` give them. Returns the record as written."""
+    columns as ``changes`` give them. Returns the record as written (not read back)."""
     assert "state" not in changes and "refund_state" not in changes, "states move by operations"
+    states: dict[str, JobState | RefundState] = {}
     if op is not None:
-        changes["state"] = JOB_LIFECYCLE.next(job.state, op, job.id).value
+        states["state"] = JOB_LIFECYCLE.next(job.state, op, job.id)
     if refund_op is not None:
-        changes["refund_state"] = REFUND_LIFECYCLE.next(job.refund_state, refund_op, job.id).value
+        states["refund_state"] = REFUND_LIFECYCLE.next(job.refund_state, refund_op, job.id)
     changes["updated_at"] = now
-    cols = ", ".join(f"{name} = ?" for name in changes)
-    conn.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*changes.values(), job.id))  # noqa: S608
-    return get_job(conn, job.id)
+    columns = {**changes, **{name: state.value for name, state in states.items()}}
+    cols = ", ".join(f"{name} = ?" for name in columns)
+    conn.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*columns.values(), job.id))  # noqa: S608
+    written: dict[str, Any] = {**changes, **states}
+    return dataclasses.replace(job, **written)
 
 
 def move_job(conn: Connection, job_id: str, op: JobOp, now: int) -> JobRecord:

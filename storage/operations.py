@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from storage.errors import IdempotencyConflict
 from storage.outcomes import _Value
-from storage.sql import Connection
+from storage.sql import Connection, Cursor
 
 V = TypeVar("V", bound=_Value)
 
@@ -32,15 +32,32 @@ def once(
     others it raises ``IdempotencyConflict``. If ``compute`` raises, nothing is stored (the
     caller's savepoint rolls its writes back), so a retry runs it again.
     """
+    return once_with(conn, key, op, args, cls, None, lambda _: compute())
+
+
+def once_with(
+    conn: Connection,
+    key: str,
+    op: str,
+    args: object,
+    cls: type[V],
+    asked: Cursor | None,
+    compute: Callable[[Any], V],
+) -> V:
+    """``once``, with ``asked``: a statement the caller asked for just before (a read that
+    ``compute`` needs first). It is read together with the idempotency lookup — one round trip
+    on PostgreSQL — and its first row (None if none) is handed to ``compute``."""
     args_text = json.dumps(args, separators=(",", ":"))
-    row = conn.execute("SELECT op, args, result FROM operations WHERE key = ?", (key,)).fetchone()
+    lookup = conn.execute("SELECT op, args, result FROM operations WHERE key = ?", (key,))
+    row = lookup.fetchone()
+    first = None if asked is None else asked.fetchone()  # read now, whatever follows
     if row is not None:
         if row[0] != op or row[1] != args_text:
             raise IdempotencyConflict(
                 f"key {key!r} was already used for {row[0]} with other arguments"
             )
         return cls.from_json(row[2])
-    result = compute()
+    result = compute(first)
     conn.execute(
         "INSERT INTO operations (key, op, args, result) VALUES (?, ?, ?, ?)",
         (key, op, args_text, result.to_json()),
