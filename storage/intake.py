@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from storage import leases, requests
-from storage.amounts import text_id
+from storage import completion, leases, requests
+from storage.amounts import nonneg_msat, text_id
 from storage.database import Database
 from storage.errors import InvalidInput
 from storage.leases import Replica
 from storage.lifecycle import RequestOp
 from storage.limits import Clock, system_clock
+from storage.outcomes import Completion
 from storage.requests import NewRequest, RequestRecord
 from storage.sql import Connection
 
@@ -186,17 +187,22 @@ class Intake:
         await self.db.write(
             lambda conn: requests.save(conn, request_id, "invoice", bolt11, None, now))
 
-    async def save_answer(self, request_id: str, answer: str, cost_msat: int) -> None:
-        """Keep the work's answer and its actual cost before settling (a restart settles it
-        and sends it without running the work again)."""
+    async def settle_answer(self, request_id: str, answer: str, cost_msat: int) -> Completion:
+        """Keep the work's answer and its actual cost on the request and settle the request's
+        job (the job of the same id: ``Ledger.settle``) with that cost, in one transaction: a
+        settled job always has its answer, so a restart sends it without running the work
+        again. A repeat returns the first settlement."""
         text_id(request_id, "request_id")
         if not isinstance(answer, str) or len(answer) > requests.MAX_BODY_CHARS:
             raise InvalidInput("answer must be text")
-        if type(cost_msat) is not int or cost_msat < 0:
-            raise InvalidInput("cost_msat must be a non-negative int")
+        cost = nonneg_msat(cost_msat, "cost_msat")
         now = self.clock()
-        await self.db.write(
-            lambda conn: requests.save(conn, request_id, "answer", answer, cost_msat, now))
+
+        def run(conn: Connection) -> Completion:
+            requests.save(conn, request_id, "answer", answer, cost, now)
+            return completion.settle(conn, request_id, cost, now)
+
+        return await self.db.write(run)
 
     async def history(self, sender: str, before: str, limit: int,
                       protocols: Sequence[str]) -> list[tuple[str, str]]:

@@ -5,12 +5,13 @@ for a paid job the answer once paid — every path of the seed, resumable from l
 and takes the next steps; it is the same code for a request just received, a job just paid, and
 the start-up sweep after a crash. Every step is idempotent: the ledger's operations are keyed by
 the job, the outbox stores a message key once, and what cannot be redone (an invoice shown, an
-answer generated) is saved on the request before the step that depends on it. The job id of a
-question is its request id.
+answer generated) is saved on the request before, or with, the step that depends on it (the
+answer with the settlement: ``Intake.settle_answer``). The job id of a question is its request
+id.
 
-    question ─ estimate ─ decide ─┬ free / session ─ work ─ save answer ─ settle ─ reply (closed)
+    question ─ estimate ─ decide ─┬ free / session ─ work ─ answer kept + settled ─ reply (closed)
                                   └ partial / gate ─ invoice ─ attach ─ quote (open)
-    paid (wallet, zap, poll) ─ start ─ work ─ save answer ─ settle ─ answer (closed)
+    paid (wallet, zap, poll) ─ start ─ work ─ answer kept + settled ─ answer (closed)
     work failed / timed out ─ fail (reservation released, payment refunded) ─ told (closed)
     invoice expired ─ told once (closed)
     deleted by its author (NIP-90) ─ unpaid: cancel · paid: fail (refunded) · started: goes on
@@ -54,6 +55,7 @@ from bot.wallets.bolt11 import decode_invoice
 from bot.work import Backend, Pricing, WorkFailure, WorkRequest, WorkResult, estimate
 from bot.work.result import Turn
 from storage import (
+    Completion,
     Intake,
     JobRecord,
     Ledger,
@@ -379,8 +381,9 @@ class JobFlow:
             if computed > cost:
                 log.warning("job %s: usage costs %d msat above the quote %d: charging the quote",
                             job.id[:8], computed, job.estimate_msat)
-            await self.d.intake.save_answer(req.id, result.text, cost)
-            req = replace(req, answer=result.text, answer_msat=cost)
+            done = await self.d.intake.settle_answer(req.id, result.text, cost)
+            await self._finish(replace(req, answer=result.text, answer_msat=cost), job, done)
+            return
         await self._finish(req, job)
 
     async def _answer(self, work: WorkRequest) -> WorkResult:
@@ -391,11 +394,15 @@ class JobFlow:
             time.monotonic() - started)
         return result
 
-    async def _finish(self, req: RequestRecord, job: JobRecord) -> None:
+    async def _finish(self, req: RequestRecord, job: JobRecord,
+                      done: Completion | None = None) -> None:
+        """Answer a settled job (``done``), or one whose answer was kept: settled now, or its
+        settlement read again (a repeat)."""
         if req.answer is None or req.answer_msat is None:  # done, but its text was erased
             await self.d.intake.move_request(req.id, RequestOp.CLOSE)
             return
-        done = await self.d.ledger.settle(job.id, req.answer_msat)
+        if done is None:
+            done = await self.d.ledger.settle(job.id, req.answer_msat)
         self.d.metrics.job_finished(str(job.serve), "answered")
         _job_log(job.id, req.sender, "settled",
                  f"cost={done.actual_msat} charged={done.charged_msat} "

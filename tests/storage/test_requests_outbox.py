@@ -10,13 +10,16 @@ from storage import (
     Database,
     IllegalTransition,
     Intake,
+    InvalidAmount,
     InvalidInput,
+    Ledger,
     NewRequest,
     Outbox,
     OutgoingEvent,
     RequestOp,
     RequestState,
 )
+from tests.storage.conftest import LIMITS
 from tests.storage.support import ManualClock, raw
 
 
@@ -74,16 +77,24 @@ async def test_request_states_move_forward_only(db: Database) -> None:
         await intake.move_request("r4", RequestOp.WAIT)
 
 
+async def _answered(intake: Intake, ledger: Ledger, request_id: str, answer: str) -> None:
+    """A free job for the request, answered and settled (1000 msat)."""
+    await ledger.decide(request_id, "bob", 2000)
+    done = await intake.settle_answer(request_id, answer, 1000)
+    assert done.actual_msat == 1000 and done.charged_msat == 0
+
+
 async def test_history_and_erasure(db: Database, clock: ManualClock) -> None:
-    intake = Intake(db, clock=clock)
+    intake, ledger = Intake(db, clock=clock), Ledger(db, LIMITS, clock=clock)
+    await ledger.credit_pool(100_000, "pool")
     for i in range(4):
         await intake.record(NewRequest(f"q{i}", "bob", "nip04", f"question {i}", f"e{i}",
                                        ("ws://a",)), [f"e{i}"])
-        await intake.save_answer(f"q{i}", f"answer {i}", 1000)
+        await _answered(intake, ledger, f"q{i}", f"answer {i}")
         await intake.move_request(f"q{i}", RequestOp.CLOSE)
         clock.advance(10)
     await intake.record(NewRequest("j9", "bob", "nip90", '{"kind":5050}', "j9", ()), ["j9"])
-    await intake.save_answer("j9", "a job's result", 1000)  # another protocol: not history
+    await _answered(intake, ledger, "j9", "a job's result")  # another protocol: not history
     dms = ("nip04", "nip17")
     assert await intake.history("bob", "q3", 2, dms) == [("question 1", "answer 1"),
                                                          ("question 2", "answer 2")]
@@ -136,3 +147,19 @@ async def test_agent_state_survives(db_location: str) -> None:
     await db.close()
     with raw(db_location) as conn:
         assert tuple(conn.execute("SELECT COUNT(*) FROM agent_state").fetchone()) == (1,)
+
+
+async def test_an_answer_is_kept_with_its_settlement_or_not_at_all(db: Database) -> None:
+    intake, ledger = Intake(db), Ledger(db, LIMITS)
+    await ledger.credit_pool(100_000, "pool")
+    await intake.record(_req("r8"), ["ev8"])
+    await ledger.decide("r8", "alice", 2000)
+    with pytest.raises(InvalidAmount):  # above the estimate: refused, and no answer kept
+        await intake.settle_answer("r8", "too dear", 3000)
+    assert (await intake.request("r8")).answer is None
+    assert str((await ledger.job("r8")).state) == "running"
+    done = await intake.settle_answer("r8", "the answer", 1500)
+    assert await intake.settle_answer("r8", "the answer", 1500) == done  # a repeat
+    rec, job = await intake.request("r8"), await ledger.job("r8")
+    assert (rec.answer, rec.answer_msat) == ("the answer", 1500)
+    assert str(job.state) == "done" and job.actual_msat == 1500
