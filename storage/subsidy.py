@@ -7,35 +7,55 @@ reservation was made. They always equal what the journal shows (``storage.check`
 
 from __future__ import annotations
 
-from storage.accounts import POOL, SUBSIDY, Meta, available, resolve, transfer
+from storage.accounts import POOL, SUBSIDY, Meta, account_from, ask_account, resolve, transfer
 from storage.limits import Limits
 from storage.outcomes import Reason
-from storage.sql import Connection
+from storage.sql import Connection, Cursor
 
 
 def usage(conn: Connection, pubkey: str, day: str) -> tuple[int, int]:
-    row = conn.execute(
+    return _usage_from(_ask_usage(conn, pubkey, day).fetchone())
+
+
+def _ask_usage(conn: Connection, pubkey: str, day: str) -> Cursor:
+    return conn.execute(
         "SELECT absorbed_msat, jobs FROM daily_usage WHERE pubkey = ? AND day = ?", (pubkey, day)
-    ).fetchone()
+    )
+
+
+def _usage_from(row: tuple[int, int] | None) -> tuple[int, int]:
     return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
 def pool_spent(conn: Connection, day: str) -> int:
-    row = conn.execute("SELECT spent_msat FROM pool_daily WHERE day = ?", (day,)).fetchone()
+    return _spent_from(_ask_pool_spent(conn, day).fetchone())
+
+
+def _ask_pool_spent(conn: Connection, day: str) -> Cursor:
+    return conn.execute("SELECT spent_msat FROM pool_daily WHERE day = ?", (day,))
+
+
+def _spent_from(row: tuple[int] | None) -> int:
     return 0 if row is None else int(row[0])
 
 
 def room(conn: Connection, limits: Limits, pubkey: str, day: str) -> tuple[int, Reason]:
     """The most the pool may absorb for ``pubkey`` now, and the limit that binds it."""
-    absorbed, jobs = usage(conn, pubkey, day)
+    cap = limits.pool_daily_cap_msat
+    used = _ask_usage(conn, pubkey, day)  # the three asked together: one round trip
+    pool_row = ask_account(conn, POOL)
+    spent_row = None if cap is None else _ask_pool_spent(conn, day)
+    absorbed, jobs = _usage_from(used.fetchone())
+    pool = account_from(pool_row, POOL)
+    spent = 0 if spent_row is None else _spent_from(spent_row.fetchone())
     if jobs >= limits.daily_free_jobs:
         return 0, Reason.JOBS_LIMIT
     candidates = [
-        (available(conn, POOL), Reason.POOL_SHORT),
+        (pool.available_msat, Reason.POOL_SHORT),
         (limits.daily_free_msat - absorbed, Reason.ALLOWANCE_SHORT),
     ]
-    if limits.pool_daily_cap_msat is not None:
-        candidates.append((limits.pool_daily_cap_msat - pool_spent(conn, day), Reason.POOL_CAP))
+    if cap is not None:
+        candidates.append((cap - spent, Reason.POOL_CAP))
     amount, reason = min(candidates, key=lambda c: c[0])
     return max(0, amount), reason
 
