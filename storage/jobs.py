@@ -50,11 +50,17 @@ def job_from_row(row: tuple[object, ...] | None, job_id: str) -> JobRecord:
     return _record(row)
 
 
-def find_job(conn: Connection, ref: str) -> JobRecord:
-    """A job by its invoice payment hash, else by its id."""
-    row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE invoice_hash = ?", (ref,)).fetchone()  # noqa: S608
-    if row is None:
-        row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (ref,)).fetchone()  # noqa: S608
+def ask_found_job(conn: Connection, ref: str) -> Cursor:
+    """Ask for the job whose invoice payment hash is ``ref``, else whose id is ``ref`` (read it
+    with ``found_job_from_row``)."""
+    return conn.execute(
+        f"SELECT {_COLUMNS} FROM jobs WHERE invoice_hash = ? OR id = ?"  # noqa: S608
+        " ORDER BY CASE WHEN invoice_hash = ? THEN 0 ELSE 1 END LIMIT 1",
+        (ref, ref, ref),
+    )
+
+
+def found_job_from_row(row: tuple[object, ...] | None, ref: str) -> JobRecord:
     if row is None:
         raise UnknownJob(f"no job or invoice {ref!r}")
     return _record(row)

@@ -15,10 +15,10 @@ from storage import refunds, subsidy
 from storage.accounts import ESCROW, LIGHTNING_IN, Meta, balance_account, transfer
 from storage.amounts import whole_sats_up
 from storage.errors import IdempotencyConflict, IllegalTransition, InvalidAmount
-from storage.jobs import find_job, get_job, move_job, set_job
+from storage.jobs import ask_found_job, ask_job, found_job_from_row, job_from_row, move_job, set_job
 from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
 from storage.limits import Limits, utc_day
-from storage.operations import job_key, once
+from storage.operations import job_key, once_with
 from storage.outcomes import (
     CreditedPayment,
     JobRecord,
@@ -34,7 +34,12 @@ from storage.sql import Connection
 def attach_invoice(
     conn: Connection, job_id: str, payment_hash: str, amount: int, expires_at: int, now: int
 ) -> JobRecord:
-    job = get_job(conn, job_id)
+    asked = ask_job(conn, job_id)  # the three reads in one round trip on PostgreSQL
+    hash_in_jobs = conn.execute("SELECT 1 FROM jobs WHERE invoice_hash = ?", (payment_hash,))
+    hash_in_topups = conn.execute("SELECT 1 FROM topups WHERE payment_hash = ?", (payment_hash,))
+    row, job_has_hash, topup_has_hash = (
+        asked.fetchone(), hash_in_jobs.fetchone(), hash_in_topups.fetchone())
+    job = job_from_row(row, job_id)
     if (job.invoice_hash, job.invoice_msat, job.invoice_expires_at) == (
         payment_hash,
         amount,
@@ -47,9 +52,9 @@ def attach_invoice(
             f"invoice amount {amount} msat is not the job's work amount {job.work_amount_msat}"
             " msat rounded up to whole sats"
         )
-    if conn.execute("SELECT 1 FROM jobs WHERE invoice_hash = ?", (payment_hash,)).fetchone():
+    if job_has_hash:
         raise IdempotencyConflict("payment hash already belongs to another job")
-    if conn.execute("SELECT 1 FROM topups WHERE payment_hash = ?", (payment_hash,)).fetchone():
+    if topup_has_hash:
         raise IdempotencyConflict("payment hash already belongs to a top-up")
     return set_job(
         conn,
@@ -65,8 +70,8 @@ def attach_invoice(
 def confirm_payment(
     conn: Connection, limits: Limits, ref: str, amount: int, key: str, now: int
 ) -> PaymentOutcome:
-    def compute() -> PaymentOutcome:
-        job = find_job(conn, ref)
+    def compute(row: tuple[object, ...] | None) -> PaymentOutcome:
+        job = found_job_from_row(row, ref)
         to_balance = balance_account(job.pubkey)
 
         def all_to_balance(result: PaymentVerdict) -> PaymentOutcome:
@@ -127,7 +132,8 @@ def confirm_payment(
         result = PaymentVerdict.OVERPAID if excess else PaymentVerdict.PAID
         return PaymentOutcome(job.id, result, amount, True, excess, 0)
 
-    return once(conn, key, "confirm_payment", [ref, amount], PaymentOutcome, compute)
+    return once_with(conn, key, "confirm_payment", [ref, amount], PaymentOutcome,
+                     ask_found_job(conn, ref), compute)
 
 
 def reserve_partial_grant(
@@ -135,8 +141,8 @@ def reserve_partial_grant(
 ) -> PartialGrant:
     """Reserve a paid partial job's pool share, or fail it with the whole payment refunded."""
 
-    def compute() -> PartialGrant:
-        job = get_job(conn, job_id)
+    def compute(row: tuple[object, ...] | None) -> PartialGrant:
+        job = job_from_row(row, job_id)
         if job.serve is not Serve.PARTIAL:
             raise IllegalTransition(f"job {job_id} is {job.serve.value}: it has no grant")
         JOB_LIFECYCLE.next(job.state, JobOp.RESERVE_GRANT, job.id)
@@ -168,9 +174,8 @@ def reserve_partial_grant(
         )
         return PartialGrant(job_id, False, job.absorb_msat, refund, rest)
 
-    return once(
-        conn, job_key(job_id, "partial_grant"), "reserve_partial_grant", [], PartialGrant, compute
-    )
+    return once_with(conn, job_key(job_id, "partial_grant"), "reserve_partial_grant", [],
+                     PartialGrant, ask_job(conn, job_id), compute)
 
 
 def expire_job(conn: Connection, job_id: str, now: int) -> JobRecord:
