@@ -5,6 +5,13 @@ accept: ``?`` parameters, ``INSERT … ON CONFLICT``, ``RETURNING``, ``CAST(… 
 sums, and an insertion-order column named ``rowid`` (SQLite's own; a generated column on
 PostgreSQL). ``sqlite3.Connection`` fits these protocols as it is; ``storage.postgres`` adapts a
 PostgreSQL connection to them.
+
+On PostgreSQL a write transaction's statements are pipelined: ``execute`` returns at once and a
+result is waited for when first read (rows or ``rowcount``), together with everything asked
+before it. So an operation asks the reads it needs together before reading any of them (one
+round trip: ``jobs.ask_job``, ``accounts.ask_account``, ``operations.once_with``), and reads every
+statement it asked before anything can raise: SQLite keeps an unread statement open, holding its
+snapshot.
 """
 
 from __future__ import annotations
