@@ -21,6 +21,7 @@ from storage import (
 from storage.accounts import POOL, REVENUE, SUBSIDY, ZAPS_IN, Meta, resolve, transfer
 from storage.migrations import LATEST
 from storage.postgres import is_postgres_url
+from storage.postgres_pipeline import MAX_PREPARED
 from storage.sql import Connection
 from tests.storage.support import assert_invariants, raw
 
@@ -198,3 +199,15 @@ async def test_the_writer_reconnects_after_the_server_dropped_it(db: Database) -
         await db.write(lambda conn: transfer(conn, "lost", ZAPS_IN, POOL, 10, Meta("t", 0)))
     await db.write(lambda conn: transfer(conn, "again", ZAPS_IN, POOL, 10, Meta("t", 0)))
     assert (await assert_invariants(db))[POOL] == 20
+
+
+async def test_more_distinct_statements_than_are_prepared(db: Database) -> None:
+    """Past the prepared statements a connection keeps, statements still run (unprepared)."""
+    count = MAX_PREPARED + 8
+
+    def many(conn: Connection) -> list[int]:
+        asked = [conn.execute(f"SELECT CAST(? AS BIGINT) + {n}", (n,)) for n in range(count)]
+        return [int(cursor.fetchone()[0]) for cursor in asked]
+
+    assert await db.write(many) == [2 * n for n in range(count)]
+    assert await db.write(many) == [2 * n for n in range(count)]
