@@ -197,21 +197,24 @@ def transfer(
     tid = int(_insert(conn, key, kind, debit, credit, amount, None, meta,
                       returning_id=True).fetchone()[0])
     if pending:
-        conn.execute(
-            "UPDATE accounts SET debits_pending = debits_pending + ? WHERE id = ?", (amount, debit)
-        )
-        conn.execute(
-            "UPDATE accounts SET credits_pending = credits_pending + ? WHERE id = ?",
-            (amount, credit),
-        )
+        _move(conn, debit, credit, posted=0, pending=amount)
     else:
-        conn.execute(
-            "UPDATE accounts SET debits_posted = debits_posted + ? WHERE id = ?", (amount, debit)
-        )
-        conn.execute(
-            "UPDATE accounts SET credits_posted = credits_posted + ? WHERE id = ?", (amount, credit)
-        )
+        _move(conn, debit, credit, posted=amount, pending=0)
     return tid
+
+
+def _move(conn: Connection, debit: str, credit: str, *, posted: int, pending: int) -> None:
+    """Add ``posted`` and ``pending`` (either may be negative) to the debit account's debit
+    columns and to the credit account's credit columns: both accounts in one statement."""
+    conn.execute(
+        "UPDATE accounts SET"
+        " debits_posted = debits_posted + CASE WHEN id = ? THEN ? ELSE 0 END,"
+        " debits_pending = debits_pending + CASE WHEN id = ? THEN ? ELSE 0 END,"
+        " credits_posted = credits_posted + CASE WHEN id = ? THEN ? ELSE 0 END,"
+        " credits_pending = credits_pending + CASE WHEN id = ? THEN ? ELSE 0 END"
+        " WHERE id IN (?, ?)",
+        (debit, posted, debit, pending, credit, posted, credit, pending, debit, credit),
+    )
 
 
 def resolve(conn: Connection, key: str, pending_id: int, amount: int, meta: Meta) -> None:
@@ -240,13 +243,4 @@ def resolve(conn: Connection, key: str, pending_id: int, amount: int, meta: Meta
     if resolved is not None:
         raise IllegalTransition(f"pending transfer {pending_id} is already resolved")
     _insert(conn, key, kind, debit, credit, amount, pending_id, meta)
-    conn.execute(
-        "UPDATE accounts SET debits_pending = debits_pending - ?, debits_posted = debits_posted + ?"
-        " WHERE id = ?",
-        (reserved, amount, debit),
-    )
-    conn.execute(
-        "UPDATE accounts SET credits_pending = credits_pending - ?,"
-        " credits_posted = credits_posted + ? WHERE id = ?",
-        (reserved, amount, credit),
-    )
+    _move(conn, debit, credit, posted=amount, pending=-reserved)
