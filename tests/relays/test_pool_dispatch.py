@@ -16,12 +16,15 @@ GUARD_S = 20.0
 
 
 async def test_authors_side_by_side_one_author_in_order(relay_url: str) -> None:
-    first, second = Keys.generate(), Keys.generate()
+    first, second, probe = Keys.generate(), Keys.generate(), Keys.generate()
     started: list[str] = []
     finished: list[str] = []
-    second_done = asyncio.Event()
+    second_done, live = asyncio.Event(), asyncio.Event()
 
     async def handler(event: Event, relay: str) -> None:
+        if event.pubkey == probe.public_hex:  # the subscription is open on the relay
+            live.set()
+            return
         started.append(event.content)
         if event.content == "first 1":  # held until the other author's event was handled
             await asyncio.wait_for(second_done.wait(), GUARD_S)
@@ -31,8 +34,14 @@ async def test_authors_side_by_side_one_author_in_order(relay_url: str) -> None:
 
     async with RelayPool(configs(relay_url), backoff=FAST_BACKOFF) as pool, \
             RelayPool(configs(relay_url), backoff=FAST_BACKOFF) as publisher:
-        await pool.subscribe([{"authors": [first.public_hex, second.public_hex]}], handler)
+        await pool.subscribe([{"authors": [first.public_hex, second.public_hex,
+                                           probe.public_hex]}], handler)
         assert await pool.wait_connected(10) and await publisher.wait_connected(10)
+        # Published before the subscription reached the relay, the three would come back as
+        # stored events, newest first: out of the order under test. Once the probe is handled,
+        # they arrive live, in the order they are published.
+        assert (await publisher.publish(sign_event(probe, 1, "probe"))).ok
+        await asyncio.wait_for(live.wait(), GUARD_S)
         for keys, text in ((first, "first 1"), (first, "first 2"), (second, "second")):
             assert (await publisher.publish(sign_event(keys, 1, text))).ok
         assert await wait_until(lambda: len(finished) == 3)
