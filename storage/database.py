@@ -15,7 +15,7 @@ caller's future. An engine may send an operation's statements without waiting fo
 write is durable (SQLite ``synchronous=FULL``; PostgreSQL ``synchronous_commit=on``). Concurrent
 callers thus share one commit (group commit), while each operation stays atomic and sees the
 effects of the ones before it. Several OS processes on one database serialize their write
-transactions (SQLite's write lock; PostgreSQL's advisory lock).
+transactions (SQLite's write lock; PostgreSQL's write-lock table and advisory lock).
 
 Reads (``Database.read``) run on a second connection, in a read-only transaction, so they see one
 consistent committed snapshot and never write. On SQLite they run at once on the caller's thread

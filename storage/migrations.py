@@ -212,7 +212,11 @@ ALTER TABLE payouts ADD COLUMN lease_owner TEXT;
 ALTER TABLE payouts ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+# Nothing on SQLite: version 5 is PostgreSQL's write-lock table (storage.postgres_migrations);
+# SQLite's writers queue on its own lock.
+_V5 = ""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 LATEST = len(MIGRATIONS)
 
 

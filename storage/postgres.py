@@ -6,15 +6,22 @@ operations are synchronous functions run inside one transaction on the database'
 as on SQLite; an asynchronous driver would make every statement a round trip through the event
 loop (docs/ARCHITECTURE.md has the comparison).
 
-Writes: each batch of operations is one transaction that first takes a transaction-scoped
-advisory lock (:data:`WRITE_LOCK`), so write transactions on one database run one at a time, in
-every process, exactly like SQLite's ``BEGIN IMMEDIATE``. Its statements go through
-libpq's pipeline mode (``storage.postgres_pipeline``): a statement whose result the operation
-does not read (a savepoint, an ``INSERT`` or ``UPDATE`` without ``RETURNING``) goes out without
-waiting for the server; a read waits for everything sent before it; each operation ends by
-waiting for all its statements (``PostgresEngine.end_operation``), so a failed statement rolls
-back its own operation only. A round trip (~80–150 µs on one host, more across a network) is
-thus paid per read and per operation, not per statement. The transaction is READ COMMITTED:
+Writes: each batch of operations is one transaction that first locks the ``write_lock`` table
+(``EXCLUSIVE``: readers' ``ACCESS SHARE`` does not conflict) and then takes a transaction-scoped
+advisory lock (:data:`WRITE_LOCK`, the one migrations hold), so write transactions on one
+database run one at a time, in every process, exactly like SQLite's ``BEGIN IMMEDIATE``. Writers
+queue on the table lock, not inside the advisory lock's function call: measured with four
+processes, queued in the function call they left the hot rows' table (the pool's account,
+updated by nearly every operation) four times larger after 6 s (dead row versions not pruned)
+and settled 0.6–0.8× what one process settles alone; queued on the table lock, 1.1–1.4×.
+
+The write transaction's statements go through libpq's pipeline mode
+(``storage.postgres_pipeline``): a statement whose result the operation does not read (a
+savepoint, an ``INSERT`` or ``UPDATE`` without ``RETURNING``) goes out without waiting for the
+server; a read waits for everything sent before it; each operation ends by waiting for all its
+statements (``PostgresEngine.end_operation``), so a failed statement rolls back its own
+operation only. A round trip (~80–150 µs on one host, more across a network) is thus paid per
+read and per operation, not per statement. The transaction is READ COMMITTED:
 each statement sees everything committed before it, and nothing else can commit while the lock
 is held, so every operation sees the state it would see serially (a REPEATABLE READ snapshot
 would be taken before the lock is granted: stale). ``synchronous_commit`` is forced on: a
@@ -222,11 +229,14 @@ class PostgresEngine:
         return writer, reader
 
     def begin_write(self, conn: PgConnection) -> None:
-        """Begin, take the write lock (waiting for it), and switch to pipeline mode: an
-        operation's statements go out without waiting for each result."""
+        """Begin, take the write locks (waiting for them), and switch to pipeline mode: an
+        operation's statements go out without waiting for each result. Writers queue on the
+        ``write_lock`` table; the advisory lock after it is then free unless a migration holds
+        it."""
         conn.ensure_connected()
         conn.begin_pipeline()
         conn.execute("BEGIN")
+        conn.execute("LOCK TABLE write_lock IN EXCLUSIVE MODE")
         conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
         conn.sync()
 

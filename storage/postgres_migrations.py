@@ -208,7 +208,15 @@ ALTER TABLE payouts ADD COLUMN lease_owner TEXT;
 ALTER TABLE payouts ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+# The table write transactions queue on (``LOCK TABLE write_lock IN EXCLUSIVE MODE``, see
+# ``storage.postgres``) before the advisory lock: writers queued there instead of inside the
+# advisory lock's function call leave the hot rows (the pool's account, the day's pool row) far
+# less bloated, and several processes then add up. It never holds a row; readers never lock it.
+_V5 = """
+CREATE TABLE write_lock (id INTEGER PRIMARY KEY);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 LATEST = len(MIGRATIONS)
 
 # Tables whose rows are copied by ``ledger copy``, parents before children, and their
