@@ -13,7 +13,7 @@ database run one at a time, in every process, exactly like SQLite's ``BEGIN IMME
 queue on the table lock, not inside the advisory lock's function call: measured with four
 processes, queued in the function call they left the hot rows' table (the pool's account,
 updated by nearly every operation) four times larger after 6 s (dead row versions not pruned)
-and settled 0.6–0.8× what one process settles alone; queued on the table lock, 1.1–1.4×.
+and settled 0.6–0.8× what one process settles alone; queued on the table lock, 1.1–1.5×.
 
 The write transaction's statements go through libpq's pipeline mode
 (``storage.postgres_pipeline``): a statement whose result the operation does not read (a
