@@ -3,13 +3,14 @@ PostgreSQL database (the session's private cluster); one of them SIGKILLed mid-j
 again and again (and restarted): every request answered exactly once, the money exact, and the
 survivors take over the jobs the killed one held once its leases expire.
 
-Each round sends a few requests from fresh askers (free answers that take a while, partial
-quotes paid at once by a payer watching the replies, commands) over NIP-17 and NIP-04, then kills
-the same replica 0.3–1 s later. Every other round it stays down past its leases (the survivors'
-timers wake at the expiry and take its work over); in the others it comes back at once (it frees
-the leases of its own dead run at start). Then a replica is stopped (SIGTERM) in the middle of a
-long job: it gives the job back and another one finishes it (on PostgreSQL woken at once by a
-notification). ``TIMMY_E2E_REPLICA_KILLS`` sets the number of kills (default 4).
+Each round sends a few requests from fresh askers (free answers that take a while, partial quotes
+paid at once by a payer watching the replies, commands) over NIP-17 and NIP-04, then kills the same
+replica while its log shows it working on a job of the round (or after 5 s). Every other round it
+stays down past its leases (the survivors' timers wake at the expiry and take its work over); in the
+others it comes back at once (it frees the leases of its own dead run at start). Then a replica is
+stopped (SIGTERM) in the middle of a long job: it gives the job back and another one finishes it (on
+PostgreSQL woken at once by a notification). ``TIMMY_E2E_REPLICA_KILLS`` sets the number of kills
+(default 4).
 """
 
 from __future__ import annotations
@@ -69,6 +70,19 @@ def job_steps(agent: AgentProcess) -> dict[str, set[str]]:
     return steps
 
 
+async def victim_mid_job(victim: AgentProcess, before: set[str],
+                         timeout_s: float = 5.0) -> None:
+    """Return once ``victim`` works on a job not in ``before`` that it has not settled (its log
+    says so), or after ``timeout_s`` (the other replicas may have taken every request of the
+    round)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        steps = job_steps(victim)
+        if steps["working"] - steps["settled"] - before:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def test_replicas_one_killed_mid_job_again_and_again(
         agent_factory: AgentFactory, shared_ledger: str, e2e_relays: list[RelayProcess],
         hubs: HubMaker,
@@ -93,10 +107,12 @@ async def test_replicas_one_killed_mid_job_again_and_again(
     next_asker = iter(askers)
     try:
         for kill in range(KILLS):
+            before = job_steps(victim)["working"]
             for kind in KINDS:
                 asker = next(next_asker)
                 sent.append(Sent(asker, kind, await asker.send(kind.text, kind.protocol)))
-            await asyncio.sleep(rng.uniform(0.3, 1.0))
+            await victim_mid_job(victim, before)
+            await asyncio.sleep(rng.uniform(0.0, 0.4))  # the work takes 0.8-1.2 s
             victim.kill()
             if kill % 2 == 0:  # down past its leases: the survivors must take its jobs over
                 await asyncio.sleep(LEASE_S + 3.0)
