@@ -23,6 +23,7 @@ from storage.migrations import LATEST
 from storage.postgres import is_postgres_url
 from storage.postgres_pipeline import MAX_PREPARED
 from storage.sql import Connection
+from tests.fixtures.postgres import PostgresCluster
 from tests.storage.support import assert_invariants, raw
 
 
@@ -186,9 +187,17 @@ async def test_a_database_error_rolls_back_only_its_operation(db: Database) -> N
     assert await db.write(pool_credits) == 30  # the writer goes on
 
 
-async def test_the_writer_reconnects_after_the_server_dropped_it(db: Database) -> None:
-    if db.engine != "postgresql":
-        pytest.skip("a SQLite file has no server to drop the connection")
+async def test_the_writer_reconnects_after_the_server_dropped_it(
+        postgres_cluster: PostgresCluster) -> None:
+    """PostgreSQL only: a SQLite file has no server to drop the connection."""
+    db = await Database.open(postgres_cluster.new_schema())
+    try:
+        await _writes_across_a_dropped_connection(db)
+    finally:
+        await db.close()
+
+
+async def _writes_across_a_dropped_connection(db: Database) -> None:
     await db.write(lambda conn: transfer(conn, "in", ZAPS_IN, POOL, 10, Meta("t", 0)))
     with raw(db.location) as admin:
         killed = admin.execute(  # the writer's backend: its last statement was a COMMIT
