@@ -18,7 +18,6 @@ from bot.agent.run import add_run_command
 from bot.commands import add_operator_commands
 from bot.ledger_location import LedgerLocation, LocationError, existing_ledger
 from bot.operator_reads import add_operator_reads
-from bot.secrets import SecretError
 from storage import CheckReport, LedgerError, Limits, check, copy_ledger
 
 Subparsers = Any  # argparse's private _SubParsersAction
@@ -59,7 +58,7 @@ def _ledger_check(args: argparse.Namespace) -> int:
         where = existing_ledger(args.db)
         limits = _limits(args)
         report = asyncio.run(_checked(where, limits))
-    except (LocationError, LedgerError, SecretError) as exc:
+    except (LocationError, LedgerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _print_report(report)
@@ -90,7 +89,7 @@ def _ledger_copy(args: argparse.Namespace) -> int:
 
     try:
         rows, before, after = asyncio.run(run())
-    except (LedgerError, SecretError) as exc:
+    except LedgerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"copied {rows} rows from {source} to {target}")

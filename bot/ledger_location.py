@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.secrets import read_secret_env, read_secret_file
+from bot.secrets import SecretError, read_secret_env, read_secret_file
 from storage import Database, InvalidInput
 from storage.postgres import check_url, is_postgres_url, redact
 
@@ -67,7 +67,13 @@ class LedgerLocation:
         return read_secret_file(file, "database password").reveal()
 
     async def open(self, environ: Mapping[str, str] | None = None) -> Database:
-        return await Database.open(self.target, password=self.password(environ))
+        """Open the ledger (a password file that cannot be used is ``InvalidInput``, a
+        ``LedgerError`` like every other reason the ledger cannot be opened)."""
+        try:
+            password = self.password(environ)
+        except SecretError as exc:
+            raise InvalidInput(str(exc)) from None
+        return await Database.open(self.target, password=password)
 
 
 def parse_location(value: str, base: Path, password_file: Path | None = None) -> LedgerLocation:

@@ -36,7 +36,6 @@ from bot.nostr.errors import NostrError
 from bot.nostr.keys import parse_public_key
 from bot.nostr.nip11 import RelayInfo, fetch_relay_info
 from bot.relays.config import RelayConfig, load_relays_toml
-from bot.secrets import SecretError
 from storage import JobRecord, JobState, Ledger, LedgerError, RefundState
 
 Subparsers = Any  # argparse's private _SubParsersAction
@@ -82,7 +81,7 @@ def _read_ledger(args: argparse.Namespace,
 
     try:
         return asyncio.run(run())
-    except (LedgerError, SecretError) as exc:
+    except LedgerError as exc:
         return _fail(str(exc))
 
 

@@ -174,6 +174,20 @@ def test_the_password_comes_from_the_environment_or_a_private_file(tmp_path: Pat
     assert parse_location("ledger.sqlite3", tmp_path).password({"TIMMY_DB_PASSWORD": "x"}) is None
 
 
+@pytest.mark.parametrize("command", [["ledger", "check"], ["pool"]])
+def test_an_unusable_password_file_is_a_clear_error(
+        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    file = tmp_path / "db.password"
+    file.write_text(SECRET)
+    os.chmod(file, 0o644)
+    monkeypatch.setenv("TIMMY_DB_PASSWORD_FILE", str(file))
+    monkeypatch.delenv("TIMMY_DB_PASSWORD", raising=False)
+    assert main([*command, "--db", "postgresql://timmy@127.0.0.1:1/ledger"]) == 2
+    captured = capsys.readouterr()
+    assert "chmod 600" in captured.err and SECRET not in captured.out + captured.err
+
+
 def test_configured_location_and_password_file(tmp_path: Path) -> None:
     s = parse_settings({"agent": {"db": "postgresql://timmy@db.example:5433/ledger",
                                   "db_password_file": "secrets/db.password"}},

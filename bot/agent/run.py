@@ -23,7 +23,6 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging
 from bot.nostr.keys import Keys
 from bot.relays.config import RelayConfig, RelayConfigError, load_relays_toml
-from bot.secrets import SecretError
 from bot.wallets.base import WalletStartError
 from bot.wallets.config import PayoutPolicy
 from bot.wallets.factory import make_wallet
@@ -56,7 +55,7 @@ async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig],
         if settings.ledger.path is not None:
             settings.ledger.path.parent.mkdir(parents=True, exist_ok=True)
         db = await settings.ledger.open()
-    except (OSError, LedgerError, SecretError) as exc:
+    except (OSError, LedgerError) as exc:
         return _fail(f"cannot open the ledger at {settings.ledger} ([agent] db): {exc}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
