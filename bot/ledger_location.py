@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bot.secrets import SecretError, read_secret_env, read_secret_file
 from storage import Database, InvalidInput
-from storage.postgres import check_url, is_postgres_url, redact
+from storage.location import is_postgres_url
 
 PASSWORD_ENV = "TIMMY_DB_PASSWORD"  # noqa: S105 (the variable's name)
 PASSWORD_FILE_ENV = "TIMMY_DB_PASSWORD_FILE"  # noqa: S105
@@ -47,7 +47,11 @@ class LedgerLocation:
 
     def __str__(self) -> str:
         """As shown to people: the path, or the URL's user, host, port and database."""
-        return str(self.path) if self.path is not None else redact(str(self.url))
+        if self.path is not None:
+            return str(self.path)
+        from storage.postgres import redact  # the driver loads only for a PostgreSQL ledger
+
+        return redact(str(self.url))
 
     def exists(self) -> bool:
         """A SQLite file exists; a PostgreSQL database is asked when opened (True)."""
@@ -82,6 +86,8 @@ def parse_location(value: str, base: Path, password_file: Path | None = None) ->
     if not isinstance(value, str) or not value or "\x00" in value:
         raise LocationError("must be a non-empty file path or postgresql:// URL")
     if is_postgres_url(value):
+        from storage.postgres import check_url  # the driver loads only for a PostgreSQL URL
+
         try:
             check_url(value)
         except InvalidInput as exc:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from storage.errors import DatabaseClosed, LedgerError, StorageFailure
+from storage.location import is_postgres_url
 from storage.sql import Connection
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class _Engine(Protocol):
 
 def _engine(location: str | Path, password: str | None) -> _Engine:
     text = str(location)
-    if text.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(text):
         from storage.postgres import PostgresEngine  # the driver loads only when used
 
         return PostgresEngine(text, password)

@@ -50,13 +50,8 @@ from storage.postgres_migrations import migrate, schema_version
 from storage.postgres_pipeline import WritePipeline
 from storage.sql import Cursor
 
-SCHEMES = ("postgresql://", "postgres://")
 WRITE_LOCK = 0x74696D6D79  # "timmy": the advisory lock every write transaction holds
 CONNECT_TIMEOUT_S = 10
-
-
-def is_postgres_url(location: str) -> bool:
-    return location.startswith(SCHEMES)
 
 
 def check_url(url: str) -> dict[str, str]:

@@ -36,6 +36,7 @@ from typing import IO, Any
 
 from bot.nostr.keys import Keys
 from bot.secrets import write_secret_file
+from storage.location import is_postgres_url
 from tests.e2e.toml_out import Inline, dumps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +138,7 @@ class AgentProcess:
         self.config = config
         self.keys = keys or Keys.generate()
         self.pubkey_hex = self.keys.public_hex
-        url = isinstance(db, str) and db.startswith(("postgresql://", "postgres://"))
+        url = isinstance(db, str) and is_postgres_url(db)
         self.db_location = str(db) if url else str(Path(db or directory / "ledger.sqlite3")
                                                     .resolve())
         self.config_path = (directory / "timmy.toml").resolve()
@@ -158,7 +159,7 @@ class AgentProcess:
     @property
     def db_path(self) -> Path:
         """The ledger's SQLite file."""
-        if self.db_location.startswith(("postgresql://", "postgres://")):
+        if is_postgres_url(self.db_location):
             raise AttributeError("this agent's ledger is a PostgreSQL database: db_location")
         return Path(self.db_location)
 

@@ -23,6 +23,8 @@ from typing import Any
 import psycopg
 import psycopg.rows
 
+from storage.location import is_postgres_url
+
 Row = dict[str, Any]
 Snapshot = dict[str, list[tuple[Any, ...]]]
 
@@ -37,7 +39,7 @@ exactly as they were."""
 class LedgerView:
     def __init__(self, location: Path | str) -> None:
         self.location = location
-        self.postgres = str(location).startswith(("postgresql://", "postgres://"))
+        self.postgres = is_postgres_url(str(location))
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:

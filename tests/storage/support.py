@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from storage import Database, Limits, check, migrations, postgres_migrations
-from storage.postgres import WRITE_LOCK, PgConnection, is_postgres_url
+from storage.location import is_postgres_url
+from storage.postgres import WRITE_LOCK, PgConnection
 from storage.sql import Connection
 
 

@@ -19,8 +19,8 @@ from storage import (
     postgres_migrations,
 )
 from storage.accounts import POOL, REVENUE, SUBSIDY, ZAPS_IN, Meta, resolve, transfer
+from storage.location import is_postgres_url
 from storage.migrations import LATEST
-from storage.postgres import is_postgres_url
 from storage.postgres_pipeline import MAX_PREPARED
 from storage.sql import Connection
 from tests.fixtures.postgres import PostgresCluster
