@@ -44,26 +44,21 @@ def ask_job(conn: Connection, job_id: str) -> Cursor:
     return conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))  # noqa: S608
 
 
-def job_from_row(row: tuple[object, ...] | None, job_id: str) -> JobRecord:
+def job_from_row(row: tuple[object, ...] | None, ref: str, what: str = "job") -> JobRecord:
+    """The job of a row asked for; ``UnknownJob`` ("no {what} {ref!r}") when there is none."""
     if row is None:
-        raise UnknownJob(f"no job {job_id!r}")
+        raise UnknownJob(f"no {what} {ref!r}")
     return _record(row)
 
 
 def ask_found_job(conn: Connection, ref: str) -> Cursor:
     """Ask for the job whose invoice payment hash is ``ref``, else whose id is ``ref`` (read it
-    with ``found_job_from_row``)."""
+    with ``job_from_row(row, ref, "job or invoice")``)."""
     return conn.execute(
         f"SELECT {_COLUMNS} FROM jobs WHERE invoice_hash = ? OR id = ?"  # noqa: S608
         " ORDER BY CASE WHEN invoice_hash = ? THEN 0 ELSE 1 END LIMIT 1",
         (ref, ref, ref),
     )
-
-
-def found_job_from_row(row: tuple[object, ...] | None, ref: str) -> JobRecord:
-    if row is None:
-        raise UnknownJob(f"no job or invoice {ref!r}")
-    return _record(row)
 
 
 def recent_jobs(conn: Connection, pubkey: str, limit: int) -> list[JobRecord]:

@@ -15,7 +15,7 @@ from storage import refunds, subsidy
 from storage.accounts import ESCROW, LIGHTNING_IN, Meta, balance_account, transfer
 from storage.amounts import whole_sats_up
 from storage.errors import IdempotencyConflict, IllegalTransition, InvalidAmount
-from storage.jobs import ask_found_job, ask_job, found_job_from_row, job_from_row, move_job, set_job
+from storage.jobs import ask_found_job, ask_job, job_from_row, move_job, set_job
 from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
 from storage.limits import Limits, utc_day
 from storage.operations import job_key, once_with
@@ -71,7 +71,7 @@ def confirm_payment(
     conn: Connection, limits: Limits, ref: str, amount: int, key: str, now: int
 ) -> PaymentOutcome:
     def compute(row: tuple[object, ...] | None) -> PaymentOutcome:
-        job = found_job_from_row(row, ref)
+        job = job_from_row(row, ref, "job or invoice")
         to_balance = balance_account(job.pubkey)
 
         def all_to_balance(result: PaymentVerdict) -> PaymentOutcome:

@@ -126,10 +126,6 @@ class WritePipeline:
         self._fd = self._pg.socket
         self._poll.register(self._fd, select.POLLIN)
 
-    @property
-    def active(self) -> bool:
-        return bool(self._pg.pipeline_status)
-
     def enter(self) -> None:
         self._pg.enter_pipeline_mode()
 
