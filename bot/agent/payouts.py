@@ -294,13 +294,12 @@ class Payouts:
         """Resolve every payout still ``sending`` (run at start and from time to time)."""
         outcomes: list[PayoutOutcome] = []
         for payout in await self._ledger.unfinished_payouts():
-            if not await self._ledger.claim_payout(payout.payout_id, self._replica):
-                continue  # another live replica is sending it or looking it up
             try:
                 async with self._lock(payout.job_id):
-                    if not any(p.payout_id == payout.payout_id
-                               for p in await self._ledger.unfinished_payouts()):
-                        continue  # finished here meanwhile (this process was sending it)
+                    # False when another live replica holds it, or when it finished meanwhile
+                    # (this process was sending it while the list was read)
+                    if not await self._ledger.claim_payout(payout.payout_id, self._replica):
+                        continue
                     outcomes.append(self._counted(await self._reconcile_one(payout)))
             except WalletError as exc:
                 log.warning("payout %d: lookup failed (%s); will retry", payout.payout_id,
