@@ -60,7 +60,7 @@ async def serve(settings: Settings, keys: Keys, relays: list[RelayConfig],
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     async with httpx.AsyncClient(timeout=30.0) as http:
-        backend = make_backend(settings.ai, settings.local, http)
+        backend = make_backend(settings.ai, settings.local)  # owns its lean model client
         problem = await _check_backend(backend, settings, http)
         if problem:
             await backend.aclose()

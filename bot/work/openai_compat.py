@@ -9,8 +9,9 @@ retried: the model may have started (and a paid API may be billing), so they bec
 the job flow refunds. ``max_tokens`` (or ``max_completion_tokens``) is always sent.
 
 The API key is sent as ``Authorization: Bearer`` and is masked out of every failure message.
-The HTTP client may be injected (connection reuse across backends, tests); one created here is
-closed by :meth:`OpenAIBackend.aclose`.
+The HTTP client may be injected (connection reuse across backends, tests); one created here
+(:func:`bot.work.http1.lean_client`: plain-HTTP model servers through the lean HTTP/1.1
+transport) is closed by :meth:`OpenAIBackend.aclose`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import httpx
 
 from bot.work.apikey import Secret, load_api_key
 from bot.work.config import MaxTokensField, OpenAIConfig
+from bot.work.http1 import lean_client
 from bot.work.prompt import chat_messages, check_answer_text, unusable_answer
 from bot.work.result import (
     Answer,
@@ -121,13 +123,7 @@ class OpenAIBackend:
         self._config = config
         self._key: Secret | None = load_api_key(config.api_key_env, config.api_key_file)
         self._owns_client = client is None
-        self._client = (
-            client
-            if client is not None
-            else httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=16, max_keepalive_connections=8)
-            )
-        )
+        self._client = client if client is not None else lean_client()
         self._max_tokens_field: MaxTokensField = config.max_tokens_field
         self._tokenizer: bool | None = None if config.tokenize else False
         self._rng = rng if rng is not None else random.Random()

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from bot.work.estimate import charge_for, estimate
+from bot.work.http1 import lean_client
 from bot.work.openai_compat import TOOL_CALLS, OpenAIBackend
 from bot.work.pricing import Estimate, Pricing
 from bot.work.result import Answer, FailureKind, Turn, WorkFailure
@@ -19,9 +20,11 @@ from tests.fixtures.ai_server import AiTestServer, Behaviour, prompt_tokens
 from tests.work.helpers import ask, config_for
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
+@pytest.fixture(params=["httpx", "lean"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """Every case over httpx's own transport and over the lean one the agent uses."""
+    client = httpx.AsyncClient() if request.param == "httpx" else lean_client()
+    async with client:
         yield client
 
 
