@@ -7,15 +7,25 @@ PostgreSQL database (``location`` a ``postgresql://`` URL, the password given ap
 Every write is a synchronous function ``fn(conn) -> T`` handed to ``Database.write``. One writer
 task per ``Database`` takes every queued function, runs the whole batch on one dedicated thread
 inside a single write transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction holding
-the database's write lock), each function inside its own ``SAVEPOINT`` (an exception rolls back
-that function only and is re-raised to its caller), commits once, and only then resolves each
-caller's future. An engine may send an operation's statements without waiting for each result
-(PostgreSQL's pipeline mode): it waits for all of them at the operation's end
-(``end_operation``), so an error in any of them is still that operation's alone. A resolved
-write is durable (SQLite ``synchronous=FULL``; PostgreSQL ``synchronous_commit=on``). Concurrent
-callers thus share one commit (group commit), while each operation stays atomic and sees the
-effects of the ones before it. Several OS processes on one database serialize their write
-transactions (SQLite's write lock; PostgreSQL's write-lock table and advisory lock).
+the database's write lock), commits once, and only then resolves each caller's future. A
+resolved write is durable (SQLite ``synchronous=FULL``; PostgreSQL ``synchronous_commit=on``).
+Concurrent callers thus share one commit (group commit), while each operation stays atomic and
+sees the effects of the ones before it. Several OS processes on one database serialize their
+write transactions (SQLite's write lock; PostgreSQL's write-lock table and advisory lock).
+
+A batch first runs all together: its functions one after the other with no savepoint between
+them, and an engine that sends statements without waiting for each result (PostgreSQL's
+pipeline mode) waits only once, after the last. If anything fails — a function raises, or the
+database refuses a statement (on PostgreSQL that may come to light only in a later function's
+read) — the whole transaction is rolled back and the batch runs again, one operation at a time:
+each function inside its own ``SAVEPOINT``, waited for at its end (``end_operation``), so an
+exception rolls back that function only and is re-raised to its caller. Only then is it
+committed. So a function may run twice before its transaction commits, and every caller's
+result comes from the run that committed, which is exactly the run of the same operations one
+after the other: **a write function must have no effect outside ``conn``** (no counter, no
+list it appends to, no call out; its arguments are read, never consumed) and compute its
+result from what it reads and its arguments alone. A batch with a failing operation costs one
+more pass; a batch without one pays no savepoint and no wait per operation.
 
 Reads (``Database.read``) run on a second connection, in a read-only transaction, so they see one
 consistent committed snapshot and never write. On SQLite they run at once on the caller's thread
@@ -106,6 +116,7 @@ class Database:
         self._listeners: dict[str, PgListener] = {}
         self.batches = 0
         self.batched_ops = 0
+        self.replays = 0  # batches run again one operation at a time (one of them failed)
 
     @classmethod
     async def open(cls, location: str | Path, *, password: str | None = None) -> Database:
@@ -206,25 +217,19 @@ class Database:
                     fut.set_exception(value)
 
     def _run_batch(self, fns: list[Callable[[Connection], Any]]) -> list[tuple[bool, Any]]:
+        """Run the batch in one transaction and commit it: first all together, without a
+        savepoint (``_run_together``); if any of them failed, the transaction is rolled back
+        and the batch runs again one operation at a time (``_run_each``). Every result handed
+        back comes from the transaction that committed."""
         conn, engine = self._writer, self._engine
+        self._begin(conn)
         try:
-            engine.begin_write(conn)
-        except engine.error as exc:
-            with contextlib.suppress(engine.error):
+            results = self._run_together(conn, fns)
+            if results is None:
                 engine.rollback(conn)
-            raise StorageFailure(f"cannot start a write transaction: {_reason(exc)}") from exc
-        results: list[tuple[bool, Any]] = []
-        try:
-            for fn in fns:
-                conn.execute("SAVEPOINT op")
-                try:
-                    value = fn(conn)
-                    conn.execute("RELEASE op")
-                    engine.end_operation(conn)
-                except Exception as exc:
-                    results.append((False, self._undo_operation(conn, exc)))
-                else:
-                    results.append((True, value))
+                self.replays += 1
+                self._begin(conn)
+                results = self._run_each(conn, fns)
             engine.commit(conn)
         except BaseException as exc:
             with contextlib.suppress(engine.error):
@@ -232,6 +237,51 @@ class Database:
             if isinstance(exc, engine.error):
                 raise StorageFailure(f"commit failed: {_reason(exc)}") from exc
             raise
+        return results
+
+    def _begin(self, conn: _Session) -> None:
+        engine = self._engine
+        try:
+            engine.begin_write(conn)
+        except engine.error as exc:
+            with contextlib.suppress(engine.error):
+                engine.rollback(conn)
+            raise StorageFailure(f"cannot start a write transaction: {_reason(exc)}") from exc
+
+    def _run_together(
+        self, conn: _Session, fns: list[Callable[[Connection], Any]]
+    ) -> list[tuple[bool, Any]] | None:
+        """Every operation one after the other, with no savepoint and no wait between them
+        (PostgreSQL: the statements of one flow into the next's first read); then wait for
+        all of them. ``None`` as soon as anything failed: an operation raised, or a statement
+        of any of them was refused (it may come to light in a later operation) — the
+        transaction is then left for the caller to roll back, whole."""
+        values = []
+        try:
+            for fn in fns:
+                values.append(fn(conn))
+            self._engine.end_operation(conn)
+        except Exception:
+            return None
+        return [(True, value) for value in values]
+
+    def _run_each(
+        self, conn: _Session, fns: list[Callable[[Connection], Any]]
+    ) -> list[tuple[bool, Any]]:
+        """Every operation in its own savepoint, waited for at its end: one that fails rolls
+        back alone, and its caller learns its own error."""
+        engine = self._engine
+        results: list[tuple[bool, Any]] = []
+        for fn in fns:
+            conn.execute("SAVEPOINT op")
+            try:
+                value = fn(conn)
+                conn.execute("RELEASE op")
+                engine.end_operation(conn)
+            except Exception as exc:
+                results.append((False, self._undo_operation(conn, exc)))
+            else:
+                results.append((True, value))
         return results
 
     def _undo_operation(self, conn: _Session, exc: Exception) -> Exception:

@@ -29,8 +29,8 @@ def once(
     """Run ``compute`` once per ``key``, storing its result with ``op`` and ``args``.
 
     A repeat with the same ``op`` and ``args`` returns the stored result and runs nothing; with
-    others it raises ``IdempotencyConflict``. If ``compute`` raises, nothing is stored (the
-    caller's savepoint rolls its writes back), so a retry runs it again.
+    others it raises ``IdempotencyConflict``. If ``compute`` raises, nothing is stored (its
+    writes are rolled back with it), so a retry runs it again.
     """
     return once_with(conn, key, op, args, cls, None, lambda _: compute())
 

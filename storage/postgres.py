@@ -16,12 +16,13 @@ updated by nearly every operation) four times larger after 6 s (dead row version
 and settled 0.6–0.8× what one process settles alone; queued on the table lock, 1.1–1.5×.
 
 The write transaction's statements go through libpq's pipeline mode
-(``storage.postgres_pipeline``): a statement whose result the operation does not read (a
-savepoint, an ``INSERT`` or ``UPDATE`` without ``RETURNING``) goes out without waiting for the
-server; a read waits for everything sent before it; each operation ends by waiting for all its
-statements (``PostgresEngine.end_operation``), so a failed statement rolls back its own
-operation only. A round trip (~80–150 µs on one host, more across a network) is thus paid per
-read and per operation, not per statement. The transaction is READ COMMITTED:
+(``storage.postgres_pipeline``): a statement whose result the operation does not read (an
+``INSERT`` or ``UPDATE`` without ``RETURNING``, a savepoint) goes out without waiting for the
+server; a read waits for everything sent before it; ``PostgresEngine.end_operation`` waits for
+all of them: once after a batch's last operation, or at the end of each operation when a batch
+in which one failed runs again one at a time (``storage.database``), so a failed statement
+rolls back its own operation only. A round trip (~80–150 µs on one host, more across a network)
+is thus paid per read, not per statement. The transaction is READ COMMITTED:
 each statement sees everything committed before it, and nothing else can commit while the lock
 is held, so every operation sees the state it would see serially (a REPEATABLE READ snapshot
 would be taken before the lock is granted: stale). ``synchronous_commit`` is forced on: a

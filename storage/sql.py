@@ -11,7 +11,9 @@ result is waited for when first read (rows or ``rowcount``), together with every
 before it. So an operation asks the reads it needs together before reading any of them (one
 round trip: ``jobs.ask_job``, ``accounts.ask_account``, ``operations.once_with``), and reads every
 statement it asked before anything can raise: SQLite keeps an unread statement open, holding its
-snapshot.
+snapshot. An operation may run twice before its transaction commits (``storage.database``: a
+batch in which one fails runs again): it has no effect outside ``conn`` and computes its result
+from what it reads and its arguments alone.
 """
 
 from __future__ import annotations
