@@ -3,11 +3,11 @@ state`` table each (the shape of h11's state machine).
 
 Every storage operation that moves a record asks its table for the move (``Lifecycle.next``);
 a pair the table does not list raises ``IllegalTransition`` and, since an operation that raises
-is rolled back alone (``storage.database``), changes nothing. A pair that leads back to its own state is legal and changes no
-state: a repeat, a record already where the operation would take it, or (``reserve_grant``) an
-operation that moves money but not the state. What a job may do is decided by its state alone:
-its serve only fixes which states it reaches (free and session jobs are ``running`` from their
-decision; partial and gate jobs start ``quoted``).
+is rolled back alone (``storage.database``), changes nothing. A pair that leads back to its own
+state is legal and changes no state: a repeat, a record already where the operation would take
+it, or (``reserve_grant``) an operation that moves money but not the state. What a job may do is
+decided by its state alone: its serve only fixes which states it reaches (free and session jobs
+are ``running`` from their decision; partial and gate jobs start ``quoted``).
 
 Jobs::
 
