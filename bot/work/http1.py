@@ -4,16 +4,19 @@ The work backend's requests (the exact token count behind a quote, then the answ
 model server beside the agent, over plain HTTP, three to a job. httpx's default transport spends
 most of a request's client CPU in its machinery (a pool that checks every pooled connection on
 every request, anyio cancel scopes, h11's state machine): about ten times what the exchange
-itself needs on asyncio streams. This transport keeps httpx's API (the backend takes an injected
+itself needs. This transport keeps httpx's API (the backend takes an injected
 ``httpx.AsyncClient``; requests, responses, timeouts and exceptions are httpx's) and does the
-exchange itself:
+exchange itself, on an asyncio protocol whose bytes wait in one buffer: a read takes what is
+buffered at once, and only a read that must wait arms a timer:
 
 - one request at a time per connection; idle connections are kept per origin and reused, last
-  used first; a connection the server has closed (its EOF already seen by the event loop), one
-  idle longer than ``idle_expiry_s`` (below common servers' keep-alive: llama.cpp's is 5 s), and
-  one whose response said ``Connection: close`` or ended without a length are not reused;
-- bodies by ``Content-Length``, ``Transfer-Encoding: chunked``, or until the server closes;
-  request bodies likewise (chunked when httpx gives no length);
+  used first; a connection the server has closed (its EOF seen by the event loop, or found in
+  the kernel by one ``MSG_PEEK``), one idle longer than ``idle_expiry_s`` (below common
+  servers' keep-alive: llama.cpp's is 5 s), and one whose response said ``Connection: close``
+  or ended without a length are not reused;
+- bodies by ``Content-Length``, ``Transfer-Encoding: chunked`` (every chunk already buffered
+  given in one piece), or until the server closes; request bodies likewise (chunked when httpx
+  gives no length), waiting while the kernel's send buffer is full;
 - httpx's timeouts (``connect``, ``read``, ``write``, ``pool``) are honoured and raise httpx's
   exceptions, as do refused connections, lost connections and malformed responses;
 - ``max_connections`` bounds the connections open at once (a request waits for one at most
@@ -38,7 +41,6 @@ MAX_HEAD_BYTES = 64 * 1024
 """The longest status line + headers accepted from a server."""
 MAX_CHUNK_SIZE_DIGITS = 15
 HEX_DIGITS = b"0123456789abcdefABCDEF"
-READ_CHUNK_BYTES = 64 * 1024
 DEFAULT_IDLE_EXPIRY_S = 4.0
 NO_BODY_STATUS = frozenset({204, 304})
 
@@ -58,20 +60,93 @@ class _Timeouts:
         self.pool: float | None = given.get("pool")
 
 
-class _Connection:
-    __slots__ = ("idle_since", "reader", "sock", "writer")
+class _Connection(asyncio.Protocol):
+    """One connection: what arrives waits in ``buffer``; a reader waits (with a timer) only
+    when the buffer does not hold what it needs yet."""
 
-    def __init__(self, sock: socket.socket, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.reader = reader
-        self.writer = writer
+        self.buffer = bytearray()
+        self.eof = False
         self.idle_since = 0.0
+        self._transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self._wake()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_exception(exc or ConnectionResetError("connection lost"))
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- used by the transport ---------------------------------------------------------------
+
+    async def fill(self, read_s: float | None, request: httpx.Request) -> None:
+        """Wait until more bytes (or the end) arrive; ``ReadTimeout`` after ``read_s``."""
+        if self.eof:
+            raise httpx.RemoteProtocolError("the server closed the connection early",
+                                            request=request)
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = None if read_s is None else loop.call_later(read_s, _expire, waiter)
+        try:
+            await waiter
+        except TimeoutError:
+            raise httpx.ReadTimeout("reading the response timed out", request=request) from None
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def write(self, data: bytes, write_s: float | None, request: httpx.Request) -> None:
+        assert self._transport is not None
+        if self._transport.is_closing():
+            raise httpx.WriteError("the connection was lost before sending", request=request)
+        self._transport.write(data)
+        writable = self._writable
+        if writable is None:
+            return
+        try:
+            async with asyncio.timeout(write_s):
+                await asyncio.shield(writable)
+        except TimeoutError:
+            raise httpx.WriteTimeout("sending the request timed out", request=request) from None
+        except OSError as exc:
+            raise httpx.WriteError(f"the connection was lost while sending: {exc}",
+                                   request=request) from None
 
     def usable(self, now: float, expiry_s: float) -> bool:
         """Idle, fresh enough, and not closed by the server — its FIN may be in the kernel
         before the event loop has seen it: one peek, which never takes a byte."""
-        if self.reader.at_eof() or self.writer.is_closing() or now - self.idle_since >= expiry_s:
+        if self.eof or self.buffer or self._transport is None or self._transport.is_closing() \
+                or now - self.idle_since >= expiry_s:
             return False
         try:
             self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
@@ -82,11 +157,17 @@ class _Connection:
             return False
 
     def close(self) -> None:
-        self.writer.close()
+        if self._transport is not None:
+            self._transport.close()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class Http1Transport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 over asyncio streams with keep-alive, for ``http://`` URLs only."""
+    """HTTP/1.1 with keep-alive, for ``http://`` URLs only."""
 
     def __init__(self, *, max_connections: int = 16,
                  idle_expiry_s: float = DEFAULT_IDLE_EXPIRY_S) -> None:
@@ -153,16 +234,17 @@ class Http1Transport(httpx.AsyncBaseTransport):
             if connection.usable(now, self._idle_expiry_s):
                 return connection
             connection.close()
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_s):
                 sock = await _connect(origin)
-                reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_HEAD_BYTES)
+                _, connection = await loop.create_connection(lambda: _Connection(sock), sock=sock)
         except TimeoutError:
             raise httpx.ConnectTimeout("connecting timed out", request=request) from None
         except OSError as exc:
             raise httpx.ConnectError(f"cannot connect: {exc.strerror or exc}",
                                      request=request) from None
-        return _Connection(sock, reader, writer)
+        return connection
 
     def _release(self, origin: _Origin, connection: _Connection, reusable: bool) -> None:
         if reusable and not self._closed:
@@ -211,26 +293,16 @@ def _request_head(request: httpx.Request, chunked_body: bool) -> bytes:
 
 async def _send(connection: _Connection, request: httpx.Request, head: bytes, chunked: bool,
                 write_s: float | None) -> None:
-    writer = connection.writer
-    try:
-        async with asyncio.timeout(write_s):
-            if not chunked:
-                body = await request.aread() if "content-length" in request.headers else b""
-                writer.write(head + body)
-            else:
-                writer.write(head)
-                assert isinstance(request.stream, httpx.AsyncByteStream)
-                async for part in request.stream:
-                    if part:
-                        writer.write(b"%x\r\n%s\r\n" % (len(part), part))
-                        await writer.drain()
-                writer.write(b"0\r\n\r\n")
-            await writer.drain()
-    except TimeoutError:
-        raise httpx.WriteTimeout("sending the request timed out", request=request) from None
-    except OSError as exc:
-        raise httpx.WriteError(f"the connection was lost while sending: {exc}",
-                               request=request) from None
+    if not chunked:
+        body = await request.aread() if "content-length" in request.headers else b""
+        await connection.write(head + body, write_s, request)
+        return
+    await connection.write(head, write_s, request)
+    assert isinstance(request.stream, httpx.AsyncByteStream)
+    async for part in request.stream:
+        if part:
+            await connection.write(b"%x\r\n%s\r\n" % (len(part), part), write_s, request)
+    await connection.write(b"0\r\n\r\n", write_s, request)
 
 
 # -- the response --------------------------------------------------------------------------
@@ -240,25 +312,27 @@ async def _read_head(connection: _Connection, request: httpx.Request, read_s: fl
                      ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     """The final response's status, reason and headers (interim 1xx responses skipped)."""
     while True:
-        try:
-            async with asyncio.timeout(read_s):
-                head = await connection.reader.readuntil(b"\r\n\r\n")
-        except TimeoutError:
-            raise httpx.ReadTimeout("waiting for the response timed out",
-                                    request=request) from None
-        except asyncio.IncompleteReadError as exc:
-            raise httpx.RemoteProtocolError(
-                "the server closed the connection without a response" if not exc.partial
-                else "the server closed the connection in the middle of the response head",
-                request=request) from None
-        except asyncio.LimitOverrunError:
-            raise httpx.RemoteProtocolError("the response head is too long",
-                                            request=request) from None
-        except OSError as exc:
-            raise httpx.ReadError(f"the connection was lost: {exc}", request=request) from None
+        head = await _take_through(connection, b"\r\n\r\n", MAX_HEAD_BYTES, read_s, request)
         status, reason, headers = _parse_head(head, request)
         if not 100 <= status < 200 or status == 101:
             return status, reason, headers
+
+
+async def _take_through(connection: _Connection, end: bytes, limit: int, read_s: float | None,
+                        request: httpx.Request) -> bytes:
+    """The buffered bytes up to and including ``end`` (waiting for them), at most ``limit``."""
+    buffer = connection.buffer
+    searched = 0
+    while True:
+        found = buffer.find(end, searched, limit)
+        if found >= 0:
+            taken = bytes(buffer[:found + len(end)])
+            del buffer[:found + len(end)]
+            return taken
+        if len(buffer) > limit:
+            raise httpx.RemoteProtocolError("a response line is too long", request=request)
+        searched = max(0, len(buffer) - len(end) + 1)
+        await connection.fill(read_s, request)
 
 
 def _parse_head(head: bytes, request: httpx.Request
@@ -314,8 +388,8 @@ def _framing(request: httpx.Request, status: int, headers: list[tuple[bytes, byt
 
 
 class _ResponseBody(httpx.AsyncByteStream):
-    """The response body as it arrives; the connection goes back to the pool only when the
-    body was read to its end and the server keeps it alive."""
+    """The response body as it arrives (whatever is buffered, at once); the connection goes
+    back to the pool only when the body was read to its end and the server keeps it alive."""
 
     def __init__(self, transport: Http1Transport, origin: _Origin, connection: _Connection,
                  request: httpx.Request, read_s: float | None, framing: _Framing) -> None:
@@ -328,62 +402,79 @@ class _ResponseBody(httpx.AsyncByteStream):
         self._complete = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._connection is None:
+        connection = self._connection
+        if connection is None:
             raise httpx.StreamClosed()
-        reader = self._connection.reader
+        buffer = connection.buffer
         framing = self._framing
         if framing.chunked:
-            async for part in self._chunks(reader):
+            async for part in self._chunks(connection):
                 yield part
         elif framing.length is not None:
             left = framing.length
             while left:
-                part = await self._read(reader.read(min(left, READ_CHUNK_BYTES)))
-                if not part:
-                    raise httpx.RemoteProtocolError(
-                        "the server closed the connection before the whole body",
-                        request=self._request)
+                if not buffer:
+                    await connection.fill(self._read_s, self._request)
+                    continue
+                part = bytes(buffer[:left])
+                del buffer[:left]
                 left -= len(part)
                 yield part
         else:
-            while part := await self._read(reader.read(READ_CHUNK_BYTES)):
-                yield part
+            while True:
+                if buffer:
+                    part = bytes(buffer)
+                    buffer.clear()
+                    yield part
+                elif connection.eof:
+                    break
+                else:
+                    await connection.fill(self._read_s, self._request)
         self._complete = True
 
-    async def _chunks(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    async def _chunks(self, connection: _Connection) -> AsyncIterator[bytes]:
+        """Every chunk already buffered in one piece; waits only when none is complete."""
+        buffer = connection.buffer
+        parts: list[bytes] = []
         while True:
-            line = await self._read(reader.readuntil(b"\r\n"))
-            size_text = line[:-2].split(b";", 1)[0].strip()
-            if not 0 < len(size_text) <= MAX_CHUNK_SIZE_DIGITS or size_text.strip(HEX_DIGITS):
-                raise httpx.RemoteProtocolError("malformed chunk size", request=self._request)
-            size = int(size_text, 16)
+            line_end = buffer.find(b"\r\n")
+            if line_end < 0:
+                if parts:
+                    yield b"".join(parts)
+                    parts.clear()
+                await self._more(connection, MAX_CHUNK_SIZE_DIGITS + 256)
+                continue
+            size = self._chunk_size(bytes(buffer[:line_end]))
             if size == 0:
-                while (await self._read(reader.readuntil(b"\r\n"))) != b"\r\n":
+                if parts:
+                    yield b"".join(parts)
+                del buffer[:line_end + 2]
+                while await _take_through(connection, b"\r\n", MAX_HEAD_BYTES, self._read_s,
+                                          self._request) != b"\r\n":
                     pass  # trailers: not used
                 return
-            data = await self._read(reader.readexactly(size + 2))
-            if data[-2:] != b"\r\n":
+            start, stop = line_end + 2, line_end + 2 + size
+            if len(buffer) < stop + 2:
+                if parts:
+                    yield b"".join(parts)
+                    parts.clear()
+                await connection.fill(self._read_s, self._request)
+                continue
+            if buffer[stop:stop + 2] != b"\r\n":
                 raise httpx.RemoteProtocolError("malformed chunk", request=self._request)
-            yield data[:-2]
+            parts.append(bytes(buffer[start:stop]))
+            del buffer[:stop + 2]
 
-    async def _read(self, waiting: Any) -> bytes:
-        try:
-            async with asyncio.timeout(self._read_s):
-                data: bytes = await waiting
-                return data
-        except TimeoutError:
-            raise httpx.ReadTimeout("reading the response timed out",
-                                    request=self._request) from None
-        except asyncio.IncompleteReadError:
-            raise httpx.RemoteProtocolError(
-                "the server closed the connection before the whole body",
-                request=self._request) from None
-        except asyncio.LimitOverrunError:
-            raise httpx.RemoteProtocolError("a chunk line is too long",
-                                            request=self._request) from None
-        except OSError as exc:
-            raise httpx.ReadError(f"the connection was lost: {exc}",
-                                  request=self._request) from None
+    async def _more(self, connection: _Connection, limit: int) -> None:
+        if len(connection.buffer) > limit:
+            raise httpx.RemoteProtocolError("a chunk line is too long", request=self._request)
+        await connection.fill(self._read_s, self._request)
+
+    def _chunk_size(self, line: bytes) -> int:
+        size_text = line.split(b";", 1)[0].strip()
+        if not 0 < len(size_text) <= MAX_CHUNK_SIZE_DIGITS or size_text.strip(HEX_DIGITS):
+            raise httpx.RemoteProtocolError("malformed chunk size", request=self._request)
+        return int(size_text, 16)
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None

@@ -24,6 +24,7 @@ class RawServer:
         self.handler = handler
         self.connections = 0
         self.server: asyncio.Server | None = None
+        self.handlers: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> RawServer:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -32,6 +33,9 @@ class RawServer:
     async def __aexit__(self, *exc: object) -> None:
         assert self.server is not None
         self.server.close()
+        for task in self.handlers:
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
 
     @property
     def url(self) -> str:
@@ -40,6 +44,9 @@ class RawServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
         try:
             await self.handler(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -298,9 +305,57 @@ async def test_a_closed_transport_closes_its_idle_connections() -> None:
         await reader.read()  # returns when the client closes
         closed.set()
 
-    async with httpx.AsyncClient(transport=transport) as http, RawServer(handler) as server:
+    async with RawServer(handler) as server:
         url = server.url
-        assert (await http.get(url)).text == "ok"
-    await asyncio.wait_for(closed.wait(), 5)
+        async with httpx.AsyncClient(transport=transport) as http:
+            assert (await http.get(url)).text == "ok"
+        await asyncio.wait_for(closed.wait(), 5)
     with pytest.raises(RuntimeError):
         await transport.handle_async_request(httpx.Request("GET", url))
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nT: 1\r\n\r\n",
+])
+async def test_answers_dribbled_byte_by_byte(client: httpx.AsyncClient, answer: bytes) -> None:
+    async def dribble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            for i in range(len(answer)):
+                writer.write(answer[i:i + 1])
+                await writer.drain()
+                await asyncio.sleep(0)
+
+    async with RawServer(dribble) as server:
+        for _ in range(2):
+            assert (await client.get(server.url)).text == "hello world"
+        assert server.connections == 1
+
+
+async def test_a_large_body_waits_for_a_slow_reader_and_a_stuck_one_times_out(
+        client: httpx.AsyncClient) -> None:
+    body = b"z" * (8 << 20)
+    received: list[int] = []
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while length:
+            await asyncio.sleep(0.001)
+            part = await reader.read(min(length, 65536))
+            length -= len(part)
+            received.append(len(part))
+        writer.write(OK)
+        await writer.drain()
+
+    async def stuck(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    async with RawServer(slow) as server:
+        assert (await client.post(server.url, content=body)).text == "ok"
+        assert sum(received) == len(body)
+    async with RawServer(stuck) as server:
+        with pytest.raises(httpx.WriteTimeout):
+            await client.post(server.url, content=body, timeout=httpx.Timeout(5.0, write=0.2))
