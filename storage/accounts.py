@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storage.errors import IdempotencyConflict, IllegalTransition, InsufficientFunds, InvalidAmount
-from storage.sql import Connection, Cursor
+from storage.sql import Connection, Cursor, Held
 
 POOL = "pool"
 SUBSIDY = "subsidy"  # pool funds spent on subsidised work
@@ -122,11 +122,40 @@ def _existing(asked: Cursor) -> tuple[int, str, str, str, int, int | None] | Non
     return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
 
 
+@dataclass(frozen=True, slots=True)
+class TransferReads:
+    """What ``transfer`` reads, asked for ahead (``ask_transfer``): the transfer of its key, and
+    the debit account (None: an external one, never short)."""
+
+    existing: Held
+    debit: Held | None
+
+    @property
+    def held(self) -> tuple[Held, ...]:
+        return (self.existing,) if self.debit is None else (self.existing, self.debit)
+
+
+def ask_transfer(conn: Connection, key: str, debit: str) -> TransferReads:
+    """Ask for what ``transfer(conn, key, debit, …)`` reads, to be read with an operation's
+    first reads (``operations.once_with(held=…)``); valid while nothing written before the
+    transfer touches the debit account."""
+    return TransferReads(Held(_ask_existing(conn, key)),
+                         None if debit in EXTERNAL else Held(ask_account(conn, debit)))
+
+
+def transfer_id(conn: Connection, key: str) -> int:
+    """The id of the transfer of ``key`` (it exists)."""
+    return int(conn.execute(TRANSFER_ID, (key,)).fetchone()[0])
+
+
+TRANSFER_ID = "SELECT id FROM transfers WHERE key = ?"
+"""The id of the transfer of a key, for a statement that records it (``(… WHERE key = ?)`` as a
+value: NULL when there is none) without reading it back."""
+
 _INSERT = (
     "INSERT INTO transfers (key, kind, debit_account, credit_account, amount_msat, pending_id,"
     " code, job_id, pubkey, day, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_INSERT_RETURNING_ID = _INSERT + " RETURNING id"
 
 
 def _insert(
@@ -138,11 +167,9 @@ def _insert(
     amount: int,
     pending_id: int | None,
     meta: Meta,
-    *,
-    returning_id: bool = False,
-) -> Cursor:
-    return conn.execute(
-        _INSERT_RETURNING_ID if returning_id else _INSERT,
+) -> None:
+    conn.execute(
+        _INSERT,
         (
             key,
             kind,
@@ -177,30 +204,30 @@ def transfer(
     meta: Meta,
     *,
     pending: bool = False,
-) -> int:
-    """Create a ``single`` (or ``pending``) transfer; return its id. Idempotent by ``key``."""
+    asked: TransferReads | None = None,
+) -> None:
+    """Create a ``single`` (or ``pending``) transfer. Idempotent by ``key``. Its id is not read
+    back: ``transfer_id`` reads it, ``TRANSFER_ID`` records it. ``asked``: its reads, asked for
+    ahead (``ask_transfer``)."""
     kind = "pending" if pending else "single"
-    asked = _ask_existing(conn, key)
-    debit_row = None if debit in EXTERNAL else ask_account(conn, debit)  # one round trip
-    found = _existing(asked)
-    funds = None if debit_row is None else account_from(debit_row, debit)
+    reads = ask_transfer(conn, key, debit) if asked is None else asked  # one round trip
+    found = _existing(reads.existing)
+    funds = None if reads.debit is None else account_from(reads.debit, debit)
     if found is not None:
         if found[1:5] != (kind, debit, credit, amount):
             raise IdempotencyConflict(f"transfer key {key!r} already used with other terms")
-        return found[0]
+        return
     if amount <= 0:
         raise InvalidAmount(f"transfer {key!r}: amounts are positive, got {amount}")
     for account in (debit, credit):
         if account.startswith(BALANCE_PREFIX):
             ensure_account(conn, account)
     _check_funds(funds, debit, amount)  # asked before ensure_account: a new one reads empty
-    tid = int(_insert(conn, key, kind, debit, credit, amount, None, meta,
-                      returning_id=True).fetchone()[0])
+    _insert(conn, key, kind, debit, credit, amount, None, meta)
     if pending:
         _move(conn, debit, credit, posted=0, pending=amount)
     else:
         _move(conn, debit, credit, posted=amount, pending=0)
-    return tid
 
 
 def _move(conn: Connection, debit: str, credit: str, *, posted: int, pending: int) -> None:

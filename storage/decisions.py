@@ -15,26 +15,69 @@ decision can take the pool or the balance between the choice and the reservation
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from storage import subsidy
-from storage.accounts import REVENUE, Meta, available, balance_account, transfer
+from storage.accounts import (
+    POOL,
+    REVENUE,
+    TRANSFER_ID,
+    Meta,
+    TransferReads,
+    account_from,
+    ask_account,
+    ask_transfer,
+    balance_account,
+    transfer,
+)
 from storage.errors import IdempotencyConflict
 from storage.limits import Limits, utc_day
 from storage.operations import job_key, once_with
 from storage.outcomes import Decision, Reason, Serve
-from storage.sql import Connection
+from storage.sql import Connection, Held
+
+_INSERT_JOB = (
+    "INSERT INTO jobs (id, pubkey, serve, state, estimate_msat, absorb_msat,"  # noqa: S608
+    " work_amount_msat, reserved_msat, reserve_transfer, reserve_day, hold_transfer,"
+    f" created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ({TRANSFER_ID}), ?,"
+    f" ({TRANSFER_ID}), ?, ?)"
+)
+"""A new job; its reservation and hold recorded by their transfers' keys (NULL: none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteReads:
+    """What ``quote`` reads, asked for ahead (``ask_quote``): ``room``'s reads (None: not
+    subsidised) and the asker's balance account."""
+
+    room: subsidy.RoomReads | None
+    balance: Held
+
+    @property
+    def held(self) -> tuple[Held, ...]:
+        return (() if self.room is None else self.room.held) + (self.balance,)
+
+
+def ask_quote(conn: Connection, limits: Limits, pubkey: str, day: str,
+              subsidised: bool = True) -> QuoteReads:
+    """Ask for everything ``quote`` may read (one round trip)."""
+    return QuoteReads(subsidy.ask_room(conn, limits, pubkey, day) if subsidised else None,
+                      Held(ask_account(conn, balance_account(pubkey))))
 
 
 def quote(
     conn: Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, day: str,
-    subsidised: bool = True,
+    subsidised: bool = True, asked: QuoteReads | None = None,
 ) -> Decision:
     """The decision for now; reads only. ``subsidised=False``: the pool gives nothing (session
-    or gate only)."""
-    room, reason = (subsidy.room(conn, limits, pubkey, day) if subsidised
-                    else (0, Reason.PAID_ONLY))
+    or gate only). ``asked``: its reads, asked for ahead (``ask_quote``)."""
+    reads = ask_quote(conn, limits, pubkey, day, subsidised) if asked is None else asked
+    room, reason = (subsidy.room(conn, limits, pubkey, day, reads.room)
+                    if reads.room is not None else (0, Reason.PAID_ONLY))
+    balance = account_from(reads.balance, balance_account(pubkey))
     if room >= estimate:
         return Decision(job_id, pubkey, Serve.FREE, Reason.COVERED, estimate, estimate, 0, 0)
-    if available(conn, balance_account(pubkey)) >= estimate - room:
+    if balance.available_msat >= estimate - room:
         return Decision(job_id, pubkey, Serve.SESSION, reason, estimate, room, estimate - room,
                         estimate - room)
     if room > 0:
@@ -46,23 +89,26 @@ def decide(
     conn: Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, now: int,
     subsidised: bool = True,
 ) -> Decision:
-    """Decide and record the job, making the decision's moves in this same transaction."""
+    """Decide and record the job, making the decision's moves in this same transaction.
+
+    Every read it may need comes back with the idempotency lookup (one round trip on
+    PostgreSQL): the quote's, and the pool reservation's (nothing before the reservation
+    writes the pool's account); the job records its transfers by key, reading nothing back."""
     day = utc_day(now)
+    reserve_key, hold_key = job_key(job_id, "reserve"), job_key(job_id, "hold")
 
     def compute(existing: tuple[object, ...] | None) -> Decision:
         if existing is not None:
             raise IdempotencyConflict(f"job {job_id} already exists")
-        d = quote(conn, limits, job_id, pubkey, estimate, day, subsidised)
-        reserve_tid = hold_tid = None
+        d = quote(conn, limits, job_id, pubkey, estimate, day, subsidised, quoting)
         reserved = d.absorb_msat if d.serve in (Serve.FREE, Serve.SESSION) else 0
         if reserved:
-            reserve_tid = subsidy.reserve(
-                conn, job_key(job_id, "reserve"), job_id, pubkey, day, reserved, now
-            )
-        if d.serve is Serve.SESSION and d.hold_msat:
-            hold_tid = transfer(
+            subsidy.reserve(conn, reserve_key, job_id, pubkey, day, reserved, now, reserving)
+        held = d.serve is Serve.SESSION and d.hold_msat > 0
+        if held:
+            transfer(
                 conn,
-                job_key(job_id, "hold"),
+                hold_key,
                 balance_account(pubkey),
                 REVENUE,
                 d.hold_msat,
@@ -71,9 +117,7 @@ def decide(
             )
         running = d.serve in (Serve.FREE, Serve.SESSION)
         conn.execute(
-            "INSERT INTO jobs (id, pubkey, serve, state, estimate_msat, absorb_msat,"
-            " work_amount_msat, reserved_msat, reserve_transfer, reserve_day, hold_transfer,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _INSERT_JOB,
             (
                 job_id,
                 pubkey,
@@ -83,9 +127,9 @@ def decide(
                 d.absorb_msat,
                 d.work_amount_msat,
                 reserved,
-                reserve_tid,
-                day if reserve_tid is not None else None,
-                hold_tid,
+                reserve_key if reserved else None,
+                day if reserved else None,
+                hold_key if held else None,
                 now,
                 now,
             ),
@@ -94,4 +138,9 @@ def decide(
 
     args: list[object] = [pubkey, estimate] if subsidised else [pubkey, estimate, "paid_only"]
     exists = conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,))
-    return once_with(conn, job_key(job_id, "decide"), "decide", args, Decision, exists, compute)
+    quoting = ask_quote(conn, limits, pubkey, day, subsidised)
+    reserving: TransferReads | None = (ask_transfer(conn, reserve_key, POOL) if subsidised
+                                       else None)
+    held_reads = quoting.held + (() if reserving is None else reserving.held)
+    return once_with(conn, job_key(job_id, "decide"), "decide", args, Decision, exists, compute,
+                     held_reads)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from storage.errors import IdempotencyConflict
 from storage.outcomes import _Value
-from storage.sql import Connection, Cursor
+from storage.sql import Connection, Cursor, Held
 
 V = TypeVar("V", bound=_Value)
 
@@ -43,14 +43,18 @@ def once_with(
     cls: type[V],
     asked: Cursor | None,
     compute: Callable[[Any], V],
+    held: Sequence[Held] = (),
 ) -> V:
     """``once``, with ``asked``: a statement the caller asked for just before (a read that
-    ``compute`` needs first). It is read together with the idempotency lookup — one round trip
-    on PostgreSQL — and its first row (None if none) is handed to ``compute``."""
+    ``compute`` needs first), and ``held``: reads asked for the later steps of ``compute``. They
+    are read together with the idempotency lookup — one round trip on PostgreSQL — and
+    ``asked``'s first row (None if none) is handed to ``compute``."""
     args_text = json.dumps(args, separators=(",", ":"))
     lookup = conn.execute("SELECT op, args, result FROM operations WHERE key = ?", (key,))
     row = lookup.fetchone()
     first = None if asked is None else asked.fetchone()  # read now, whatever follows
+    for read in held:
+        read.load()
     if row is not None:
         if row[0] != op or row[1] != args_text:
             raise IdempotencyConflict(

@@ -12,7 +12,14 @@ balance. An expired invoice moves no money.
 from __future__ import annotations
 
 from storage import refunds, subsidy
-from storage.accounts import ESCROW, LIGHTNING_IN, Meta, balance_account, transfer
+from storage.accounts import (
+    ESCROW,
+    LIGHTNING_IN,
+    Meta,
+    balance_account,
+    transfer,
+    transfer_id,
+)
 from storage.amounts import whole_sats_up
 from storage.errors import IdempotencyConflict, IllegalTransition, InvalidAmount
 from storage.jobs import ask_found_job, ask_job, job_from_row, move_job, set_job
@@ -149,16 +156,15 @@ def reserve_partial_grant(
         day = utc_day(now)
         room, _ = subsidy.room(conn, limits, job.pubkey, day)
         if room >= job.absorb_msat:
-            tid = subsidy.reserve(
-                conn, job_key(job_id, "reserve"), job_id, job.pubkey, day, job.absorb_msat, now
-            )
+            key = job_key(job_id, "reserve")
+            subsidy.reserve(conn, key, job_id, job.pubkey, day, job.absorb_msat, now)
             set_job(
                 conn,
                 job,
                 now,
                 JobOp.RESERVE_GRANT,
                 reserved_msat=job.absorb_msat,
-                reserve_transfer=tid,
+                reserve_transfer=transfer_id(conn, key),
                 reserve_day=day,
             )
             return PartialGrant(job_id, True, job.absorb_msat, 0, 0)
@@ -200,11 +206,11 @@ def credited_payments(
         (len(BALANCE_SUFFIX), after_transfer, since, LIGHTNING_IN, f"%{BALANCE_SUFFIX}"),
     ).fetchall()
     out: list[CreditedPayment] = []
-    for transfer_id, key, pubkey, created_at, op, result in rows:
+    for tid, key, pubkey, created_at, op, result in rows:
         outcome: PaymentOutcome | TopupPayment = (
             PaymentOutcome.from_json(result) if op == "confirm_payment"
             else TopupPayment.from_json(result)
         )
-        out.append(CreditedPayment(int(transfer_id), str(key), str(pubkey), int(created_at),
+        out.append(CreditedPayment(int(tid), str(key), str(pubkey), int(created_at),
                                    outcome))
     return out

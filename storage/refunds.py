@@ -21,6 +21,7 @@ from storage.accounts import (
     OPERATOR,
     PAYOUTS,
     REFUNDS,
+    TRANSFER_ID,
     Meta,
     balance_account,
     resolve,
@@ -131,9 +132,10 @@ def begin_payout(
     if send > job.refund_msat:
         raise InvalidAmount(f"payout of {send} msat exceeds the refund of {job.refund_msat}")
     n = conn.execute("SELECT COUNT(*) FROM payouts WHERE job_id = ?", (job_id,)).fetchone()[0]
-    tid = transfer(
+    transfer_key = f"job:{job_id}:payout:{n}"
+    transfer(
         conn,
-        f"job:{job_id}:payout:{n}",
+        transfer_key,
         REFUNDS,
         PAYOUTS,
         send,
@@ -141,9 +143,11 @@ def begin_payout(
         pending=True,
     )
     payout_id = int(conn.execute(
-        "INSERT INTO payouts (key, job_id, pubkey, amount_msat, destination, state, transfer_id,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        (key, job_id, job.pubkey, send, destination, PayoutState.SENDING.value, tid, now, now),
+        "INSERT INTO payouts (key, job_id, pubkey, amount_msat, destination, state,"  # noqa: S608
+        f" transfer_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ({TRANSFER_ID}), ?, ?)"
+        " RETURNING id",
+        (key, job_id, job.pubkey, send, destination, PayoutState.SENDING.value, transfer_key,
+         now, now),
     ).fetchone()[0])
     set_job(conn, job, now, refund_op=RefundOp.BEGIN_PAYOUT)
     return _get(conn, payout_id)[0]

@@ -7,10 +7,21 @@ reservation was made. They always equal what the journal shows (``storage.check`
 
 from __future__ import annotations
 
-from storage.accounts import POOL, SUBSIDY, Meta, account_from, ask_account, resolve, transfer
+from dataclasses import dataclass
+
+from storage.accounts import (
+    POOL,
+    SUBSIDY,
+    Meta,
+    TransferReads,
+    account_from,
+    ask_account,
+    resolve,
+    transfer,
+)
 from storage.limits import Limits
 from storage.outcomes import Reason
-from storage.sql import Connection, Cursor
+from storage.sql import Connection, Cursor, Held
 
 
 def usage(conn: Connection, pubkey: str, day: str) -> tuple[int, int]:
@@ -39,15 +50,36 @@ def _spent_from(row: tuple[int] | None) -> int:
     return 0 if row is None else int(row[0])
 
 
-def room(conn: Connection, limits: Limits, pubkey: str, day: str) -> tuple[int, Reason]:
-    """The most the pool may absorb for ``pubkey`` now, and the limit that binds it."""
+@dataclass(frozen=True, slots=True)
+class RoomReads:
+    """What ``room`` reads, asked for ahead (``ask_room``): the asker's usage of the day, the
+    pool's account, the pool's spending of the day (None: no daily cap)."""
+
+    usage: Held
+    pool: Held
+    spent: Held | None
+
+    @property
+    def held(self) -> tuple[Held, ...]:
+        return (self.usage, self.pool) + (() if self.spent is None else (self.spent,))
+
+
+def ask_room(conn: Connection, limits: Limits, pubkey: str, day: str) -> RoomReads:
+    """Ask for what ``room`` reads (the three come back in one round trip)."""
+    return RoomReads(Held(_ask_usage(conn, pubkey, day)), Held(ask_account(conn, POOL)),
+                     None if limits.pool_daily_cap_msat is None
+                     else Held(_ask_pool_spent(conn, day)))
+
+
+def room(conn: Connection, limits: Limits, pubkey: str, day: str,
+         asked: RoomReads | None = None) -> tuple[int, Reason]:
+    """The most the pool may absorb for ``pubkey`` now, and the limit that binds it.
+    ``asked``: its reads, asked for ahead (``ask_room``)."""
     cap = limits.pool_daily_cap_msat
-    used = _ask_usage(conn, pubkey, day)  # the three asked together: one round trip
-    pool_row = ask_account(conn, POOL)
-    spent_row = None if cap is None else _ask_pool_spent(conn, day)
-    absorbed, jobs = _usage_from(used.fetchone())
-    pool = account_from(pool_row, POOL)
-    spent = 0 if spent_row is None else _spent_from(spent_row.fetchone())
+    reads = ask_room(conn, limits, pubkey, day) if asked is None else asked
+    absorbed, jobs = _usage_from(reads.usage.fetchone())
+    pool = account_from(reads.pool, POOL)
+    spent = 0 if reads.spent is None else _spent_from(reads.spent.fetchone())
     if jobs >= limits.daily_free_jobs:
         return 0, Reason.JOBS_LIMIT
     candidates = [
@@ -87,14 +119,14 @@ def count(conn: Connection, pubkey: str, day: str, amount: int, jobs: int) -> No
 
 
 def reserve(
-    conn: Connection, key: str, job_id: str, pubkey: str, day: str, amount: int, now: int
-) -> int:
-    """A pending pool → subsidy transfer of ``amount``, counted for today; return its id."""
-    tid = transfer(
-        conn, key, POOL, SUBSIDY, amount, Meta("subsidy", now, job_id, pubkey, day), pending=True
-    )
+    conn: Connection, key: str, job_id: str, pubkey: str, day: str, amount: int, now: int,
+    asked: TransferReads | None = None,
+) -> None:
+    """A pending pool → subsidy transfer of ``amount`` (key ``key``), counted for today.
+    ``asked``: the transfer's reads, asked for ahead (``accounts.ask_transfer``)."""
+    transfer(conn, key, POOL, SUBSIDY, amount, Meta("subsidy", now, job_id, pubkey, day),
+             pending=True, asked=asked)
     count(conn, pubkey, day, amount, 1)
-    return tid
 
 
 def spend(

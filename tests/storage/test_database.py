@@ -19,7 +19,16 @@ from storage import (
     StorageFailure,
     postgres_migrations,
 )
-from storage.accounts import POOL, REVENUE, SUBSIDY, ZAPS_IN, Meta, resolve, transfer
+from storage.accounts import (
+    POOL,
+    REVENUE,
+    SUBSIDY,
+    ZAPS_IN,
+    Meta,
+    resolve,
+    transfer,
+    transfer_id,
+)
 from storage.location import is_postgres_url
 from storage.migrations import LATEST
 from storage.postgres_pipeline import MAX_PREPARED
@@ -87,11 +96,14 @@ async def test_two_phase_transfers(db: Database) -> None:
     def run(conn: Connection) -> None:
         m = Meta("t", 0)
         transfer(conn, "in", ZAPS_IN, POOL, 1_000, m)
-        p1 = transfer(conn, "p1", POOL, REVENUE, 600, m, pending=True)
+        transfer(conn, "p1", POOL, REVENUE, 600, m, pending=True)
+        p1 = transfer_id(conn, "p1")
         with pytest.raises(InsufficientFunds):  # pending counts against the balance
             transfer(conn, "p2", POOL, REVENUE, 401, m, pending=True)
-        p2 = transfer(conn, "p2", POOL, REVENUE, 400, m, pending=True)
-        assert transfer(conn, "p2", POOL, REVENUE, 400, m, pending=True) == p2  # same key
+        transfer(conn, "p2", POOL, REVENUE, 400, m, pending=True)
+        p2 = transfer_id(conn, "p2")
+        transfer(conn, "p2", POOL, REVENUE, 400, m, pending=True)  # same key: nothing new
+        assert transfer_id(conn, "p2") == p2
         with pytest.raises(IdempotencyConflict):
             transfer(conn, "p2", POOL, REVENUE, 300, m, pending=True)
         with pytest.raises(IllegalTransition):
@@ -121,12 +133,12 @@ async def test_journal_is_append_only(db: Database) -> None:
 
 
 async def test_a_failing_operation_rolls_back_only_itself(db: Database) -> None:
-    def good(key: str) -> Callable[[Connection], int]:
+    def good(key: str) -> Callable[[Connection], None]:
         return lambda conn: transfer(conn, key, ZAPS_IN, POOL, 10, Meta("t", 0))
 
-    def bad(conn: Connection) -> int:
+    def bad(conn: Connection) -> None:
         transfer(conn, "bad-in", ZAPS_IN, POOL, 10, Meta("t", 0))
-        return transfer(conn, "bad-out", POOL, SUBSIDY, 10**9, Meta("t", 0))
+        transfer(conn, "bad-out", POOL, SUBSIDY, 10**9, Meta("t", 0))
 
     results = await asyncio.gather(db.write(good("a")), db.write(bad), db.write(good("b")),
                                    return_exceptions=True)
@@ -139,7 +151,7 @@ async def test_a_database_error_rolls_back_only_its_operation(db: Database) -> N
     back alone, however the error comes to light: at once, at the operation's next read, or
     only once it returned or raised (PostgreSQL sends statements without waiting for each).
     Its caller learns that error; its neighbours commit and each sees the ones before it."""
-    def credit(key: str) -> Callable[[Connection], int]:
+    def credit(key: str) -> Callable[[Connection], None]:
         return lambda conn: transfer(conn, key, ZAPS_IN, POOL, 10, Meta("t", 0))
 
     def overdraw(conn: Connection) -> None:  # the CHECK: nothing below zero; nothing read after
@@ -200,17 +212,18 @@ async def test_a_batch_runs_again_when_one_of_its_operations_fails(db: Database)
     def credit(key: str) -> Callable[[Connection], int]:
         def run(conn: Connection) -> int:
             runs[key] += 1
-            return transfer(conn, key, ZAPS_IN, POOL, 10, Meta("t", 0))
+            transfer(conn, key, ZAPS_IN, POOL, 10, Meta("t", 0))
+            return transfer_id(conn, key)
         return run
 
     def pool_credits(conn: Connection) -> int:
         return int(conn.execute("SELECT credits_posted FROM accounts WHERE id = ?",
                                 (POOL,)).fetchone()[0])
 
-    def overspend(conn: Connection) -> int:  # moves 10 in, then raises: neither is kept
+    def overspend(conn: Connection) -> None:  # moves 10 in, then raises: neither is kept
         runs["overspend"] += 1
         transfer(conn, "kept-out", ZAPS_IN, POOL, 10, Meta("t", 0))
-        return transfer(conn, "too-much", POOL, SUBSIDY, 10**9, Meta("t", 0))
+        transfer(conn, "too-much", POOL, SUBSIDY, 10**9, Meta("t", 0))
 
     replays = db.replays
     assert list(await asyncio.gather(db.write(credit("alone")), db.write(pool_credits))) == [1, 10]
