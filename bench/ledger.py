@@ -8,10 +8,13 @@ concurrent callers in one process, each settlement durably committed before its 
 free path with 64 callers in each of 1 and 4 OS processes sharing the database (replicas); and,
 measured in the same run, each engine's raw rate of single-row durable commits (SQLite: one
 ``synchronous=FULL`` INSERT per transaction; PostgreSQL: one INSERT + COMMIT per round trip). The
-PostgreSQL engine runs on a private cluster the benchmark starts (fsync on) on 127.0.0.1 (TCP, as
-replicas on other hosts would reach it) and stops. The last lines are the figures:
-``durable_settlements_per_s=N baseline_fsync_per_s=M`` (SQLite, free path, 64 callers) and
-``postgresql_settlements_per_s=N postgresql_commits_per_s=M postgresql_4_processes_per_s=P``.
+PostgreSQL engine runs on a private cluster the benchmark starts (fsync on) and stops, measured
+twice, each labelled: over TCP on 127.0.0.1 (``postgresql``: as replicas on other hosts reach
+it), then over the server's Unix socket (``postgresql/unix``: replicas on the server's own host,
+``?host=/run/postgresql``); ``--postgresql-over tcp`` measures TCP alone. The last lines are the
+figures: ``durable_settlements_per_s=N baseline_fsync_per_s=M`` (SQLite, free path, 64 callers),
+``postgresql_settlements_per_s=N postgresql_commits_per_s=M postgresql_4_processes_per_s=P``
+(TCP) and ``postgresql_unix_settlements_per_s=N`` (the Unix socket).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,6 +37,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import psycopg
 
 from storage import Database, Ledger, Limits, Serve, check, whole_sats_up
+
+if TYPE_CHECKING:
+    from tests.fixtures.postgres import PostgresCluster
 
 REPO = Path(__file__).resolve().parents[1]
 # Every pubkey is new, so its allowance (500 msat) decides: 400 msat → free, 1000 → partial.
@@ -58,15 +65,16 @@ def baseline_fsync_per_s(directory: Path, seconds: float, journal_mode: str = "W
     return n / elapsed
 
 
-def postgres_commits_per_s(url: str, seconds: float) -> float:
-    """Single-row INSERT + COMMIT round trips per second (``synchronous_commit=on``)."""
+def postgres_commits_per_s(url: str, seconds: float, table: str) -> float:
+    """Single-row INSERT + COMMIT round trips per second (``synchronous_commit=on``), into a new
+    ``table``."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = on")
-        conn.execute("CREATE TABLE baseline (id BIGSERIAL PRIMARY KEY, v BIGINT NOT NULL)")
+        conn.execute(f"CREATE TABLE {table} (id BIGSERIAL PRIMARY KEY, v BIGINT NOT NULL)")
         n = 0
         start = time.perf_counter()
         while time.perf_counter() - start < seconds:
-            conn.execute("INSERT INTO baseline (v) VALUES (%s)", (n,))
+            conn.execute(f"INSERT INTO {table} (v) VALUES (%s)", (n,))  # noqa: S608
             n += 1
         return n / (time.perf_counter() - start)
 
@@ -166,7 +174,7 @@ async def engine_rates(name: str, new_location: Callable[[str], str],
             label = f"{path}-{callers}"
             rate, per_commit = await measure(new_location(label), callers, seconds, fn, label)
             results[label] = rate
-            print(f"{name:10} {path:7} path, {callers:2} caller(s): {rate:8.0f} settlements/s"
+            print(f"{name:15} {path:7} path, {callers:2} caller(s): {rate:8.0f} settlements/s"
                   f"  ({per_commit:5.1f} operations per commit)")
     for processes in (1, 4):
         label = f"procs-{processes}"
@@ -174,17 +182,23 @@ async def engine_rates(name: str, new_location: Callable[[str], str],
         await (await Database.open(location)).close()  # created and migrated before the race
         rate = processes_rate(location, processes, 64, seconds, label)
         results[label] = rate
-        print(f"{name:10} free    path, {processes} process(es) × 64 callers: {rate:8.0f}"
+        print(f"{name:15} free    path, {processes} process(es) × 64 callers: {rate:8.0f}"
               " settlements/s")
     return results
 
 
-async def main(seconds: float, where: str, engines: list[str]) -> None:
+def _schemas(cluster: PostgresCluster, unix_socket: bool) -> Callable[[str], str]:
+    """A fresh schema's URL per measurement (over TCP or the Unix socket)."""
+    return lambda _label: cluster.new_schema(unix_socket=unix_socket)
+
+
+async def main(seconds: float, where: str, engines: list[str], transports: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="ledger-bench-", dir=where) as tmp:
         directory = Path(tmp)
         lite: dict[str, float] = {}
-        pg: dict[str, float] = {}
-        baseline = pg_commits = 0.0
+        pg: dict[str, dict[str, float]] = {}  # per transport: "tcp", "unix"
+        pg_commits: dict[str, float] = {}
+        baseline = 0.0
         if "sqlite" in engines:
             baseline = baseline_fsync_per_s(directory, seconds)
             print("raw synchronous=FULL single-row commits (WAL, as the ledger): "
@@ -194,21 +208,26 @@ async def main(seconds: float, where: str, engines: list[str]) -> None:
             lite = await engine_rates("sqlite", lambda label: str(directory / f"{label}.sqlite3"),
                                       seconds)
         if "postgresql" in engines:
-            from tests.fixtures.postgres import PostgresCluster
+            from tests.fixtures.postgres import PostgresCluster  # pytest: only when measured
 
             cluster = PostgresCluster.start(settings="-c fsync=on -c synchronous_commit=on")
             try:
-                pg_commits = postgres_commits_per_s(cluster.url("postgres"), seconds)
-                print(f"raw PostgreSQL INSERT + COMMIT round trips (synchronous_commit=on): "
-                      f"{pg_commits:8.0f}/s")
-                pg = await engine_rates("postgresql",
-                                        lambda label: cluster.new_schema(), seconds)
+                for transport in transports:
+                    unix = transport == "unix"
+                    name = "postgresql/unix" if unix else "postgresql"
+                    over = "the Unix socket" if unix else "TCP"
+                    pg_commits[transport] = postgres_commits_per_s(
+                        cluster.url("postgres", unix_socket=unix), seconds, f"baseline_{transport}")
+                    print(f"raw PostgreSQL INSERT + COMMIT round trips over {over}"
+                          f" (synchronous_commit=on): {pg_commits[transport]:8.0f}/s")
+                    pg[transport] = await engine_rates(name, _schemas(cluster, unix), seconds)
             finally:
                 cluster.stop()
-        if lite and pg:
-            print(f"postgresql / sqlite, free path, 64 callers: "
-                  f"{pg['free-64'] / lite['free-64']:.2f} (target >= 0.5)")
-        for name, r in (("sqlite", lite), ("postgresql", pg)):
+        for transport, rates in pg.items():
+            if lite:
+                print(f"postgresql / sqlite, free path, 64 callers, over {transport.upper()}: "
+                      f"{rates['free-64'] / lite['free-64']:.2f} (target >= 0.5)")
+        for name, r in (("sqlite", lite), *((f"postgresql over {t.upper()}", pg[t]) for t in pg)):
             if r:
                 print(f"{name}: 4 processes / 1 process: {r['procs-4'] / r['procs-1']:.2f}")
         if lite:
@@ -216,10 +235,12 @@ async def main(seconds: float, where: str, engines: list[str]) -> None:
                   f"{lite['free-64'] / baseline:.2f}")
             print(f"durable_settlements_per_s={lite['free-64']:.0f} "
                   f"baseline_fsync_per_s={baseline:.0f}")
-        if pg:
-            print(f"postgresql_settlements_per_s={pg['free-64']:.0f} "
-                  f"postgresql_commits_per_s={pg_commits:.0f} "
-                  f"postgresql_4_processes_per_s={pg['procs-4']:.0f}")
+        if "tcp" in pg:
+            print(f"postgresql_settlements_per_s={pg['tcp']['free-64']:.0f} "
+                  f"postgresql_commits_per_s={pg_commits['tcp']:.0f} "
+                  f"postgresql_4_processes_per_s={pg['tcp']['procs-4']:.0f}")
+        if "unix" in pg:
+            print(f"postgresql_unix_settlements_per_s={pg['unix']['free-64']:.0f}")
 
 
 if __name__ == "__main__":
@@ -228,6 +249,8 @@ if __name__ == "__main__":
     parser.add_argument("--dir", default=".", help="directory of the SQLite files")
     parser.add_argument("--engines", default="sqlite,postgresql",
                         help="comma-separated: sqlite, postgresql")
+    parser.add_argument("--postgresql-over", default="tcp,unix",
+                        help="comma-separated: tcp (127.0.0.1), unix (the server's Unix socket)")
     parser.add_argument("--worker", nargs=5, metavar=("LOCATION", "LABEL", "CALLERS", "START_AT",
                                                       "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -235,4 +258,7 @@ if __name__ == "__main__":
         location, label, callers, start_at, secs = args.worker
         asyncio.run(worker(location, label, int(callers), float(start_at), float(secs)))
     else:
-        asyncio.run(main(args.seconds, args.dir, args.engines.split(",")))
+        transports = args.postgresql_over.split(",")
+        if not transports or not set(transports) <= {"tcp", "unix"}:
+            parser.error("--postgresql-over takes tcp, unix or both")
+        asyncio.run(main(args.seconds, args.dir, args.engines.split(","), transports))

@@ -31,6 +31,7 @@ from storage.accounts import (
 )
 from storage.location import is_postgres_url
 from storage.migrations import LATEST
+from storage.postgres import redact
 from storage.postgres_pipeline import MAX_PREPARED
 from storage.sql import Connection
 from tests.fixtures.postgres import PostgresCluster
@@ -244,6 +245,26 @@ async def test_a_batch_runs_again_when_one_of_its_operations_fails(db: Database)
     assert (results[0], results[3]) == (ids["a"], ids["b"])
     assert (results[1], results[4]) == (20, 30)  # what each saw, as if run alone
     assert (await assert_invariants(db))[POOL] == 30
+
+
+async def test_a_server_on_this_host_is_reached_over_its_unix_socket(
+        postgres_cluster: PostgresCluster) -> None:
+    """PostgreSQL only: a URL whose host is a directory (``?host=/run/postgresql``) reaches the
+    server over its Unix socket, for writes, reads and notifications alike."""
+    url = postgres_cluster.new_schema(unix_socket=True)
+    assert redact(url) == f"postgresql://postgres@{postgres_cluster.socket_dir}:" \
+        f"{postgres_cluster.port}/ledgers"
+    db = await Database.open(url)
+    try:
+        def over_socket(conn: Connection) -> bool:  # no server address: not TCP
+            return bool(conn.execute("SELECT inet_server_addr() IS NULL").fetchone()[0])
+
+        assert await db.write(over_socket) and await db.read(over_socket)
+        await db.write(lambda conn: transfer(conn, "in", ZAPS_IN, POOL, 10, Meta("t", 0)))
+        assert (await assert_invariants(db))[POOL] == 10
+        assert not await db.wait_notice("timmy_test", 0.01)  # the listener connects too
+    finally:
+        await db.close()
 
 
 async def test_the_writer_reconnects_after_the_server_dropped_it(
