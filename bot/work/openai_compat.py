@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import httpx
 
@@ -67,6 +67,8 @@ TOOL_CALLS = 2
 milliseconds; letting every queued quote open its own connection grows the pool, and httpcore
 checks every pooled connection (a socket poll each) on every request."""
 _SWITCH_FIELD = "use_max_completion_tokens"
+ToolPath = Literal["/apply-template", "/tokenize"]
+"""llama.cpp's helper endpoints, beside ``/v1``."""
 
 
 @dataclass(slots=True)
@@ -128,7 +130,10 @@ class OpenAIBackend:
         self._tokenizer: bool | None = None if config.tokenize else False
         self._rng = rng if rng is not None else random.Random()
         self._tool_calls = asyncio.Semaphore(TOOL_CALLS)
-        self._url = config.base_url.rstrip("/") + "/chat/completions"
+        # parsed once: httpx would parse a string URL again on every request
+        self._url = httpx.URL(config.base_url.rstrip("/") + "/chat/completions")
+        self._tool_urls: dict[ToolPath, httpx.URL] = {
+            path: httpx.URL(config.server_root + path) for path in get_args(ToolPath)}
 
     # -- Backend interface -------------------------------------------------------------
 
@@ -393,14 +398,14 @@ class OpenAIBackend:
                 return min(counted, max_tokens)
         return min(text_token_bound(text), max_tokens)
 
-    async def _post_tool(self, path: str, payload: dict[str, Any]) -> object | None:
+    async def _post_tool(self, path: ToolPath, payload: dict[str, Any]) -> object | None:
         """POST to a llama.cpp helper endpoint; ``None`` when unavailable (and remembered as
         unsupported when the server says it does not exist)."""
         timeout = httpx.Timeout(self._config.connect_timeout_s)
         try:
             async with self._tool_calls:
                 response = await self._client.post(
-                    self._config.server_root + path,
+                    self._tool_urls[path],
                     json=payload,
                     headers=self._headers(stream=False),
                     timeout=timeout,
