@@ -62,10 +62,11 @@ log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY_BYTES = 64 * 1024
 DRAIN_S = 1.0
-TOOL_CALLS = 2
-"""Tokenizer calls (``/apply-template``, ``/tokenize``) in flight at once. They take
-milliseconds; letting every queued quote open its own connection grows the pool, and httpcore
-checks every pooled connection (a socket poll each) on every request."""
+TOOL_CALLS = 8
+"""Tokenizer calls (``/apply-template``, ``/tokenize``) in flight at once: enough that counting
+keeps up with answering (at 2, a burst of 100 jobs answered 8 at a time waited 75 ms at the
+median for a count that took 26 ms at 8), few enough that a burst of quotes cannot open a
+connection each."""
 _SWITCH_FIELD = "use_max_completion_tokens"
 ToolPath = Literal["/apply-template", "/tokenize"]
 """llama.cpp's helper endpoints, beside ``/v1``."""

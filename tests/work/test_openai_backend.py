@@ -303,12 +303,12 @@ async def test_connections_are_reused(ai_server: AiTestServer, stream: bool) -> 
 
 async def test_tokenizer_calls_share_few_connections(ai_server: AiTestServer) -> None:
     """Many quotes at once: the tokenizer calls queue for ``TOOL_CALLS`` connections instead of
-    opening one each (a bigger pool costs every request a check of every connection)."""
+    opening one each."""
     sc = ai_server.scenario()
     async with httpx.AsyncClient() as client:
         backend = OpenAIBackend(config_for(sc), client)
         counts = await asyncio.gather(*(backend.count_prompt_tokens(ask(question=f"q {i}"))
-                                        for i in range(12)))
+                                        for i in range(3 * TOOL_CALLS)))
         assert all(c.exact for c in counts)
         pool = client._transport._pool  # type: ignore[attr-defined]
         assert len(pool.connections) <= TOOL_CALLS
