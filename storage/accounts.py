@@ -244,27 +244,66 @@ def _move(conn: Connection, debit: str, credit: str, *, posted: int, pending: in
     )
 
 
-def resolve(conn: Connection, key: str, pending_id: int, amount: int, meta: Meta) -> None:
+@dataclass(frozen=True, slots=True)
+class ResolveReads:
+    """What ``resolve`` reads, asked for ahead by the pending transfer's key
+    (``ask_resolve``): the resolution's own key, the pending transfer (its id first), and a
+    resolution of it."""
+
+    existing: Held
+    pending: Held
+    resolution: Held
+
+    @property
+    def held(self) -> tuple[Held, ...]:
+        return (self.existing, self.pending, self.resolution)
+
+
+_PENDING = "SELECT id, kind, debit_account, credit_account, amount_msat FROM transfers"
+
+
+def ask_resolve(conn: Connection, key: str, pending_key: str) -> ResolveReads:
+    """Ask for what ``resolve(conn, key, <id of pending_key's transfer>, …)`` reads (one round
+    trip), valid while nothing written before the resolution touches those transfers."""
+    return ResolveReads(
+        Held(_ask_existing(conn, key)),
+        Held(conn.execute(f"{_PENDING} WHERE key = ?", (pending_key,))),
+        Held(conn.execute(f"SELECT 1 FROM transfers WHERE pending_id = ({TRANSFER_ID})",  # noqa: S608
+                          (pending_key,))),
+    )
+
+
+def _ask_resolve_by_id(conn: Connection, key: str, pending_id: int) -> ResolveReads:
+    return ResolveReads(
+        Held(_ask_existing(conn, key)),
+        Held(conn.execute(f"{_PENDING} WHERE id = ?", (pending_id,))),
+        Held(conn.execute("SELECT 1 FROM transfers WHERE pending_id = ?", (pending_id,))),
+    )
+
+
+def resolve(conn: Connection, key: str, pending_id: int, amount: int, meta: Meta, *,
+            asked: ResolveReads | None = None) -> None:
     """Post ``amount`` (0 < amount <= pending amount) of a pending transfer, or void it (0).
 
     The pending amount leaves the pending columns in full; ``amount`` enters the posted ones.
     Resolving twice raises ``IllegalTransition`` (except a repeat of the same key and terms).
+    ``asked``: its reads, asked for ahead by the pending transfer's key (``ask_resolve``); used
+    when that transfer is ``pending_id``, else they are asked again by id.
     """
     kind = "post" if amount > 0 else "void"
-    asked = _ask_existing(conn, key)  # the three reads come back in one round trip
-    pending_row = conn.execute(
-        "SELECT kind, debit_account, credit_account, amount_msat FROM transfers WHERE id = ?",
-        (pending_id,),
-    )
-    resolution = conn.execute("SELECT 1 FROM transfers WHERE pending_id = ?", (pending_id,))
-    found, row, resolved = _existing(asked), pending_row.fetchone(), resolution.fetchone()
+    row = None if asked is None else asked.pending.fetchone()
+    if asked is None or row is None or row[0] != pending_id:  # asked of another transfer
+        asked = _ask_resolve_by_id(conn, key, pending_id)  # the three in one round trip
+        row = asked.pending.fetchone()
+    reads = asked
+    found, resolved = _existing(reads.existing), reads.resolution.fetchone()
     if found is not None:
         if found[1] != kind or found[4] != amount or found[5] != pending_id:
             raise IdempotencyConflict(f"transfer key {key!r} already used with other terms")
         return
-    if row is None or row[0] != "pending":
+    if row is None or row[1] != "pending":
         raise IllegalTransition(f"transfer {pending_id} is not a pending transfer")
-    _, debit, credit, reserved = row
+    _, _, debit, credit, reserved = row
     if amount > reserved:
         raise IllegalTransition(f"cannot post {amount} msat of a {reserved} msat reservation")
     if resolved is not None:

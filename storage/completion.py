@@ -20,7 +20,15 @@ back is a pending refund of whole sats, its sub-sat rest the asker's balance (``
 from __future__ import annotations
 
 from storage import refunds, subsidy
-from storage.accounts import ESCROW, REVENUE, Meta, resolve, transfer
+from storage.accounts import (
+    ESCROW,
+    REVENUE,
+    Meta,
+    ResolveReads,
+    ask_resolve,
+    resolve,
+    transfer,
+)
 from storage.errors import InvalidAmount
 from storage.jobs import ask_job, job_from_row, move_job, set_job
 from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
@@ -29,8 +37,10 @@ from storage.outcomes import Completion, Failure, JobRecord, Serve
 from storage.sql import Connection
 
 
-def _settle_reservation(conn: Connection, job: JobRecord, keep: int, now: int) -> int:
-    """Post ``keep`` of the job's pool reservation (void it when 0); return what was released."""
+def _settle_reservation(conn: Connection, job: JobRecord, keep: int, now: int,
+                        asked: ResolveReads | None = None) -> int:
+    """Post ``keep`` of the job's pool reservation (void it when 0); return what was released.
+    ``asked``: its reads, asked for ahead (``_ask_reservation``)."""
     assert job.reserve_transfer is not None
     return subsidy.settle(
         conn,
@@ -42,7 +52,14 @@ def _settle_reservation(conn: Connection, job: JobRecord, keep: int, now: int) -
         job.reserved_msat,
         keep,
         now,
+        asked,
     )
+
+
+def _ask_reservation(conn: Connection, job_id: str) -> ResolveReads:
+    """Ask for what settling the job's pool reservation reads (by the reservation's key: the
+    job's ``reserve_transfer`` is that transfer)."""
+    return ask_resolve(conn, job_key(job_id, "reserve:settle"), job_key(job_id, "reserve"))
 
 
 def _resolve_hold(conn: Connection, job: JobRecord, charge: int, now: int) -> int:
@@ -53,18 +70,22 @@ def _resolve_hold(conn: Connection, job: JobRecord, charge: int, now: int) -> in
     return job.estimate_msat - job.reserved_msat - charge  # the hold is what the subsidy left
 
 
-def record_grant(conn: Connection, job: JobRecord, actual: int, now: int) -> Completion:
-    """A free job: the pool keeps ``actual``; the rest of the reservation returns to it."""
-    returned = _settle_reservation(conn, job, actual, now)
+def record_grant(conn: Connection, job: JobRecord, actual: int, now: int,
+                 reservation: ResolveReads | None = None) -> Completion:
+    """A free job: the pool keeps ``actual``; the rest of the reservation returns to it.
+    ``reservation``: its settlement's reads, asked for ahead."""
+    returned = _settle_reservation(conn, job, actual, now, reservation)
     set_job(conn, job, now, JobOp.SETTLE, actual_msat=actual, absorbed_msat=actual, charged_msat=0)
     return Completion(job.id, Serve.FREE, actual, 0, actual, 0, 0, returned)
 
 
-def session_settle(conn: Connection, job: JobRecord, actual: int, now: int) -> Completion:
+def session_settle(conn: Connection, job: JobRecord, actual: int, now: int,
+                   reservation: ResolveReads | None = None) -> Completion:
     """A session: the pool keeps ``min(actual, reserved)``; the balance pays the rest of
     ``actual`` from its hold (``actual - absorbed <= estimate - reserved = hold``)."""
     absorbed = min(actual, job.reserved_msat)
-    released = _settle_reservation(conn, job, absorbed, now) if job.reserve_transfer else 0
+    released = (_settle_reservation(conn, job, absorbed, now, reservation)
+                if job.reserve_transfer else 0)
     charged = actual - absorbed
     if job.hold_transfer is not None:
         released += _resolve_hold(conn, job, charged, now)
@@ -75,11 +96,12 @@ def session_settle(conn: Connection, job: JobRecord, actual: int, now: int) -> C
     return Completion(job.id, Serve.SESSION, actual, charged, absorbed, 0, 0, released)
 
 
-def settle_paid(conn: Connection, job: JobRecord, actual: int, now: int) -> Completion:
+def settle_paid(conn: Connection, job: JobRecord, actual: int, now: int,
+                reservation: ResolveReads | None = None) -> Completion:
     """A partial or gate job: the seed's refund math on what was paid (held in escrow)."""
     partial = job.serve == Serve.PARTIAL
     keep = min(actual, job.absorb_msat) if partial else 0
-    released = _settle_reservation(conn, job, keep, now) if partial else 0
+    released = _settle_reservation(conn, job, keep, now, reservation) if partial else 0
     charge = max(0, actual - job.absorb_msat) if partial else actual
     meta = Meta("settle", now, job.id, job.pubkey)
     if charge:
@@ -101,13 +123,15 @@ def settle(
         if actual > job.estimate_msat:
             raise InvalidAmount(f"actual cost {actual} exceeds the estimate {job.estimate_msat}")
         if job.serve is Serve.FREE:
-            return record_grant(conn, job, actual, now)
+            return record_grant(conn, job, actual, now, reservation)
         if job.serve is Serve.SESSION:
-            return session_settle(conn, job, actual, now)
-        return settle_paid(conn, job, actual, now)
+            return session_settle(conn, job, actual, now, reservation)
+        return settle_paid(conn, job, actual, now, reservation)
 
+    asked = ask_job(conn, job_id)
+    reservation = _ask_reservation(conn, job_id)  # with the job: nothing written before it
     return once_with(conn, job_key(job_id, "settle"), "settle", [actual], Completion,
-                     ask_job(conn, job_id), compute)
+                     asked, compute, reservation.held)
 
 
 def fail(conn: Connection, job_id: str, reason: str, now: int) -> Failure:

@@ -13,6 +13,7 @@ from storage.accounts import (
     POOL,
     SUBSIDY,
     Meta,
+    ResolveReads,
     TransferReads,
     account_from,
     ask_account,
@@ -147,9 +148,11 @@ def settle(
     reserved: int,
     keep: int,
     now: int,
+    asked: ResolveReads | None = None,
 ) -> int:
-    """Post ``keep`` of a reservation (void it when 0), correct the counters; return released."""
-    resolve(conn, key, pending_id, keep, Meta("subsidy", now, job_id, pubkey, day))
+    """Post ``keep`` of a reservation (void it when 0), correct the counters; return released.
+    ``asked``: the resolution's reads, asked for ahead (``accounts.ask_resolve``)."""
+    resolve(conn, key, pending_id, keep, Meta("subsidy", now, job_id, pubkey, day), asked=asked)
     released = reserved - keep
     count(conn, pubkey, day, -released, -1 if keep == 0 else 0)
     return released

@@ -25,6 +25,7 @@ from storage.accounts import (
     SUBSIDY,
     ZAPS_IN,
     Meta,
+    ask_resolve,
     resolve,
     transfer,
     transfer_id,
@@ -109,7 +110,10 @@ async def test_two_phase_transfers(db: Database) -> None:
             transfer(conn, "p2", POOL, REVENUE, 300, m, pending=True)
         with pytest.raises(IllegalTransition):
             resolve(conn, "post1", p1, 601, m)  # more than reserved
-        resolve(conn, "post1", p1, 250, m)
+        elsewhere = ask_resolve(conn, "post1", "p2")  # asked of another transfer: by id again
+        for read in elsewhere.held:
+            read.load()
+        resolve(conn, "post1", p1, 250, m, asked=elsewhere)
         with pytest.raises(IllegalTransition):
             resolve(conn, "post1b", p1, 100, m)  # once
         resolve(conn, "void2", p2, 0, m)
