@@ -94,6 +94,33 @@ def account_from(asked: Cursor, account: str) -> AccountRow:
     return AccountRow(account, row[0], row[1], row[2], row[3])
 
 
+class AccountsRead:
+    """Several accounts asked for in one statement (``ask_accounts``): ``get`` reads any of
+    them, as often as needed (an account without a row reads empty)."""
+
+    __slots__ = ("_rows", "held", "ids")
+
+    def __init__(self, held: Held, ids: tuple[str, ...]) -> None:
+        self.held = held
+        self.ids = ids
+        self._rows: dict[str, AccountRow] | None = None
+
+    def get(self, account: str) -> AccountRow:
+        assert account in self.ids, f"account {account} was not asked for"
+        if self._rows is None:
+            self._rows = {str(r[0]): AccountRow(str(r[0]), r[1], r[2], r[3], r[4])
+                          for r in self.held.load()}
+        return self._rows.get(account) or AccountRow(account, 0, 0, 0, 0)
+
+
+def ask_accounts(conn: Connection, accounts: tuple[str, ...]) -> AccountsRead:
+    """Ask for ``accounts`` in one statement, without reading them yet."""
+    marks = ", ".join("?" for _ in accounts)
+    return AccountsRead(Held(conn.execute(
+        "SELECT id, debits_posted, credits_posted, debits_pending, credits_pending"  # noqa: S608
+        f" FROM accounts WHERE id IN ({marks})", accounts)), accounts)
+
+
 def available(conn: Connection, account: str) -> int:
     return get_account(conn, account).available_msat
 
@@ -128,19 +155,26 @@ class TransferReads:
     the debit account (None: an external one, never short)."""
 
     existing: Held
-    debit: Held | None
+    debit: AccountsRead | None
 
     @property
     def held(self) -> tuple[Held, ...]:
-        return (self.existing,) if self.debit is None else (self.existing, self.debit)
+        return (self.existing,) if self.debit is None else (self.existing, self.debit.held)
 
 
-def ask_transfer(conn: Connection, key: str, debit: str) -> TransferReads:
+def ask_transfer(conn: Connection, key: str, debit: str,
+                 accounts: AccountsRead | None = None) -> TransferReads:
     """Ask for what ``transfer(conn, key, debit, …)`` reads, to be read with an operation's
     first reads (``operations.once_with(held=…)``); valid while nothing written before the
-    transfer touches the debit account."""
-    return TransferReads(Held(_ask_existing(conn, key)),
-                         None if debit in EXTERNAL else Held(ask_account(conn, debit)))
+    transfer touches the debit account. ``accounts``: the debit account is among these,
+    asked already."""
+    if debit in EXTERNAL:
+        funds = None
+    elif accounts is not None and debit in accounts.ids:
+        funds = accounts
+    else:
+        funds = ask_accounts(conn, (debit,))
+    return TransferReads(Held(_ask_existing(conn, key)), funds)
 
 
 def transfer_id(conn: Connection, key: str) -> int:
@@ -212,7 +246,7 @@ def transfer(
     kind = "pending" if pending else "single"
     reads = ask_transfer(conn, key, debit) if asked is None else asked  # one round trip
     found = _existing(reads.existing)
-    funds = None if reads.debit is None else account_from(reads.debit, debit)
+    funds = None if reads.debit is None else reads.debit.get(debit)
     if found is not None:
         if found[1:5] != (kind, debit, credit, amount):
             raise IdempotencyConflict(f"transfer key {key!r} already used with other terms")

@@ -22,10 +22,10 @@ from storage.accounts import (
     POOL,
     REVENUE,
     TRANSFER_ID,
+    AccountsRead,
     Meta,
     TransferReads,
-    account_from,
-    ask_account,
+    ask_accounts,
     ask_transfer,
     balance_account,
     transfer,
@@ -48,21 +48,25 @@ _INSERT_JOB = (
 @dataclass(frozen=True, slots=True)
 class QuoteReads:
     """What ``quote`` reads, asked for ahead (``ask_quote``): ``room``'s reads (None: not
-    subsidised) and the asker's balance account."""
+    subsidised) and the accounts, the asker's balance and (subsidised) the pool, in one
+    statement."""
 
     room: subsidy.RoomReads | None
-    balance: Held
+    accounts: AccountsRead
 
     @property
     def held(self) -> tuple[Held, ...]:
-        return (() if self.room is None else self.room.held) + (self.balance,)
+        return (() if self.room is None else self.room.held) + (self.accounts.held,)
 
 
 def ask_quote(conn: Connection, limits: Limits, pubkey: str, day: str,
               subsidised: bool = True) -> QuoteReads:
     """Ask for everything ``quote`` may read (one round trip)."""
-    return QuoteReads(subsidy.ask_room(conn, limits, pubkey, day) if subsidised else None,
-                      Held(ask_account(conn, balance_account(pubkey))))
+    balance = balance_account(pubkey)
+    if not subsidised:
+        return QuoteReads(None, ask_accounts(conn, (balance,)))
+    accounts = ask_accounts(conn, (POOL, balance))
+    return QuoteReads(subsidy.ask_room(conn, limits, pubkey, day, accounts), accounts)
 
 
 def quote(
@@ -74,7 +78,7 @@ def quote(
     reads = ask_quote(conn, limits, pubkey, day, subsidised) if asked is None else asked
     room, reason = (subsidy.room(conn, limits, pubkey, day, reads.room)
                     if reads.room is not None else (0, Reason.PAID_ONLY))
-    balance = account_from(reads.balance, balance_account(pubkey))
+    balance = reads.accounts.get(balance_account(pubkey))
     if room >= estimate:
         return Decision(job_id, pubkey, Serve.FREE, Reason.COVERED, estimate, estimate, 0, 0)
     if balance.available_msat >= estimate - room:
@@ -139,8 +143,8 @@ def decide(
     args: list[object] = [pubkey, estimate] if subsidised else [pubkey, estimate, "paid_only"]
     exists = conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,))
     quoting = ask_quote(conn, limits, pubkey, day, subsidised)
-    reserving: TransferReads | None = (ask_transfer(conn, reserve_key, POOL) if subsidised
-                                       else None)
+    reserving: TransferReads | None = (ask_transfer(conn, reserve_key, POOL, quoting.accounts)
+                                       if subsidised else None)
     held_reads = quoting.held + (() if reserving is None else reserving.held)
     return once_with(conn, job_key(job_id, "decide"), "decide", args, Decision, exists, compute,
                      held_reads)

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from storage.accounts import (
     POOL,
     SUBSIDY,
+    AccountsRead,
     Meta,
     ResolveReads,
     TransferReads,
-    account_from,
-    ask_account,
+    ask_accounts,
     resolve,
     transfer,
 )
@@ -54,20 +54,23 @@ def _spent_from(row: tuple[int] | None) -> int:
 @dataclass(frozen=True, slots=True)
 class RoomReads:
     """What ``room`` reads, asked for ahead (``ask_room``): the asker's usage of the day, the
-    pool's account, the pool's spending of the day (None: no daily cap)."""
+    pool's account (among ``accounts``), the pool's spending of the day (None: no daily cap)."""
 
     usage: Held
-    pool: Held
+    accounts: AccountsRead
     spent: Held | None
 
     @property
     def held(self) -> tuple[Held, ...]:
-        return (self.usage, self.pool) + (() if self.spent is None else (self.spent,))
+        return (self.usage, self.accounts.held) + (() if self.spent is None else (self.spent,))
 
 
-def ask_room(conn: Connection, limits: Limits, pubkey: str, day: str) -> RoomReads:
-    """Ask for what ``room`` reads (the three come back in one round trip)."""
-    return RoomReads(Held(_ask_usage(conn, pubkey, day)), Held(ask_account(conn, POOL)),
+def ask_room(conn: Connection, limits: Limits, pubkey: str, day: str,
+             accounts: AccountsRead | None = None) -> RoomReads:
+    """Ask for what ``room`` reads (they come back in one round trip). ``accounts``: the pool's
+    account is among these, asked already."""
+    return RoomReads(Held(_ask_usage(conn, pubkey, day)),
+                     accounts if accounts is not None else ask_accounts(conn, (POOL,)),
                      None if limits.pool_daily_cap_msat is None
                      else Held(_ask_pool_spent(conn, day)))
 
@@ -79,7 +82,7 @@ def room(conn: Connection, limits: Limits, pubkey: str, day: str,
     cap = limits.pool_daily_cap_msat
     reads = ask_room(conn, limits, pubkey, day) if asked is None else asked
     absorbed, jobs = _usage_from(reads.usage.fetchone())
-    pool = account_from(reads.pool, POOL)
+    pool = reads.accounts.get(POOL)
     spent = 0 if reads.spent is None else _spent_from(reads.spent.fetchone())
     if jobs >= limits.daily_free_jobs:
         return 0, Reason.JOBS_LIMIT
