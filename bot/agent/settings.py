@@ -29,7 +29,8 @@ def _text(name: str, value: object, limit: int) -> None:
 class ServiceConfig:
     """How the agent serves requests (``[service]`` in ``timmy.toml``).
 
-    - ``concurrency``: jobs worked at once (the work queue's workers).
+    - ``concurrency``: answers generated at once (the queue advances more requests than that:
+      ``bot.agent.agent.queue_workers``).
     - ``work_timeout_s``: how long one answer may take before it fails (and is refunded).
     - ``invoice_expiry_s``: how long a quote's invoice can be paid.
     - ``settlement_poll_s``: how often the open invoices are looked up in the wallet (the
