@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 
 import coincurve
 
-from bot.nostr import nip19
+from bot.nostr import nip19, nip44
 from bot.nostr.errors import InvalidKey
 from bot.nostr.hexutil import is_hex
+
+MAX_CONVERSATIONS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,7 @@ class Keys:
     secret_hex: str = field(repr=False, compare=False)
     public_hex: str
     _signer: coincurve.PrivateKey = field(repr=False, compare=False)
+    _conversations: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def generate(cls) -> Keys:
@@ -65,6 +68,18 @@ class Keys:
     @property
     def nsec(self) -> str:
         return nip19.encode_bytes("nsec", bytes.fromhex(self.secret_hex))
+
+    def conversation_key(self, pubkey_hex: str) -> bytes:
+        """The NIP-44 conversation key with ``pubkey_hex``, kept for the ``MAX_CONVERSATIONS``
+        peers used last: the agent's key meets each asker twice a job (their seal in, its seal
+        out) and itself on every self copy; an ECDH costs ~50 µs."""
+        cached = self._conversations.pop(pubkey_hex, None)
+        if cached is None:
+            cached = nip44.conversation_key(self.secret_hex, pubkey_hex)
+            if len(self._conversations) >= MAX_CONVERSATIONS:
+                del self._conversations[next(iter(self._conversations))]
+        self._conversations[pubkey_hex] = cached  # the most recent last
+        return cached
 
     def sign(self, message32: bytes, aux_rand: bytes | None = None) -> str:
         """BIP-340 Schnorr signature of a 32-byte message, as 128 hex characters."""

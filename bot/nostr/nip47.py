@@ -400,7 +400,7 @@ def transaction_to_json(tx: Transaction) -> dict[str, Any]:
 def seal(keys: Keys, peer_pubkey: str, scheme: Encryption, plaintext: str) -> str:
     """Encrypt a payload for ``peer_pubkey`` with the chosen scheme."""
     if scheme is Encryption.NIP44_V2:
-        return nip44.encrypt(plaintext, nip44.conversation_key(keys.secret_hex, peer_pubkey))
+        return nip44.encrypt(plaintext, keys.conversation_key(peer_pubkey))
     return nip04.encrypt(keys.secret_hex, peer_pubkey, plaintext)
 
 
@@ -408,7 +408,7 @@ def unseal(keys: Keys, peer_pubkey: str, scheme: Encryption, content: str) -> st
     """Decrypt a payload from ``peer_pubkey``; any failure is a :class:`Nip47Error`."""
     try:
         if scheme is Encryption.NIP44_V2:
-            return nip44.decrypt(content, nip44.conversation_key(keys.secret_hex, peer_pubkey))
+            return nip44.decrypt(content, keys.conversation_key(peer_pubkey))
         return nip04.decrypt(keys.secret_hex, peer_pubkey, content)
     except NostrError as exc:
         raise Nip47Error(f"cannot decrypt {scheme.value} payload") from exc

@@ -103,7 +103,7 @@ def seal(keys: Keys, rumor: Rumor, recipient_pubkey: str,
     """Kind 13: the rumor encrypted from ``keys`` to ``recipient_pubkey``, signed by ``keys``."""
     if rumor.pubkey != keys.public_hex:
         raise GiftWrapError("a seal must be signed by the rumor's author")
-    conv = nip44.conversation_key(keys.secret_hex, recipient_pubkey)
+    conv = keys.conversation_key(recipient_pubkey)
     when = random_past_timestamp() if created_at is None else created_at
     return sign_event(keys, KIND_SEAL, nip44.encrypt(rumor.to_json(), conv), (), when)
 
@@ -112,7 +112,7 @@ def gift_wrap(seal_event: Event, recipient_pubkey: str, created_at: int | None =
               ephemeral: Keys | None = None, extra_tags: Iterable[Iterable[str]] = ()) -> Event:
     """Kind 1059: the seal encrypted by a one-time key to ``recipient_pubkey``."""
     one_time = Keys.generate() if ephemeral is None else ephemeral
-    conv = nip44.conversation_key(one_time.secret_hex, recipient_pubkey)
+    conv = one_time.conversation_key(recipient_pubkey)
     when = random_past_timestamp() if created_at is None else created_at
     tags = [["p", recipient_pubkey], *[list(t) for t in extra_tags]]
     return sign_event(one_time, KIND_GIFT_WRAP, nip44.encrypt(seal_event.to_json(), conv),
@@ -130,7 +130,7 @@ def unwrap(keys: Keys, wrap_event: Event) -> Unwrapped:
         raise GiftWrapError(f"expected kind {KIND_GIFT_WRAP}, got {wrap_event.kind}")
     try:
         seal_json = nip44.decrypt(wrap_event.content,
-                                  nip44.conversation_key(keys.secret_hex, wrap_event.pubkey))
+                                  keys.conversation_key(wrap_event.pubkey))
     except Nip44Error as exc:
         raise GiftWrapError(f"gift wrap does not decrypt: {exc}") from exc
     try:
@@ -141,7 +141,7 @@ def unwrap(keys: Keys, wrap_event: Event) -> Unwrapped:
         raise GiftWrapError(f"expected a kind {KIND_SEAL} seal, got {seal_event.kind}")
     try:
         rumor_json = nip44.decrypt(seal_event.content,
-                                   nip44.conversation_key(keys.secret_hex, seal_event.pubkey))
+                                   keys.conversation_key(seal_event.pubkey))
     except Nip44Error as exc:
         raise GiftWrapError(f"seal does not decrypt: {exc}") from exc
     raw_rumor = load_json(rumor_json, max_chars=MAX_EVENT_JSON_BYTES, error=GiftWrapError,

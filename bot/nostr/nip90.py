@@ -100,7 +100,7 @@ def encrypt(keys: Keys, scheme: Encryption, pubkey: str, text: str) -> str:
     if scheme == "nip04":
         return nip04.encrypt(keys.secret_hex, pubkey, text)
     if scheme == "nip44":
-        return nip44.encrypt(text, nip44.conversation_key(keys.secret_hex, pubkey))
+        return nip44.encrypt(text, keys.conversation_key(pubkey))
     raise MalformedEvent("no encryption scheme to encrypt with")
 
 
@@ -108,7 +108,7 @@ def decrypt(keys: Keys, scheme: Encryption, pubkey: str, payload: str) -> str:
     if scheme == "nip04":
         return nip04.decrypt(keys.secret_hex, pubkey, payload)
     if scheme == "nip44":
-        return nip44.decrypt(payload, nip44.conversation_key(keys.secret_hex, pubkey))
+        return nip44.decrypt(payload, keys.conversation_key(pubkey))
     raise MalformedEvent("no encryption scheme to decrypt with")
 
 

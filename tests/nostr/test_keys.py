@@ -3,8 +3,9 @@
 import coincurve
 import pytest
 
+from bot.nostr import nip44
 from bot.nostr.errors import InvalidKey
-from bot.nostr.keys import Keys, parse_public_key
+from bot.nostr.keys import MAX_CONVERSATIONS, Keys, parse_public_key
 
 NSEC = "nsec1vl029mgpspedva04g90vltkh6fvh240zqtv9k0t9af8935ke9laqsnlfe5"
 NSEC_HEX = "67dea2ed018072d675f5415ecfaed7d2597555e202d85b3d65ea4e58d2d92ffa"
@@ -55,3 +56,19 @@ def test_secret_not_in_error_message() -> None:
 def test_bad_public_keys(bad: object) -> None:
     with pytest.raises(InvalidKey):
         parse_public_key(bad)  # type: ignore[arg-type]
+
+
+def test_conversation_keys_are_nip44s_and_kept_for_the_latest_peers() -> None:
+    me = Keys.from_hex(NSEC_HEX)
+    peers = [Keys.generate().public_hex for _ in range(MAX_CONVERSATIONS + 1)]
+    for peer in peers:
+        assert me.conversation_key(peer) == nip44.conversation_key(me.secret_hex, peer)
+    assert me.conversation_key(peers[0]) == nip44.conversation_key(me.secret_hex, peers[0])
+    kept = me._conversations
+    assert len(kept) == MAX_CONVERSATIONS
+    assert peers[1] not in kept and peers[0] in kept and peers[-1] in kept
+    assert list(kept)[-1] == peers[0]  # the most recently used last
+    with pytest.raises(InvalidKey):
+        me.conversation_key("zz" * 32)
+    assert len(kept) == MAX_CONVERSATIONS and "zz" * 32 not in kept
+    assert NSEC_HEX not in repr(me)
