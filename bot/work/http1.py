@@ -91,8 +91,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
         self._wake()
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_exception(exc or ConnectionResetError("connection lost"))
+        self.resume_writing()  # a writer waiting finds the transport closing at its next write
 
     def pause_writing(self) -> None:
         self._writable = asyncio.get_running_loop().create_future()
@@ -138,9 +137,8 @@ class _Connection(asyncio.Protocol):
                 await asyncio.shield(writable)
         except TimeoutError:
             raise httpx.WriteTimeout("sending the request timed out", request=request) from None
-        except OSError as exc:
-            raise httpx.WriteError(f"the connection was lost while sending: {exc}",
-                                   request=request) from None
+        if self._transport.is_closing():
+            raise httpx.WriteError("the connection was lost while sending", request=request)
 
     def usable(self, now: float, expiry_s: float) -> bool:
         """Idle, fresh enough, and not closed by the server — its FIN may be in the kernel
@@ -378,6 +376,8 @@ def _framing(request: httpx.Request, status: int, headers: list[tuple[bytes, byt
             close = close or not chunked
         elif lowered == b"connection":
             close = close or b"close" in value.lower()
+    if status == 101:  # the connection now speaks another protocol: never reused
+        return _Framing(0, False, False)
     if request.method == "HEAD" or status in NO_BODY_STATUS or 100 <= status < 200:
         return _Framing(0, False, not close)
     if chunked:

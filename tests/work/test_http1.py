@@ -196,6 +196,9 @@ async def test_no_body_answers_and_interim_responses(client: httpx.AsyncClient) 
         response = await client.get(server.url)
         assert (response.status_code, response.text) == (200, "ok")
         assert response.extensions["reason_phrase"] == b"OK"
+    async with RawServer(keep_alive(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")) as server:
+        assert [(await client.get(server.url)).status_code for _ in range(2)] == [101, 101]
+        assert server.connections == 2  # a switched connection is never reused
 
 
 async def test_refused_connection_is_a_connect_error(client: httpx.AsyncClient) -> None:
@@ -359,3 +362,16 @@ async def test_a_large_body_waits_for_a_slow_reader_and_a_stuck_one_times_out(
     async with RawServer(stuck) as server:
         with pytest.raises(httpx.WriteTimeout):
             await client.post(server.url, content=body, timeout=httpx.Timeout(5.0, write=0.2))
+
+
+async def test_a_server_hanging_up_midway_through_the_body_is_a_transport_error() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(1 << 20)
+        writer.transport.abort()
+
+    async with httpx.AsyncClient(transport=Http1Transport(max_connections=1)) as http, \
+            RawServer(hang_up) as server:
+        with pytest.raises((httpx.WriteError, httpx.RemoteProtocolError)):
+            await http.post(server.url, content=b"z" * (16 << 20))
+        async with RawServer(keep_alive(OK)) as other:
+            assert (await http.get(other.url)).text == "ok"  # the one slot came back
