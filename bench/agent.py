@@ -156,17 +156,21 @@ class Round:
 
 
 async def _timed(asker: Asker, request_id: str) -> float:
+    sent = [r.sent_at for r in asker.requests if r.id == request_id]
+    if len(sent) != 1:  # the agent answers a message once: a second send times nothing
+        raise RuntimeError(f"message {request_id[:8]} was sent {len(sent)} times")
     reply = await asker.reply_to(request_id, 0, REPLY_TIMEOUT_S)
-    sent = next(r.sent_at for r in asker.requests if r.id == request_id)
-    return (reply.received_at - sent) * 1000
+    return (reply.received_at - sent[0]) * 1000
 
 
-async def parallel(askers: Sequence[Asker], built: Sequence[tuple[str, sdk.Event]] | None = None
-                   ) -> Round:
-    """Every asker sends at once (``built``: ready-made requests), all replies awaited."""
+async def parallel(askers: Sequence[Asker], built: Sequence[tuple[str, sdk.Event]] | None = None,
+                   question: str = QUESTION) -> Round:
+    """Every asker sends at once (``built``: ready-made requests), all replies awaited.
+    Askers that ask again must ask something else: the same text from the same key in the
+    same second is the same NIP-17 message (its rumor id), which the agent answers once."""
     start = time.monotonic()
     if built is None:
-        ids = await asyncio.gather(*(a.send(QUESTION) for a in askers))
+        ids = await asyncio.gather(*(a.send(question) for a in askers))
     else:
         await asyncio.gather(*(a.send_event(ev, rid, "nip17", QUESTION)
                                for a, (rid, ev) in zip(askers, built, strict=True)))
@@ -205,9 +209,9 @@ async def measure_agent(agent: AgentProcess, relay: str, n_parallel: int, n_seq:
         crowd = await hub.new_askers(agent.pubkey_hex, n_parallel)
         cpu_before = cpu_ms(pid)
         soak = []
-        for _ in range(rounds):
+        for n in range(rounds):
             start = cpu_ms(pid)
-            done = await parallel(crowd)
+            done = await parallel(crowd, question=f"{QUESTION} ({n + 1})")
             done.cpu_ms_per_job = (cpu_ms(pid) - start) / n_parallel
             soak.append(done)
         cpu_per_job = (cpu_ms(pid) - cpu_before) / (rounds * n_parallel)
