@@ -33,7 +33,7 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -76,8 +76,9 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # a stream transport (uvloop's are not asyncio.Transport subclasses); idempotent: called
+        # by the loop and after the connect
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -236,7 +237,9 @@ class Http1Transport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(connect_s):
                 sock = await _connect(origin)
-                _, connection = await loop.create_connection(lambda: _Connection(sock), sock=sock)
+                transport, connection = await loop.create_connection(
+                    lambda: _Connection(sock), sock=sock)
+                connection.connection_made(transport)  # some loops call it only later
         except TimeoutError:
             raise httpx.ConnectTimeout("connecting timed out", request=request) from None
         except OSError as exc:
