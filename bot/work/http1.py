@@ -6,30 +6,38 @@ most of a request's client CPU in its machinery (a pool that checks every pooled
 every request, anyio cancel scopes, h11's state machine): about ten times what the exchange
 itself needs. This transport keeps httpx's API (the backend takes an injected
 ``httpx.AsyncClient``; requests, responses, timeouts and exceptions are httpx's) and does the
-exchange itself, on an asyncio protocol whose bytes wait in one buffer: a read takes what is
-buffered at once, and only a read that must wait arms a timer:
+exchange itself, on an asyncio protocol whose bytes wait in one bounded buffer: a read takes
+what is buffered at once, and only a read that must wait arms a timer:
 
-- one request at a time per connection; idle connections are kept per origin and reused, last
-  used first; a connection the server has closed (its EOF seen by the event loop, or found in
-  the kernel by one ``MSG_PEEK``), one idle longer than ``idle_expiry_s`` (below common
-  servers' keep-alive: llama.cpp's is 5 s), and one whose response said ``Connection: close``
-  or ended without a length are not reused;
-- bodies by ``Content-Length``, ``Transfer-Encoding: chunked`` (every chunk already buffered
-  given in one piece), or until the server closes; request bodies likewise (chunked when httpx
-  gives no length), waiting while the kernel's send buffer is full;
+- one request at a time per connection; ``max_connections`` bounds the requests in flight
+  (each on its own connection; a request waits for a slot at most ``pool`` seconds) and, apart,
+  the idle connections kept for reuse (across origins; the oldest closed first). Idle ones are
+  reused last used first; not reused: one the server has closed (its EOF seen by the event
+  loop, or found in the kernel by one ``MSG_PEEK``), one idle longer than ``idle_expiry_s``
+  (below common servers' keep-alive: llama.cpp's is 5 s; such ones are closed at the next
+  request), one that received bytes while idle, one whose response said ``Connection: close``,
+  came as HTTP/1.0 without ``keep-alive``, ended without a length, switched protocols (101),
+  carried both ``Transfer-Encoding`` and ``Content-Length``, or was not read to its end;
+- bodies by ``Content-Length``, ``Transfer-Encoding: chunked`` (what is buffered given at once,
+  a partial chunk included), or until the server closes (a reset is a ``ReadError``, not an
+  end); request bodies likewise (chunked when httpx says so), waiting while the event loop's
+  write buffer is above its high-water mark; reading pauses while 256 KiB wait unread;
+- an answer the server sends before the request body is all sent (413, 401, 503…) is read
+  and returned like httpx does, and its connection closed;
 - httpx's timeouts (``connect``, ``read``, ``write``, ``pool``) are honoured and raise httpx's
-  exceptions, as do refused connections, lost connections and malformed responses;
-- ``max_connections`` bounds the connections open at once (a request waits for one at most
-  ``pool`` seconds);
-- a request cancelled or failed midway closes its connection: it is never reused.
+  exceptions, as do refused connections, unresolvable hosts, lost connections and malformed
+  responses (lines may end in a bare LF, as h11 accepts; heads, chunk lines and trailers are
+  bounded, and so is the number of interim 1xx answers).
 
 Not handled (use httpx's default transport, e.g. through ``mounts``): TLS, proxies, HTTP/2,
-``Upgrade``. A request is never sent twice: nothing is retried here.
+``Upgrade``. A request is never sent twice: nothing is retried here. A request cancelled or
+failed midway closes its connection: it is never reused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -38,11 +46,19 @@ from typing import Any, cast
 import httpx
 
 MAX_HEAD_BYTES = 64 * 1024
-"""The longest status line + headers accepted from a server."""
+"""The longest status line + headers (or trailers) accepted from a server."""
+MAX_LINE_BYTES = 4096
+"""The longest chunk-size line."""
 MAX_CHUNK_SIZE_DIGITS = 15
-HEX_DIGITS = b"0123456789abcdefABCDEF"
+MAX_INTERIM_RESPONSES = 16
+MAX_BUFFER_BYTES = 256 * 1024
+"""Unread bytes past which the connection stops reading until they are taken."""
+MAX_PIECE_BYTES = 64 * 1024
+"""The most body bytes handed up in one piece."""
 DEFAULT_IDLE_EXPIRY_S = 4.0
 NO_BODY_STATUS = frozenset({204, 304})
+HEX_DIGITS = b"0123456789abcdefABCDEF"
+METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 _Origin = tuple[str, int]
 
@@ -68,10 +84,13 @@ class _Connection(asyncio.Protocol):
         self.sock = sock
         self.buffer = bytearray()
         self.eof = False
+        self.error: Exception | None = None
+        self.idle = False
         self.idle_since = 0.0
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
+        self._reading_paused = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -81,7 +100,14 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.idle:  # bytes nobody asked for: the connection can no longer be trusted
+            self.close()
+            return
         self.buffer += data
+        if len(self.buffer) > MAX_BUFFER_BYTES and not self._reading_paused \
+                and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
         self._wake()
 
     def eof_received(self) -> bool:
@@ -91,6 +117,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
+        self.error = exc  # a reset, not the server's orderly end
         self._wake()
         self.resume_writing()  # a writer waiting finds the transport closing at its next write
 
@@ -108,11 +135,20 @@ class _Connection(asyncio.Protocol):
 
     # -- used by the transport ---------------------------------------------------------------
 
-    async def fill(self, read_s: float | None, request: httpx.Request) -> None:
-        """Wait until more bytes (or the end) arrive; ``ReadTimeout`` after ``read_s``."""
+    def check_open(self, request: httpx.Request) -> None:
+        """Raise what an end of the connection means when more bytes are needed."""
+        if self.error is not None:
+            raise httpx.ReadError(f"the connection was lost: {self.error}", request=request)
         if self.eof:
             raise httpx.RemoteProtocolError("the server closed the connection early",
                                             request=request)
+
+    async def fill(self, read_s: float | None, request: httpx.Request) -> None:
+        """Wait until more bytes (or the end) arrive; ``ReadTimeout`` after ``read_s``."""
+        self.check_open(request)
+        if self._reading_paused and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
         timer = None if read_s is None else loop.call_later(read_s, _expire, waiter)
@@ -124,6 +160,16 @@ class _Connection(asyncio.Protocol):
             self._waiter = None
             if timer is not None:
                 timer.cancel()
+
+    def take(self, size: int) -> bytes:
+        """Up to ``size`` buffered bytes (reading resumes once the buffer is low again)."""
+        piece = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        if self._reading_paused and len(self.buffer) < MAX_BUFFER_BYTES // 2 \
+                and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
+        return piece
 
     async def write(self, data: bytes, write_s: float | None, request: httpx.Request) -> None:
         assert self._transport is not None
@@ -173,6 +219,8 @@ class Http1Transport(httpx.AsyncBaseTransport):
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self._idle: dict[_Origin, list[_Connection]] = {}
+        self._idle_count = 0
+        self._max_idle = max_connections
         self._slots = asyncio.Semaphore(max_connections)
         self._idle_expiry_s = idle_expiry_s
         self._closed = False
@@ -188,21 +236,35 @@ class Http1Transport(httpx.AsyncBaseTransport):
         chunked = ("content-length" not in request.headers
                    and "transfer-encoding" in request.headers)
         head = _request_head(request, chunked)  # refused before any connection is taken
+        body = b"" if chunked else await _whole_body(request)
         await self._take_slot(request, timeouts.pool)
         connection: _Connection | None = None
         try:
             origin = (request.url.host, request.url.port or 80)
             connection = await self._connection(origin, request, timeouts.connect)
-            await _send(connection, request, head, chunked, timeouts.write)
-            status, reason, headers = await _read_head(connection, request, timeouts.read)
-            framing = _framing(request, status, headers)
+            early = False
+            try:
+                await _send(connection, request, head, body, chunked, timeouts.write)
+            except httpx.WriteError as unsent:  # the server may have answered early, and stopped
+                early = True  # reading: its answer is the outcome, as with httpx
+                if not connection.buffer and connection.eof:
+                    raise
+                try:
+                    status, reason, headers, keep = await _read_head(connection, request,
+                                                                     timeouts.read)
+                except httpx.HTTPError:
+                    raise unsent from None
+            else:
+                status, reason, headers, keep = await _read_head(connection, request,
+                                                                 timeouts.read)
+            framing = _framing(request, status, headers, keep and not early)
         except BaseException:
             if connection is not None:
                 connection.close()
             self._slots.release()
             raise
-        body = _ResponseBody(self, origin, connection, request, timeouts.read, framing)
-        return httpx.Response(status, headers=headers, stream=body, request=request,
+        stream = _ResponseBody(self, origin, connection, request, timeouts.read, framing)
+        return httpx.Response(status, headers=headers, stream=stream, request=request,
                               extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason})
 
     async def aclose(self) -> None:
@@ -211,6 +273,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
             for connection in connections:
                 connection.close()
         self._idle.clear()
+        self._idle_count = 0
 
     # -- connections ---------------------------------------------------------------------
 
@@ -226,10 +289,13 @@ class Http1Transport(httpx.AsyncBaseTransport):
 
     async def _connection(self, origin: _Origin, request: httpx.Request,
                           connect_s: float | None) -> _Connection:
-        idle = self._idle.get(origin)
         now = time.monotonic()
+        self._close_expired(now)
+        idle = self._idle.get(origin)
         while idle:
             connection = idle.pop()
+            self._idle_count -= 1
+            connection.idle = False
             if connection.usable(now, self._idle_expiry_s):
                 return connection
             connection.close()
@@ -242,18 +308,44 @@ class Http1Transport(httpx.AsyncBaseTransport):
                 connection.connection_made(transport)  # some loops call it only later
         except TimeoutError:
             raise httpx.ConnectTimeout("connecting timed out", request=request) from None
-        except OSError as exc:
-            raise httpx.ConnectError(f"cannot connect: {exc.strerror or exc}",
-                                     request=request) from None
+        except (OSError, UnicodeError) as exc:  # refused, unreachable, a name IDNA refuses
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise httpx.ConnectError(f"cannot connect: {reason}", request=request) from None
         return connection
+
+    def _close_expired(self, now: float) -> None:
+        if not self._idle_count:
+            return
+        for origin, connections in list(self._idle.items()):
+            kept = [c for c in connections if now - c.idle_since < self._idle_expiry_s]
+            for connection in connections:
+                if connection not in kept:
+                    connection.close()
+            self._idle_count -= len(connections) - len(kept)
+            if kept:
+                self._idle[origin] = kept
+            else:
+                del self._idle[origin]
 
     def _release(self, origin: _Origin, connection: _Connection, reusable: bool) -> None:
         if reusable and not self._closed:
+            if self._idle_count >= self._max_idle:
+                self._close_oldest_idle()
+            connection.idle = True
             connection.idle_since = time.monotonic()
             self._idle.setdefault(origin, []).append(connection)
+            self._idle_count += 1
         else:
             connection.close()
         self._slots.release()
+
+    def _close_oldest_idle(self) -> None:
+        oldest_origin = min(self._idle, key=lambda o: self._idle[o][0].idle_since)
+        connections = self._idle[oldest_origin]
+        connections.pop(0).close()
+        self._idle_count -= 1
+        if not connections:
+            del self._idle[oldest_origin]
 
 
 async def _connect(origin: _Origin) -> socket.socket:
@@ -281,6 +373,8 @@ async def _connect(origin: _Origin) -> socket.socket:
 
 
 def _request_head(request: httpx.Request, chunked_body: bool) -> bytes:
+    if not METHOD.fullmatch(request.method):
+        raise httpx.LocalProtocolError("the request method is not a token", request=request)
     lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
     lines += [name + b": " + value for name, value in request.headers.raw]
     lines += [b"", b""]
@@ -292,11 +386,22 @@ def _request_head(request: httpx.Request, chunked_body: bool) -> bytes:
     return head
 
 
-async def _send(connection: _Connection, request: httpx.Request, head: bytes, chunked: bool,
-                write_s: float | None) -> None:
+async def _whole_body(request: httpx.Request) -> bytes:
+    """The body of a request that states its length (none without a length)."""
+    body = await request.aread()
+    if "content-length" not in request.headers and body:
+        raise httpx.LocalProtocolError("a request body needs a length or chunked encoding",
+                                       request=request)
+    return body
+
+
+async def _send(connection: _Connection, request: httpx.Request, head: bytes, body: bytes,
+                chunked: bool, write_s: float | None) -> None:
     if not chunked:
-        body = await request.aread() if "content-length" in request.headers else b""
-        await connection.write(head + body, write_s, request)
+        await connection.write(head + body if len(body) < MAX_PIECE_BYTES else head,
+                               write_s, request)
+        if len(body) >= MAX_PIECE_BYTES:
+            await connection.write(body, write_s, request)
         return
     await connection.write(head, write_s, request)
     assert isinstance(request.stream, httpx.AsyncByteStream)
@@ -310,37 +415,66 @@ async def _send(connection: _Connection, request: httpx.Request, head: bytes, ch
 
 
 async def _read_head(connection: _Connection, request: httpx.Request, read_s: float | None
-                     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """The final response's status, reason and headers (interim 1xx responses skipped)."""
-    while True:
-        head = await _take_through(connection, b"\r\n\r\n", MAX_HEAD_BYTES, read_s, request)
-        status, reason, headers = _parse_head(head, request)
+                     ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
+    """The final response's status, reason, headers, and whether its version keeps the
+    connection alive by default (interim 1xx responses skipped, a bounded number of them)."""
+    for _ in range(MAX_INTERIM_RESPONSES):
+        head = await _take_head(connection, MAX_HEAD_BYTES, read_s, request)
+        status, reason, headers, keep = _parse_head(head, request)
         if not 100 <= status < 200 or status == 101:
-            return status, reason, headers
+            return status, reason, headers, keep
+    raise httpx.RemoteProtocolError("too many interim responses", request=request)
 
 
-async def _take_through(connection: _Connection, end: bytes, limit: int, read_s: float | None,
-                        request: httpx.Request) -> bytes:
-    """The buffered bytes up to and including ``end`` (waiting for them), at most ``limit``."""
+async def _take_head(connection: _Connection, limit: int, read_s: float | None,
+                     request: httpx.Request) -> bytes:
+    """The buffered bytes through the first empty line (CRLF or a bare LF), at most
+    ``limit``, waiting for them."""
     buffer = connection.buffer
     searched = 0
     while True:
-        found = buffer.find(end, searched, limit)
-        if found >= 0:
-            taken = bytes(buffer[:found + len(end)])
-            del buffer[:found + len(end)]
-            return taken
+        end = _blank_line_end(buffer, searched, limit)
+        if end is not None:
+            return connection.take(end)
         if len(buffer) > limit:
+            raise httpx.RemoteProtocolError("the response head is too long", request=request)
+        searched = max(0, len(buffer) - 3)
+        await connection.fill(read_s, request)
+
+
+def _blank_line_end(buffer: bytearray, start: int, limit: int) -> int | None:
+    """Where the first empty line ends (just past it), or None."""
+    at = buffer.find(b"\n", start, limit)
+    while at >= 0:
+        following = at + 1
+        if buffer[following:following + 1] == b"\n":
+            return following + 1
+        if buffer[following:following + 2] == b"\r\n":
+            return following + 2
+        at = buffer.find(b"\n", following, limit)
+    return None
+
+
+async def _take_line(connection: _Connection, limit: int, read_s: float | None,
+                     request: httpx.Request) -> bytes:
+    """One line (its CRLF or bare LF taken, not returned), at most ``limit`` long."""
+    buffer = connection.buffer
+    while True:
+        at = buffer.find(b"\n", 0, limit)
+        if at >= 0:
+            return connection.take(at + 1).rstrip(b"\r\n")
+        if len(buffer) >= limit:
             raise httpx.RemoteProtocolError("a response line is too long", request=request)
-        searched = max(0, len(buffer) - len(end) + 1)
         await connection.fill(read_s, request)
 
 
 def _parse_head(head: bytes, request: httpx.Request
-                ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    lines = head[:-4].split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit() \
+                ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
+    lines = [line.rstrip(b"\r") for line in head.split(b"\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    parts = lines[0].split(b" ", 2) if lines else []
+    if len(parts) < 2 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or not parts[1].isdigit() \
             or len(parts[1]) != 3:
         raise httpx.RemoteProtocolError("malformed status line", request=request)
     headers = []
@@ -349,7 +483,7 @@ def _parse_head(head: bytes, request: httpx.Request
         if not colon or not name or name != name.strip() or b" " in name:
             raise httpx.RemoteProtocolError("malformed response header", request=request)
         headers.append((name, value.strip()))
-    return int(parts[1]), parts[2] if len(parts) == 3 else b"", headers
+    return int(parts[1]), parts[2] if len(parts) == 3 else b"", headers, parts[0] == b"HTTP/1.1"
 
 
 class _Framing:
@@ -363,11 +497,11 @@ class _Framing:
         self.keep_alive = keep_alive
 
 
-def _framing(request: httpx.Request, status: int, headers: list[tuple[bytes, bytes]]
-             ) -> _Framing:
+def _framing(request: httpx.Request, status: int, headers: list[tuple[bytes, bytes]],
+             keep: bool) -> _Framing:
+    """``keep``: the version keeps the connection alive unless told (HTTP/1.1)."""
     length: int | None = None
-    chunked = False
-    close = False
+    codings: bytes | None = None
     for name, value in headers:
         lowered = name.lower()
         if lowered == b"content-length":
@@ -375,18 +509,20 @@ def _framing(request: httpx.Request, status: int, headers: list[tuple[bytes, byt
                 raise httpx.RemoteProtocolError("malformed Content-Length", request=request)
             length = int(value)
         elif lowered == b"transfer-encoding":
-            chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
-            close = close or not chunked
+            codings = value.lower() if codings is None else codings + b"," + value.lower()
         elif lowered == b"connection":
-            close = close or b"close" in value.lower()
+            tokens = {t.strip() for t in value.lower().split(b",")}
+            keep = (keep or b"keep-alive" in tokens) and b"close" not in tokens
     if status == 101:  # the connection now speaks another protocol: never reused
         return _Framing(0, False, False)
     if request.method == "HEAD" or status in NO_BODY_STATUS or 100 <= status < 200:
-        return _Framing(0, False, not close)
-    if chunked:
-        return _Framing(None, True, not close)
+        return _Framing(0, False, keep)
+    if codings is not None:
+        chunked = codings.rsplit(b",", 1)[-1].strip() == b"chunked"
+        # with a length too, or a coding it cannot follow: never reused
+        return _Framing(None, chunked, keep and chunked and length is None)
     if length is not None:
-        return _Framing(length, False, not close)
+        return _Framing(length, False, keep)
     return _Framing(None, False, False)  # delimited by the server's close
 
 
@@ -402,13 +538,12 @@ class _ResponseBody(httpx.AsyncByteStream):
         self._request = request
         self._read_s = read_s
         self._framing = framing
-        self._complete = False
+        self._complete = framing.length == 0 and not framing.chunked
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         connection = self._connection
         if connection is None:
             raise httpx.StreamClosed()
-        buffer = connection.buffer
         framing = self._framing
         if framing.chunked:
             async for part in self._chunks(connection):
@@ -416,19 +551,18 @@ class _ResponseBody(httpx.AsyncByteStream):
         elif framing.length is not None:
             left = framing.length
             while left:
-                if not buffer:
+                if not connection.buffer:
                     await connection.fill(self._read_s, self._request)
                     continue
-                part = bytes(buffer[:left])
-                del buffer[:left]
+                part = connection.take(min(left, MAX_PIECE_BYTES))
                 left -= len(part)
                 yield part
         else:
             while True:
-                if buffer:
-                    part = bytes(buffer)
-                    buffer.clear()
-                    yield part
+                if connection.buffer:
+                    yield connection.take(MAX_PIECE_BYTES)
+                elif connection.error is not None:
+                    connection.check_open(self._request)  # a reset is not the body's end
                 elif connection.eof:
                     break
                 else:
@@ -436,42 +570,55 @@ class _ResponseBody(httpx.AsyncByteStream):
         self._complete = True
 
     async def _chunks(self, connection: _Connection) -> AsyncIterator[bytes]:
-        """Every chunk already buffered in one piece; waits only when none is complete."""
+        """The chunked body: everything buffered (whole chunks joined, a partial one too) in
+        one piece; waits only when nothing of the body is buffered."""
         buffer = connection.buffer
+        read_s, request = self._read_s, self._request
         parts: list[bytes] = []
+        held = 0  # bytes in parts
+        left = 0  # bytes of the current chunk still to come
         while True:
-            line_end = buffer.find(b"\r\n")
-            if line_end < 0:
-                if parts:
+            if left:
+                if not buffer:
+                    if parts:
+                        yield b"".join(parts)
+                        parts.clear()
+                        held = 0
+                    await connection.fill(read_s, request)
+                    continue
+                piece = connection.take(min(left, MAX_PIECE_BYTES - held))
+                parts.append(piece)
+                held += len(piece)
+                left -= len(piece)
+                if held >= MAX_PIECE_BYTES:
                     yield b"".join(parts)
                     parts.clear()
-                await self._more(connection, MAX_CHUNK_SIZE_DIGITS + 256)
-                continue
-            size = self._chunk_size(bytes(buffer[:line_end]))
+                    held = 0
+                if left:
+                    continue
+                if await _take_line(connection, 2, read_s, request):
+                    raise httpx.RemoteProtocolError("malformed chunk", request=request)
+            if parts and b"\n" not in buffer:  # the next size line is not here yet
+                yield b"".join(parts)
+                parts.clear()
+                held = 0
+            size = self._chunk_size(await _take_line(connection, MAX_LINE_BYTES, read_s,
+                                                     request))
             if size == 0:
                 if parts:
                     yield b"".join(parts)
-                del buffer[:line_end + 2]
-                while await _take_through(connection, b"\r\n", MAX_HEAD_BYTES, self._read_s,
-                                          self._request) != b"\r\n":
-                    pass  # trailers: not used
+                await self._trailers(connection)
                 return
-            start, stop = line_end + 2, line_end + 2 + size
-            if len(buffer) < stop + 2:
-                if parts:
-                    yield b"".join(parts)
-                    parts.clear()
-                await connection.fill(self._read_s, self._request)
-                continue
-            if buffer[stop:stop + 2] != b"\r\n":
-                raise httpx.RemoteProtocolError("malformed chunk", request=self._request)
-            parts.append(bytes(buffer[start:stop]))
-            del buffer[:stop + 2]
+            left = size
 
-    async def _more(self, connection: _Connection, limit: int) -> None:
-        if len(connection.buffer) > limit:
-            raise httpx.RemoteProtocolError("a chunk line is too long", request=self._request)
-        await connection.fill(self._read_s, self._request)
+    async def _trailers(self, connection: _Connection) -> None:
+        taken = 0
+        while line := await _take_line(connection, MAX_HEAD_BYTES, self._read_s,
+                                       self._request):
+            taken += len(line)  # trailers: not used, bounded like a head
+            if taken > MAX_HEAD_BYTES:
+                raise httpx.RemoteProtocolError("the trailers are too long",
+                                                request=self._request)
 
     def _chunk_size(self, line: bytes) -> int:
         size_text = line.split(b";", 1)[0].strip()
@@ -488,7 +635,8 @@ class _ResponseBody(httpx.AsyncByteStream):
 
 def lean_client(max_connections: int = 16) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` whose ``http://`` requests go through :class:`Http1Transport`
-    (``https://`` ones through httpx's own transport, with the same bound)."""
+    (direct: ``HTTP_PROXY`` does not apply to them) and ``https://`` ones through httpx's own
+    transport; each of the two bounds its own connections by ``max_connections``."""
     return httpx.AsyncClient(
         mounts={"http://": Http1Transport(max_connections=max_connections)},
         limits=httpx.Limits(max_connections=max_connections,

@@ -375,3 +375,163 @@ async def test_a_server_hanging_up_midway_through_the_body_is_a_transport_error(
             await http.post(server.url, content=b"z" * (16 << 20))
         async with RawServer(keep_alive(OK)) as other:
             assert (await http.get(other.url)).text == "ok"  # the one slot came back
+
+
+async def test_a_huge_chunk_is_handed_up_as_it_arrives(client: httpx.AsyncClient) -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFF\r\n")
+        while True:
+            writer.write(b"z" * 65536)
+            await writer.drain()
+
+    got = 0
+    async with asyncio.timeout(60), RawServer(trickle) as server, \
+            client.stream("GET", server.url) as response:  # (a guard: held whole, it hung)
+        async for piece in response.aiter_raw():
+            assert len(piece) <= 64 * 1024
+            got += len(piece)
+            if got >= 4 << 20:  # the reader decides when it has had enough
+                break
+    assert got >= 4 << 20
+
+
+async def test_bytes_arriving_on_an_idle_connection_close_it(client: httpx.AsyncClient) -> None:
+    async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(OK)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale")  # unasked
+            await writer.drain()
+
+    async with RawServer(chatty) as server:
+        assert (await client.get(server.url)).text == "ok"
+        await asyncio.sleep(0.2)
+        assert (await client.get(server.url)).text == "ok"  # never the stale answer
+        assert server.connections == 2
+
+
+async def test_an_early_answer_is_the_outcome(client: httpx.AsyncClient) -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 8\r\n\r\ntoo big!")
+        await writer.drain()
+        writer.write_eof()
+        while await reader.read(65536):
+            pass  # discarded
+        writer.transport.abort()
+
+    async with RawServer(refuse) as server:
+        for size in (1000, 8 << 20):
+            response = await client.post(server.url, content=b"z" * size)
+            assert (response.status_code, response.text) == (413, "too big!")
+
+
+async def test_http_1_0_answers_close_unless_kept_alive(client: httpx.AsyncClient) -> None:
+    for answer, connections in (
+            (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 2),
+            (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", 1)):
+        async with RawServer(keep_alive(answer)) as server:
+            assert [(await client.get(server.url)).text for _ in range(2)] == ["ok", "ok"]
+            assert server.connections == connections
+
+
+async def test_a_reset_is_not_the_end_of_a_close_delimited_body(
+        client: httpx.AsyncClient) -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\npartial-")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        writer.transport.abort()
+
+    async with RawServer(reset) as server:
+        with pytest.raises(httpx.ReadError):
+            await client.get(server.url)
+
+
+async def test_idle_connections_are_bounded_across_origins() -> None:
+    transport = Http1Transport(max_connections=2)
+    servers = [RawServer(keep_alive(OK)) for _ in range(4)]
+    async with httpx.AsyncClient(transport=transport) as http:
+        for server in servers:
+            await server.__aenter__()
+        try:
+            for server in servers:
+                await asyncio.gather(http.get(server.url), http.get(server.url))
+            idle = [c for cs in transport._idle.values() for c in cs]
+            assert len(idle) == 2 and transport._idle_count == 2
+        finally:
+            for server in servers:
+                await server.__aexit__()
+
+
+@pytest.mark.parametrize("answer,text", [
+    (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", "ok"),
+    (b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n2\nok\n0\n\n", "ok"),
+])
+async def test_bare_line_feeds_are_read_as_h11_reads_them(
+        client: httpx.AsyncClient, answer: bytes, text: str) -> None:
+    async with RawServer(keep_alive(answer)) as server:
+        assert [(await client.get(server.url)).text for _ in range(2)] == [text, text]
+        assert server.connections == 1
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n"
+    b"2\r\nok\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nok",
+])
+async def test_ambiguous_framing_is_never_reused(client: httpx.AsyncClient,
+                                                answer: bytes) -> None:
+    async with RawServer(once(answer)) as server:  # the second framing ends at the close
+        response = await client.get(server.url)
+        assert response.content.endswith(b"ok")
+        await client.get(server.url)
+        assert server.connections == 2
+
+
+@pytest.mark.parametrize("first,then", [
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n", b"T: " + b"y" * 1000 + b"\r\n"),
+    (b"", b"HTTP/1.1 100 Continue\r\n\r\n"),
+])
+async def test_endless_trailers_or_interim_answers_are_refused(
+        client: httpx.AsyncClient, first: bytes, then: bytes) -> None:
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(first)
+        while True:
+            writer.write(then * 10)
+            await writer.drain()
+
+    async with RawServer(endless) as server:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(server.url)
+
+
+async def test_what_the_transport_refuses_before_connecting(client: httpx.AsyncClient) -> None:
+    with pytest.raises(httpx.ConnectError):
+        await client.get("http://" + "a" * 64 + ".example/")
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"data"
+
+    async with RawServer(keep_alive(OK)) as server:
+        request = httpx.Request("POST", server.url, content=parts())
+        del request.headers["transfer-encoding"]
+        with pytest.raises(httpx.LocalProtocolError):
+            await client.send(request)
+        assert server.connections == 0
+
+
+async def test_an_empty_body_left_unread_keeps_its_connection(
+        client: httpx.AsyncClient) -> None:
+    async with RawServer(keep_alive(b"HTTP/1.1 204 No Content\r\n\r\n")) as server:
+        for _ in range(2):
+            async with client.stream("GET", server.url) as response:
+                assert response.status_code == 204
+        assert server.connections == 1
