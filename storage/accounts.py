@@ -74,24 +74,7 @@ def ensure_account(conn: Connection, account: str) -> None:
 
 
 def get_account(conn: Connection, account: str) -> AccountRow:
-    return account_from(ask_account(conn, account), account)
-
-
-def ask_account(conn: Connection, account: str) -> Cursor:
-    """Ask for the account's row without reading it yet (``account_from`` reads it): statements
-    asked for together come back in one round trip on PostgreSQL."""
-    return conn.execute(
-        "SELECT debits_posted, credits_posted, debits_pending, credits_pending "
-        "FROM accounts WHERE id = ?",
-        (account,),
-    )
-
-
-def account_from(asked: Cursor, account: str) -> AccountRow:
-    row = asked.fetchone()
-    if row is None:
-        return AccountRow(account, 0, 0, 0, 0)
-    return AccountRow(account, row[0], row[1], row[2], row[3])
+    return ask_accounts(conn, (account,)).get(account)
 
 
 class AccountsRead:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import select
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -27,6 +27,8 @@ from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
 from psycopg.errors import PipelineAborted, error_from_result
 from psycopg.pq.abc import PGresult
+
+from storage.sql import RowsCursor
 
 MAX_PREPARED = 512  # distinct statements prepared per connection; later ones run unprepared
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
@@ -52,16 +54,16 @@ class _Parse:
         self.key = key
 
 
-class PipelinedResult:
+class PipelinedResult(RowsCursor):
     """One statement's result, received when first asked for."""
 
-    __slots__ = ("_pipeline", "_pos", "_rows", "pgresult")
+    __slots__ = ("_pipeline", "_rows", "pgresult")
 
     def __init__(self, pipeline: WritePipeline) -> None:
+        super().__init__()
         self._pipeline = pipeline
         self.pgresult: PGresult | None = None
         self._rows: list[Any] | None = None
-        self._pos = 0
 
     def _result(self) -> PGresult:
         if self.pgresult is None:
@@ -90,22 +92,6 @@ class PipelinedResult:
                 raise psycopg.ProgrammingError("the statement did not produce rows")
             self._rows = self._pipeline.load_rows(result)
         return self._rows
-
-    def fetchone(self) -> Any:
-        rows = self._all_rows()
-        if self._pos >= len(rows):
-            return None
-        self._pos += 1
-        return rows[self._pos - 1]
-
-    def fetchall(self) -> list[Any]:
-        rows = self._all_rows()
-        rest = rows[self._pos:]
-        self._pos = len(rows)
-        return rest
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.fetchall())
 
 
 class WritePipeline:

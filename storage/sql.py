@@ -9,7 +9,7 @@ PostgreSQL connection to them.
 On PostgreSQL a write transaction's statements are pipelined: ``execute`` returns at once and a
 result is waited for when first read (rows or ``rowcount``), together with everything asked
 before it. So an operation asks the reads it needs together before reading any of them (one
-round trip: ``jobs.ask_job``, ``accounts.ask_account``, ``operations.once_with``; reads asked
+round trip: ``jobs.ask_job``, ``accounts.ask_accounts``, ``operations.once_with``; reads asked
 for a later step of the operation are ``Held``), and reads every
 statement it asked before anything can raise: SQLite keeps an unread statement open, holding its
 snapshot. An operation may run twice before its transaction commits (``storage.database``: a
@@ -36,43 +36,58 @@ class Cursor(Protocol):
     def __iter__(self) -> Iterator[Any]: ...
 
 
-class Held:
-    """A read asked for ahead of the step of the operation that needs it (so it comes back in
-    the same round trip as the operation's first reads): ``load`` reads all its rows, at once
-    (``operations.once_with`` loads every held read before anything can raise); the step then
-    reads it as a ``Cursor``. Valid only while nothing the operation wrote in between touches
-    the rows it reads."""
+class RowsCursor:
+    """A ``Cursor`` over rows received whole, when first asked for (``_all_rows``)."""
 
-    __slots__ = ("_cursor", "_pos", "_rows")
+    __slots__ = ("_pos",)
 
-    def __init__(self, cursor: Cursor) -> None:
-        self._cursor = cursor
-        self._rows: list[Any] | None = None
+    def __init__(self) -> None:
         self._pos = 0
 
-    def load(self) -> list[Any]:
-        if self._rows is None:
-            self._rows = self._cursor.fetchall()
-        return self._rows
-
-    @property
-    def rowcount(self) -> int:
-        return len(self.load())
+    def _all_rows(self) -> list[Any]:
+        raise NotImplementedError
 
     def fetchone(self) -> Any:
-        rows = self.load()
+        rows = self._all_rows()
         if self._pos >= len(rows):
             return None
         self._pos += 1
         return rows[self._pos - 1]
 
     def fetchall(self) -> list[Any]:
-        rows = self.load()[self._pos:]
+        rows = self._all_rows()[self._pos:]
         self._pos += len(rows)
         return rows
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
+
+
+class Held(RowsCursor):
+    """A read asked for ahead of the step of the operation that needs it (so it comes back in
+    the same round trip as the operation's first reads): ``load`` reads all its rows, at once
+    (``operations.once_with`` loads every held read before anything can raise); the step then
+    reads it as a ``Cursor``. Valid only while nothing the operation wrote in between touches
+    the rows it reads."""
+
+    __slots__ = ("_cursor", "_rows")
+
+    def __init__(self, cursor: Cursor) -> None:
+        super().__init__()
+        self._cursor = cursor
+        self._rows: list[Any] | None = None
+
+    def load(self) -> list[Any]:
+        if self._rows is None:
+            self._rows = self._cursor.fetchall()
+        return self._rows
+
+    def _all_rows(self) -> list[Any]:
+        return self.load()
+
+    @property
+    def rowcount(self) -> int:
+        return len(self.load())
 
 
 class Connection(Protocol):
