@@ -187,11 +187,10 @@ class _Connection(asyncio.Protocol):
         if self._transport.is_closing():
             raise httpx.WriteError("the connection was lost while sending", request=request)
 
-    def usable(self, now: float, expiry_s: float) -> bool:
-        """Idle, fresh enough, and not closed by the server — its FIN may be in the kernel
-        before the event loop has seen it: one peek, which never takes a byte."""
-        if self.eof or self.buffer or self._transport is None or self._transport.is_closing() \
-                or now - self.idle_since >= expiry_s:
+    def usable(self) -> bool:
+        """Not closed by the server — its FIN may be in the kernel before the event loop has
+        seen it: one peek, which never takes a byte."""
+        if self.eof or self.buffer or self._transport is None or self._transport.is_closing():
             return False
         try:
             self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
@@ -218,8 +217,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
                  idle_expiry_s: float = DEFAULT_IDLE_EXPIRY_S) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
-        self._idle: dict[_Origin, list[_Connection]] = {}
-        self._idle_count = 0
+        self._idle: list[tuple[_Origin, _Connection]] = []  # the longest idle first
         self._max_idle = max_connections
         self._slots = asyncio.Semaphore(max_connections)
         self._idle_expiry_s = idle_expiry_s
@@ -242,22 +240,16 @@ class Http1Transport(httpx.AsyncBaseTransport):
         try:
             origin = (request.url.host, request.url.port or 80)
             connection = await self._connection(origin, request, timeouts.connect)
-            early = False
             try:
                 await _send(connection, request, head, body, chunked, timeouts.write)
-            except httpx.WriteError as unsent:  # the server may have answered early, and stopped
-                early = True  # reading: its answer is the outcome, as with httpx
-                if not connection.buffer and connection.eof:
-                    raise
-                try:
-                    status, reason, headers, keep = await _read_head(connection, request,
-                                                                     timeouts.read)
-                except httpx.HTTPError:
-                    raise unsent from None
+            except httpx.WriteError as unsent:
+                status, reason, headers = await _early_answer(connection, request, timeouts.read,
+                                                              unsent)
+                keep = False
             else:
                 status, reason, headers, keep = await _read_head(connection, request,
                                                                  timeouts.read)
-            framing = _framing(request, status, headers, keep and not early)
+            framing = _framing(request, status, headers, keep)
         except BaseException:
             if connection is not None:
                 connection.close()
@@ -269,11 +261,9 @@ class Http1Transport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         self._closed = True
-        for connections in self._idle.values():
-            for connection in connections:
-                connection.close()
+        for _, connection in self._idle:
+            connection.close()
         self._idle.clear()
-        self._idle_count = 0
 
     # -- connections ---------------------------------------------------------------------
 
@@ -289,16 +279,14 @@ class Http1Transport(httpx.AsyncBaseTransport):
 
     async def _connection(self, origin: _Origin, request: httpx.Request,
                           connect_s: float | None) -> _Connection:
-        now = time.monotonic()
-        self._close_expired(now)
-        idle = self._idle.get(origin)
-        while idle:
-            connection = idle.pop()
-            self._idle_count -= 1
-            connection.idle = False
-            if connection.usable(now, self._idle_expiry_s):
-                return connection
-            connection.close()
+        self._close_expired(time.monotonic())
+        for i in range(len(self._idle) - 1, -1, -1):  # the last used first
+            if self._idle[i][0] == origin:
+                connection = self._idle.pop(i)[1]
+                connection.idle = False
+                if connection.usable():
+                    return connection
+                connection.close()
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(connect_s):
@@ -314,38 +302,19 @@ class Http1Transport(httpx.AsyncBaseTransport):
         return connection
 
     def _close_expired(self, now: float) -> None:
-        if not self._idle_count:
-            return
-        for origin, connections in list(self._idle.items()):
-            kept = [c for c in connections if now - c.idle_since < self._idle_expiry_s]
-            for connection in connections:
-                if connection not in kept:
-                    connection.close()
-            self._idle_count -= len(connections) - len(kept)
-            if kept:
-                self._idle[origin] = kept
-            else:
-                del self._idle[origin]
+        while self._idle and now - self._idle[0][1].idle_since >= self._idle_expiry_s:
+            self._idle.pop(0)[1].close()
 
     def _release(self, origin: _Origin, connection: _Connection, reusable: bool) -> None:
         if reusable and not self._closed:
-            if self._idle_count >= self._max_idle:
-                self._close_oldest_idle()
+            if len(self._idle) >= self._max_idle:
+                self._idle.pop(0)[1].close()  # the longest idle, whatever its origin
             connection.idle = True
             connection.idle_since = time.monotonic()
-            self._idle.setdefault(origin, []).append(connection)
-            self._idle_count += 1
+            self._idle.append((origin, connection))
         else:
             connection.close()
         self._slots.release()
-
-    def _close_oldest_idle(self) -> None:
-        oldest_origin = min(self._idle, key=lambda o: self._idle[o][0].idle_since)
-        connections = self._idle[oldest_origin]
-        connections.pop(0).close()
-        self._idle_count -= 1
-        if not connections:
-            del self._idle[oldest_origin]
 
 
 async def _connect(origin: _Origin) -> socket.socket:
@@ -424,6 +393,18 @@ async def _read_head(connection: _Connection, request: httpx.Request, read_s: fl
         if not 100 <= status < 200 or status == 101:
             return status, reason, headers, keep
     raise httpx.RemoteProtocolError("too many interim responses", request=request)
+
+
+async def _early_answer(connection: _Connection, request: httpx.Request, read_s: float | None,
+                        unsent: httpx.WriteError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """After sending failed (``unsent``): the answer the server sent before it stopped reading
+    (413, 401, 503…), which is the outcome, as with httpx; else ``unsent``."""
+    if connection.buffer or not connection.eof:
+        try:
+            return (await _read_head(connection, request, read_s))[:3]
+        except httpx.HTTPError:
+            pass
+    raise unsent
 
 
 async def _take_head(connection: _Connection, limit: int, read_s: float | None,
