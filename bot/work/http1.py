@@ -614,11 +614,37 @@ class _ResponseBody(httpx.AsyncByteStream):
             self._transport._release(self._origin, connection, reusable)
 
 
+class _NoCookies(httpx.Cookies):
+    """A jar that stays empty: the ``Set-Cookie`` of an answer is not read."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        """Keep nothing (httpx calls this after every response)."""
+
+
+class _CookielessClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` that keeps and sends no cookies: a model API is stateless,
+    and reading every answer's headers into a cookie jar costs as much client CPU as the lean
+    transport's whole exchange."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        raise ValueError("this client keeps no cookies")
+
+
 def lean_client(max_connections: int = 16) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` whose ``http://`` requests go through :class:`Http1Transport`
     (direct: ``HTTP_PROXY`` does not apply to them) and ``https://`` ones through httpx's own
-    transport; each of the two bounds its own connections by ``max_connections``."""
-    return httpx.AsyncClient(
+    transport; each of the two bounds its own connections by ``max_connections``. It keeps no
+    cookies."""
+    return _CookielessClient(
         mounts={"http://": Http1Transport(max_connections=max_connections)},
         limits=httpx.Limits(max_connections=max_connections,
                             max_keepalive_connections=max_connections // 2))

@@ -297,6 +297,26 @@ async def test_lean_client_sends_https_elsewhere() -> None:
             await http.get("https://127.0.0.1:9/", timeout=2.0)
 
 
+async def test_lean_client_keeps_and_sends_no_cookies() -> None:
+    heads: list[bytes] = []
+    answer = b"HTTP/1.1 200 OK\r\nSet-Cookie: s=1; Path=/\r\nContent-Length: 2\r\n\r\nok"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            heads.append((await read_request(reader))[0])
+            writer.write(answer)
+            await writer.drain()
+
+    async with RawServer(handler) as server, lean_client() as http:
+        first = await http.get(server.url)
+        await http.get(server.url)
+        assert first.cookies["s"] == "1"  # the answer's own cookies are still readable
+        assert not http.cookies
+        with pytest.raises(ValueError, match="no cookies"):
+            http.cookies = {"a": "b"}
+    assert len(heads) == 2 and all(b"cookie:" not in head.lower() for head in heads)
+
+
 async def test_a_closed_transport_closes_its_idle_connections() -> None:
     transport = Http1Transport()
     closed = asyncio.Event()
