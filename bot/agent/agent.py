@@ -150,7 +150,7 @@ class Agent:
                                                workers=queue_workers(p.service.concurrency))
         self.guard = Guard(p.service, metrics=self.metrics)
         self.inbox = Inbox(self.pool, p.keys, self.intake, self.guard, self._on_request,
-                           self.publisher.sent_here, metrics=self.metrics)
+                           metrics=self.metrics)
         self.jobs = JobInbox(self.pool, p.keys, self.intake, self.guard, self._on_request,
                              max_age_s=p.service.nip90_max_age_s,
                              untargeted=p.service.nip90_untargeted, clock=clock)

@@ -4,12 +4,14 @@ protocol the asker used.
 ``open_dm`` and ``build_reply`` are pure. ``Inbox`` subscribes to kind 4 and kind 1059 events
 addressed to the agent (without the pool's claim-before-handling: the claim happens here, with
 the record), opens each one, drops the agent's own messages (the self copies of its NIP-17
-replies come back to it), asks the :class:`~bot.agent.guard.Guard` whether to serve it, and
-records it with ``Intake.record`` — the claim of the event id (and the rumor id: the same rumor
-may come in several wraps) and the request in ONE transaction. Only then is the request handed
-on, and only then does the pool's cursor move past the event (its checkpoints queue behind the
-handler). A crash before the record: the relay sends the event again after the restart; after
-it: the start-up sweep finds the request.
+replies come back to it: those this process published are dropped by the pool before they are
+read, ``RelayPool.ignore_echo``; another replica's are opened and dropped here), asks the
+:class:`~bot.agent.guard.Guard` whether to serve it, and records it with ``Intake.record`` — the
+claim of the event id (and the rumor id: the same rumor may come in several wraps) and the
+request in ONE transaction. Only then is the request handed on, and only then does the pool's
+cursor move past the event (its checkpoints queue behind the handler). A crash before the
+record: the relay sends the event again after the restart; after it: the start-up sweep finds
+the request.
 
 Events that fail any check are claimed (never opened again), counted and logged, never
 answered (a reply would help an attacker or spam relays); ``metrics.rejected`` counts them by
@@ -99,11 +101,9 @@ class Inbox:
 
     def __init__(self, pool: RelayPool, keys: Keys, intake: Intake, guard: Guard,
                  on_request: Callable[[RequestRecord], None],
-                 is_own: Callable[[str], bool] = lambda event_id: False,
                  metrics: Metrics | None = None) -> None:
         self.pool = pool
         self.metrics = metrics or Metrics()
-        self.is_own = is_own
         self.keys = keys
         self.intake = intake
         self.guard = guard
@@ -124,9 +124,6 @@ class Inbox:
 
     async def handle(self, event: Event, relay_url: str) -> None:
         """Open, check and record one event (the pool's handler)."""
-        if self.is_own(event.id):  # a self copy this process just sent: no crypto, no write
-            self.own_skipped += 1
-            return
         if await self.intake.seen(event.id):
             return
         try:

@@ -72,8 +72,9 @@ class RelayCollector(Collector):
         statuses = self._statuses()
         connected = GaugeMetricFamily("timmy_relay_connected",
                                       "1 when the relay is connected.", labels=["url"])
-        events_in = CounterMetricFamily("timmy_relay_events_in", "Verified events received.",
-                                        labels=["url"])
+        events_in = CounterMetricFamily(
+            "timmy_relay_events_in",
+            "Events received: verified, or held already and dropped unread.", labels=["url"])
         events_out = CounterMetricFamily("timmy_relay_events_out",
                                          "Events the relay accepted from us.", labels=["url"])
         invalid = CounterMetricFamily("timmy_relay_rejected_in",

@@ -25,7 +25,6 @@ from typing import Final
 
 from bot.agent.routing import RelayLists
 from bot.nostr.event import Event
-from bot.relays.dedupe import RecentIds
 from bot.relays.pool import RelayPool
 from bot.relays.tasks import cancel_all
 from storage import LedgerError, Outbox, OutboxItem, OutgoingEvent, RequestOp
@@ -44,7 +43,6 @@ class Publisher:
         self.lists = lists
         self._slots = asyncio.Semaphore(concurrency)
         self._inflight: set[str] = set()
-        self._sent = RecentIds(100_000)
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._accepted: list[str] = []  # accepted by a relay, not marked sent yet
@@ -67,7 +65,7 @@ class Publisher:
             rows.append(OutgoingEvent(ev.id, ev.to_json(), recipient if to_asker else None,
                                       tuple(dict.fromkeys(relays))))
         for ev in events:  # known before any relay can echo them back to the inbox
-            self._sent.add(ev.id)
+            self.pool.ignore_echo(ev.id)
         added = await self.outbox.add(key, rows, request_id=request_id,
                                       request_op=request_op)
         if not added:
@@ -77,10 +75,6 @@ class Publisher:
         if recipient is not None and known is None:
             self._spawn(self._late_route(events[0], recipient, protocol, targets))
         return True
-
-    def sent_here(self, event_id: str) -> bool:
-        """Whether this process built ``event_id`` (its own NIP-17 self copies come back)."""
-        return event_id in self._sent
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
@@ -162,6 +156,7 @@ class Publisher:
         except ValueError:
             log.error("outbox: stored event %s does not parse; left pending", item.event_id)
             return
+        self.pool.ignore_echo(event.id)
         await self._publish(event, item.relays)
 
     async def flush(self, timeout_s: float) -> int:

@@ -33,6 +33,8 @@ from bot.relays.messages import (
     EoseMessage,
     EventMessage,
     Filter,
+    Held,
+    HeldEventMessage,
     NoticeMessage,
     OkMessage,
     auth_message,
@@ -85,12 +87,14 @@ class RelayConnection:
                  on_eose: EoseSink, subscriptions: SubscriptionSource,
                  backoff: BackoffPolicy, rand: Rand = random.random,
                  http_client: httpx.AsyncClient | None = None,
-                 ping_interval_s: float | None = 20.0, open_timeout_s: float = 10.0) -> None:
+                 ping_interval_s: float | None = 20.0, open_timeout_s: float = 10.0,
+                 held: Held | None = None) -> None:
         self.config = config
         self.url = config.url
         self._keys = keys
         self._on_event = on_event
         self._on_eose = on_eose
+        self._held = held
         self._subscriptions = subscriptions
         self._backoff = backoff
         self._rand = rand
@@ -290,7 +294,11 @@ class RelayConnection:
                 "" if level == logging.DEBUG else " (more on this connection at DEBUG)")
 
     async def _dispatch_frame(self, frame: str | bytes) -> None:
-        msg = parse_relay_message(frame)
+        msg = parse_relay_message(frame, self._held)
+        if isinstance(msg, HeldEventMessage):
+            if msg.sub_id in self._active:
+                self.events_in += 1  # the pool holds it already: nothing to verify or deliver
+            return
         if isinstance(msg, EventMessage):
             filters = self._active.get(msg.sub_id)
             if filters is None:

@@ -2,14 +2,16 @@
 
 ``parse_relay_message`` turns one websocket text frame from a relay into a typed message or
 raises ``RelayProtocolError``; an ``EVENT`` message carries a fully verified ``Event`` (id
-recomputed, signature checked) or raises the event's ``InvalidEvent``. The ``*_message``
-builders produce client frames.
+recomputed, signature checked) or raises the event's ``InvalidEvent`` — unless the caller
+already holds an event of that id for that subscription (``held``): then it is a
+``HeldEventMessage`` that carries the id alone, the rest neither parsed nor verified. The
+``*_message`` builders produce client frames.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -32,6 +34,19 @@ class RelayProtocolError(NostrError):
 class EventMessage:
     sub_id: str
     event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class HeldEventMessage:
+    """An ``EVENT`` whose id the caller holds for that subscription: nothing else was read."""
+
+    sub_id: str
+    event_id: str
+
+
+Held = Callable[[str, str], bool]
+"""``held(sub_id, event_id)``: whether the caller already holds that event for that
+subscription (delivered before, or made by the caller itself)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +90,8 @@ class CountMessage:
     sub_id: str
 
 
-RelayMessage = (EventMessage | OkMessage | EoseMessage | ClosedMessage | NoticeMessage
-                | AuthChallenge | CountMessage)
+RelayMessage = (EventMessage | HeldEventMessage | OkMessage | EoseMessage | ClosedMessage
+                | NoticeMessage | AuthChallenge | CountMessage)
 
 
 def ok_prefix(message: str) -> str:
@@ -93,7 +108,7 @@ def _str(value: object, what: str, limit: int = MAX_FRAME_CHARS) -> str:
     return value
 
 
-def parse_relay_message(frame: str | bytes) -> RelayMessage:
+def parse_relay_message(frame: str | bytes, held: Held | None = None) -> RelayMessage:
     data = load_json(frame, max_chars=MAX_FRAME_CHARS, error=RelayProtocolError, what="frame")
     if not isinstance(data, list) or not data or not isinstance(data[0], str):
         raise RelayProtocolError("frame must be a JSON array starting with a string")
@@ -101,8 +116,11 @@ def parse_relay_message(frame: str | bytes) -> RelayMessage:
     if kind == "EVENT":
         if len(args) != 2:
             raise RelayProtocolError("EVENT takes a subscription id and an event")
-        return EventMessage(_str(args[0], "subscription id", MAX_SUB_ID_CHARS),
-                            Event.from_dict(args[1]))
+        sub_id = _str(args[0], "subscription id", MAX_SUB_ID_CHARS)
+        event_id = args[1].get("id") if isinstance(args[1], dict) else None
+        if held is not None and isinstance(event_id, str) and held(sub_id, event_id):
+            return HeldEventMessage(sub_id, event_id)
+        return EventMessage(sub_id, Event.from_dict(args[1]))
     if kind == "OK":
         if len(args) < 2 or not isinstance(args[1], bool):
             raise RelayProtocolError("OK takes an event id, a boolean and a message")

@@ -1,9 +1,11 @@
 """``RelayPool``: the agent's relays, as one place to subscribe and publish.
 
 Events in
-    Each read relay gets one REQ per subscription. Every event is verified (id recomputed,
-    signature checked) by the parser, then deduplicated twice: a bounded in-memory set of
-    recent ids (several relays, reconnects) and the durable ``SeenStore.claim`` (restarts).
+    Each read relay gets one REQ per subscription. An event whose id is in a bounded
+    in-memory set of recent ids (delivered already from another relay or before a reconnect,
+    or made here: ``ignore_echo``) is dropped before it is parsed; any other is verified (id
+    recomputed, signature checked) by the parser, then deduplicated against that set and the
+    durable ``SeenStore.claim`` (restarts).
     Survivors are handed to the subscription's handler by a single dispatcher task, up to
     ``handler_concurrency`` at once: the events of one author (``event.pubkey``) in arrival
     order, those of different authors side by side (a handler that records its event waits for
@@ -151,7 +153,8 @@ class RelayPool:
         self._conns = [
             RelayConnection(cfg, keys=keys, on_event=self._on_event, on_eose=self._on_eose,
                             subscriptions=self._subscriptions_for, backoff=backoff, rand=rand,
-                            http_client=http_client, ping_interval_s=ping_interval_s)
+                            http_client=http_client, ping_interval_s=ping_interval_s,
+                            held=self._held)
             for cfg in relays
         ]
 
@@ -259,6 +262,20 @@ class RelayPool:
             return []
         cursor = await self.store.cursor(conn.url)  # read once per (re)connection
         return [(s.sub_id, self._since_filters(s, cursor)) for s in list(self._subs.values())]
+
+    def _held(self, sub_id: str, event_id: str) -> bool:
+        """Whether a subscription's event of this id was delivered already (or made here: see
+        ``ignore_echo``): a relay sending it (again) has it dropped before it is parsed or its
+        signature checked, and counted in ``duplicates_dropped``."""
+        if sub_id in self._subs and event_id in self._recent:
+            self.duplicates_dropped += 1
+            return True
+        return False
+
+    def ignore_echo(self, event_id: str) -> None:
+        """``event_id`` is an event made here (e.g. a NIP-17 self copy, p-tagged to our own
+        key): when a relay sends it back to a subscription, drop it unread."""
+        self._recent.add(event_id)
 
     async def _on_event(self, conn: RelayConnection, sub_id: str, event: Event) -> None:
         fetch = self._fetches.get(sub_id)

@@ -23,7 +23,7 @@ class RelayStatus:
     authenticated: bool
     auth_failed: bool
     last_error: str | None
-    events_in: int          # verified events received
+    events_in: int          # events received: verified, or held already (dropped unread)
     events_out: int         # events the relay accepted from us
     invalid_in: int         # frames or events rejected by our checks
     last_invalid: str | None  # why the last of them was rejected

@@ -8,6 +8,7 @@ from bot.nostr.event import compute_id, sign_event
 from bot.nostr.keys import Keys
 from bot.relays import RelayPool, RelayState
 from storage import Intake
+from tests.fixtures.relay import RelayFactory
 from tests.relays.conftest import FAST_BACKOFF
 from tests.relays.helpers import Collector, configs, wait_until
 
@@ -69,3 +70,41 @@ async def test_unreachable_relay_backs_off_and_reports(relay_url: str) -> None:
     finally:
         await pool.stop()
     assert all(s.state is RelayState.STOPPED for s in pool.status())
+
+
+async def test_a_forged_copy_never_displaces_the_real_event(relay_factory: RelayFactory) -> None:
+    first, second = relay_factory(), relay_factory()
+    author = Keys.generate()
+    real = sign_event(author, 1, "real")
+    forged = sign_event(author, 1, "forged").to_dict() | {"id": real.id}  # under the real id
+    async with websockets.connect(first.url) as ws:
+        await ws.send(json.dumps(["EVENT", real.to_dict()]))
+        assert json.loads(await ws.recv())[2] is True
+    async with websockets.connect(second.url) as ws:
+        await ws.send(json.dumps(["EVENT", forged]))
+        answer = json.loads(await ws.recv())
+        assert answer[2] is True, answer  # this relay checks nothing
+    got = Collector()
+    async with RelayPool(configs(first.url, second.url), backoff=FAST_BACKOFF) as pool:
+        await pool.subscribe([{"authors": [author.public_hex]}], got, lookback_s=3600)
+        # whichever comes first: the forged copy refused, or dropped unread as held already
+        assert await wait_until(lambda: sum(s.events_in + s.invalid_in
+                                            for s in pool.status()) >= 2)
+        assert await wait_until(lambda: len(got.events) >= 1)
+    assert got.events == [real]
+
+
+async def test_an_echo_of_our_own_event_is_dropped_unread(relay_url: str) -> None:
+    me = Keys.generate()
+    got = Collector()
+    async with RelayPool(configs(relay_url), keys=me, backoff=FAST_BACKOFF) as pool:
+        await pool.subscribe([{"authors": [me.public_hex]}], got)
+        assert await pool.wait_connected(10)
+        mine, other = sign_event(me, 1, "made here"), sign_event(me, 1, "not announced")
+        pool.ignore_echo(mine.id)
+        assert (await pool.publish(mine)).ok
+        assert (await pool.publish(other)).ok
+        assert await wait_until(lambda: len(got.events) >= 1)  # the relay sends in order
+        assert pool.status()[0].events_in >= 2 and pool.status()[0].invalid_in == 0
+    assert got.events == [other]
+    assert pool.duplicates_dropped == 1

@@ -23,6 +23,7 @@ from bot.relays.messages import (
     ClosedMessage,
     EoseMessage,
     EventMessage,
+    HeldEventMessage,
     NoticeMessage,
     OkMessage,
     RelayProtocolError,
@@ -54,6 +55,25 @@ def test_event_in_frame_is_verified() -> None:
     event = sign_event(Keys.generate(), 1, "x").to_dict() | {"content": "tampered"}
     with pytest.raises(InvalidEvent):
         parse_relay_message(json.dumps(["EVENT", "s", event]))
+
+
+def test_an_event_the_caller_holds_is_not_read() -> None:
+    event = sign_event(Keys.generate(), 1, "x")
+    tampered = json.dumps(["EVENT", "s", event.to_dict() | {"content": "tampered"}])
+    asked: list[tuple[str, str]] = []
+
+    def held(sub_id: str, event_id: str) -> bool:
+        asked.append((sub_id, event_id))
+        return sub_id == "s"
+
+    assert parse_relay_message(tampered, held) == HeldEventMessage("s", event.id)
+    other = json.dumps(["EVENT", "t", event.to_dict() | {"content": "tampered"}])
+    with pytest.raises(InvalidEvent):  # not held for that subscription: verified as ever
+        parse_relay_message(other, held)
+    assert asked == [("s", event.id), ("t", event.id)]
+    no_id = json.dumps(["EVENT", "s", {k: v for k, v in event.to_dict().items() if k != "id"}])
+    with pytest.raises(NostrError):  # no id to look up: read (and refused) as ever
+        parse_relay_message(no_id, held)
 
 
 @pytest.mark.parametrize("frame", [
