@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from storage import prefetch
 from storage.errors import IdempotencyConflict, IllegalTransition, InsufficientFunds, InvalidAmount
 from storage.sql import Connection, Cursor, Held
 
@@ -101,7 +102,8 @@ def ask_accounts(conn: Connection, accounts: tuple[str, ...]) -> AccountsRead:
     marks = ", ".join("?" for _ in accounts)
     return AccountsRead(Held(conn.execute(
         "SELECT id, debits_posted, credits_posted, debits_pending, credits_pending"  # noqa: S608
-        f" FROM accounts WHERE id IN ({marks})", accounts)), accounts)
+        f" FROM accounts WHERE id IN ({marks})", accounts), prefetch.accounts_since(accounts)),
+        accounts)
 
 
 def available(conn: Connection, account: str) -> int:
@@ -259,6 +261,7 @@ def _move(conn: Connection, debit: str, credit: str, *, posted: int, pending: in
         " WHERE id IN (?, ?)",
         (debit, posted, debit, pending, credit, posted, credit, pending, debit, credit),
     )
+    prefetch.moved(debit, credit, posted, pending)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ back is a pending refund of whole sats, its sub-sat rest the asker's balance (``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from storage import refunds, subsidy
 from storage.accounts import (
     ESCROW,
@@ -32,9 +34,10 @@ from storage.accounts import (
 from storage.errors import InvalidAmount
 from storage.jobs import ask_job, job_from_row, move_job, set_job
 from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
-from storage.operations import job_key, once_with
+from storage.operations import ask_once, job_key, once_with
 from storage.outcomes import Completion, Failure, JobRecord, Serve
-from storage.sql import Connection
+from storage.prefetch import Prefetched
+from storage.sql import Connection, Cursor
 
 
 def _settle_reservation(conn: Connection, job: JobRecord, keep: int, now: int,
@@ -114,9 +117,29 @@ def settle_paid(conn: Connection, job: JobRecord, actual: int, now: int,
     return Completion(job.id, job.serve, actual, charge, keep, refund, rest, released)
 
 
+@dataclass(frozen=True, slots=True)
+class SettleReads:
+    """What ``settle`` reads, asked for ahead (``ask_settle``): its idempotency lookup, the job,
+    and its pool reservation's resolution reads."""
+
+    lookup: Cursor
+    job: Cursor
+    reservation: ResolveReads
+
+
+def ask_settle(conn: Connection, job_id: str) -> SettleReads:
+    """Ask for what ``settle`` reads first (one round trip; nothing written before them)."""
+    return SettleReads(ask_once(conn, job_key(job_id, "settle")), ask_job(conn, job_id),
+                       _ask_reservation(conn, job_id))
+
+
 def settle(
-    conn: Connection, job_id: str, actual: int, now: int
+    conn: Connection, job_id: str, actual: int, now: int, asked: SettleReads | None = None
 ) -> Completion:
+    """``asked``: its first reads, asked for ahead (``ask_settle``)."""
+    reads = ask_settle(conn, job_id) if asked is None else asked
+    reservation = reads.reservation
+
     def compute(row: tuple[object, ...] | None) -> Completion:
         job = job_from_row(row, job_id)
         JOB_LIFECYCLE.next(job.state, JobOp.SETTLE, job.id)
@@ -128,10 +151,15 @@ def settle(
             return session_settle(conn, job, actual, now, reservation)
         return settle_paid(conn, job, actual, now, reservation)
 
-    asked = ask_job(conn, job_id)
-    reservation = _ask_reservation(conn, job_id)  # with the job: nothing written before it
     return once_with(conn, job_key(job_id, "settle"), "settle", [actual], Completion,
-                     asked, compute, reservation.held)
+                     reads.job, compute, reservation.held, reads.lookup)
+
+
+def prefetched_settle(job_id: str, actual: int,
+                      now: int) -> Prefetched[SettleReads, Completion]:
+    """``settle`` as a write whose reads a batch may ask ahead (``storage.prefetch``)."""
+    return Prefetched(job_id, lambda conn: ask_settle(conn, job_id),
+                      lambda conn, asked: settle(conn, job_id, actual, now, asked))
 
 
 def fail(conn: Connection, job_id: str, reason: str, now: int) -> Failure:

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from storage.errors import DatabaseClosed, LedgerError, StorageFailure
 from storage.location import is_postgres_url
+from storage.prefetch import Prefetched, following
 from storage.sql import Connection
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class _Engine(Protocol):
 
     name: str
     error: type[Exception]
+    prefetch: bool  # a batch asks its operations' reads ahead (``storage.prefetch``)
 
     def open(self) -> tuple[Any, Any]: ...
     def begin_write(self, conn: Any) -> None: ...
@@ -256,10 +258,14 @@ class Database:
         all of them. ``None`` as soon as anything failed: an operation raised, or a statement
         of any of them was refused (it may come to light in a later operation) — the
         transaction is then left for the caller to roll back, whole."""
-        values = []
+        values: list[Any] = []
         try:
-            for fn in fns:
-                values.append(fn(conn))
+            if self._engine.prefetch:
+                with following():
+                    _run_prefetched(conn, fns, values)
+            else:
+                for fn in fns:
+                    values.append(fn(conn))
             self._engine.end_operation(conn)
         except Exception:
             return None
@@ -352,6 +358,27 @@ class Database:
         await loop.run_in_executor(self._read_thread, self._reader.close)
         self._write_thread.shutdown()
         self._read_thread.shutdown()
+
+
+def _run_prefetched(conn: Connection, fns: list[Callable[[Connection], Any]],
+                    values: list[Any]) -> None:
+    """Run ``fns`` in order, appending their results to ``values``, the reads of the
+    ``Prefetched`` ones before the first plain function asked first, all together
+    (``storage.prefetch``): one whose job an operation before it had in scope, or that comes
+    after a plain function, asks its reads again at its turn."""
+    ahead: list[Any] = []
+    for fn in fns:
+        if not isinstance(fn, Prefetched):
+            break
+        ahead.append(fn.ask(conn))
+    scopes: set[str] = set()
+    for i, fn in enumerate(fns):
+        if not isinstance(fn, Prefetched):
+            values.append(fn(conn))
+            continue
+        fresh = i < len(ahead) and fn.scope not in scopes
+        scopes.add(fn.scope)
+        values.append(fn.run(conn, ahead[i] if fresh else None))
 
 
 def _shown(url: str) -> str:

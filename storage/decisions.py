@@ -32,9 +32,10 @@ from storage.accounts import (
 )
 from storage.errors import IdempotencyConflict
 from storage.limits import Limits, utc_day
-from storage.operations import job_key, once_with
+from storage.operations import ask_once, job_key, once_with
 from storage.outcomes import Decision, Reason, Serve
-from storage.sql import Connection, Held
+from storage.prefetch import Prefetched
+from storage.sql import Connection, Cursor, Held
 
 _INSERT_JOB = (
     "INSERT INTO jobs (id, pubkey, serve, state, estimate_msat, absorb_msat,"  # noqa: S608
@@ -89,17 +90,44 @@ def quote(
     return Decision(job_id, pubkey, Serve.GATE, reason, estimate, 0, estimate, 0)
 
 
+@dataclass(frozen=True, slots=True)
+class DecideReads:
+    """What ``decide`` reads, asked for ahead (``ask_decide``): its idempotency lookup, whether
+    the job exists, the quote's reads and the pool reservation's (None: not subsidised)."""
+
+    lookup: Cursor
+    exists: Cursor
+    quoting: QuoteReads
+    reserving: TransferReads | None
+
+
+def ask_decide(conn: Connection, limits: Limits, job_id: str, pubkey: str, now: int,
+               subsidised: bool = True) -> DecideReads:
+    """Ask for every read ``decide`` may need (one round trip; nothing before the reservation
+    writes the pool's account)."""
+    quoting = ask_quote(conn, limits, pubkey, utc_day(now), subsidised)
+    return DecideReads(
+        ask_once(conn, job_key(job_id, "decide")),
+        conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)),
+        quoting,
+        ask_transfer(conn, job_key(job_id, "reserve"), POOL, quoting.accounts)
+        if subsidised else None,
+    )
+
+
 def decide(
     conn: Connection, limits: Limits, job_id: str, pubkey: str, estimate: int, now: int,
-    subsidised: bool = True,
+    subsidised: bool = True, asked: DecideReads | None = None,
 ) -> Decision:
     """Decide and record the job, making the decision's moves in this same transaction.
 
     Every read it may need comes back with the idempotency lookup (one round trip on
-    PostgreSQL): the quote's, and the pool reservation's (nothing before the reservation
-    writes the pool's account); the job records its transfers by key, reading nothing back."""
+    PostgreSQL, or none of its own when ``asked``: its reads asked for ahead, ``ask_decide``);
+    the job records its transfers by key, reading nothing back."""
     day = utc_day(now)
     reserve_key, hold_key = job_key(job_id, "reserve"), job_key(job_id, "hold")
+    reads = ask_decide(conn, limits, job_id, pubkey, now, subsidised) if asked is None else asked
+    quoting, reserving = reads.quoting, reads.reserving
 
     def compute(existing: tuple[object, ...] | None) -> Decision:
         if existing is not None:
@@ -141,10 +169,17 @@ def decide(
         return d
 
     args: list[object] = [pubkey, estimate] if subsidised else [pubkey, estimate, "paid_only"]
-    exists = conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,))
-    quoting = ask_quote(conn, limits, pubkey, day, subsidised)
-    reserving: TransferReads | None = (ask_transfer(conn, reserve_key, POOL, quoting.accounts)
-                                       if subsidised else None)
     held_reads = quoting.held + (() if reserving is None else reserving.held)
-    return once_with(conn, job_key(job_id, "decide"), "decide", args, Decision, exists, compute,
-                     held_reads)
+    return once_with(conn, job_key(job_id, "decide"), "decide", args, Decision, reads.exists,
+                     compute, held_reads, reads.lookup)
+
+
+def prefetched_decide(limits: Limits, job_id: str, pubkey: str, estimate: int, now: int,
+                      subsidised: bool = True) -> Prefetched[DecideReads, Decision]:
+    """``decide`` as a write whose reads a batch may ask ahead (``storage.prefetch``)."""
+    return Prefetched(
+        job_id,
+        lambda conn: ask_decide(conn, limits, job_id, pubkey, now, subsidised),
+        lambda conn, asked: decide(conn, limits, job_id, pubkey, estimate, now, subsidised,
+                                   asked),
+    )

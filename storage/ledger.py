@@ -107,8 +107,7 @@ class Ledger:
         _flag(subsidised, "subsidised")
         now, limits = self.clock(), self.limits
         return await self.db.write(
-            lambda conn: decisions.decide(conn, limits, job_id, pubkey, estimate, now, subsidised)
-        )
+            decisions.prefetched_decide(limits, job_id, pubkey, estimate, now, subsidised))
 
     async def decide_dry_run(self, pubkey: str, estimate_msat: int, *,
                              subsidised: bool = True) -> Decision:
@@ -258,7 +257,7 @@ class Ledger:
         text_id(job_id, "job_id")
         actual = nonneg_msat(actual_msat, "actual_msat")
         now = self.clock()
-        return await self.db.write(lambda conn: completion.settle(conn, job_id, actual, now))
+        return await self.db.write(completion.prefetched_settle(job_id, actual, now))
 
     async def fail(self, job_id: str, reason: str) -> Failure:
         """The work of a ``running`` or ``paid`` job failed or will not run: every reservation

@@ -44,14 +44,15 @@ def once_with(
     asked: Cursor | None,
     compute: Callable[[Any], V],
     held: Sequence[Held] = (),
+    lookup: Cursor | None = None,
 ) -> V:
     """``once``, with ``asked``: a statement the caller asked for just before (a read that
     ``compute`` needs first), and ``held``: reads asked for the later steps of ``compute``. They
     are read together with the idempotency lookup — one round trip on PostgreSQL — and
-    ``asked``'s first row (None if none) is handed to ``compute``."""
+    ``asked``'s first row (None if none) is handed to ``compute``. ``lookup``: the idempotency
+    lookup, asked for ahead with them (``ask_once``)."""
     args_text = json.dumps(args, separators=(",", ":"))
-    lookup = conn.execute("SELECT op, args, result FROM operations WHERE key = ?", (key,))
-    row = lookup.fetchone()
+    row = (ask_once(conn, key) if lookup is None else lookup).fetchone()
     first = None if asked is None else asked.fetchone()  # read now, whatever follows
     for read in held:
         read.load()
@@ -67,6 +68,11 @@ def once_with(
         (key, op, args_text, result.to_json()),
     )
     return result
+
+
+def ask_once(conn: Connection, key: str) -> Cursor:
+    """Ask for the stored result of ``key`` (``once_with``'s lookup), without reading it."""
+    return conn.execute("SELECT op, args, result FROM operations WHERE key = ?", (key,))
 
 
 def seen(conn: Connection, key: str) -> bool:

@@ -204,6 +204,7 @@ class PostgresEngine:
 
     name = "postgresql"
     error: type[Exception] = psycopg.Error
+    prefetch = True  # a batch asks its operations' reads ahead, in one round trip
 
     def __init__(self, url: str, password: str | None) -> None:
         check_url(url)

@@ -19,7 +19,7 @@ from what it reads and its arguments alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 
@@ -65,21 +65,26 @@ class RowsCursor:
 
 class Held(RowsCursor):
     """A read asked for ahead of the step of the operation that needs it (so it comes back in
-    the same round trip as the operation's first reads): ``load`` reads all its rows, at once
+    the same round trip as the operation's first reads, or, asked for a whole batch, in the
+    batch's: ``storage.prefetch``): ``load`` reads all its rows, at once
     (``operations.once_with`` loads every held read before anything can raise); the step then
-    reads it as a ``Cursor``. Valid only while nothing the operation wrote in between touches
-    the rows it reads."""
+    reads it as a ``Cursor``. Valid only while nothing written in between touches the rows it
+    reads, except counters whose changes ``update`` adds (``storage.prefetch``: the accounts,
+    the daily counters)."""
 
-    __slots__ = ("_cursor", "_rows")
+    __slots__ = ("_cursor", "_rows", "_update")
 
-    def __init__(self, cursor: Cursor) -> None:
+    def __init__(self, cursor: Cursor,
+                 update: Callable[[list[Any]], list[Any]] | None = None) -> None:
         super().__init__()
         self._cursor = cursor
+        self._update = update
         self._rows: list[Any] | None = None
 
     def load(self) -> list[Any]:
         if self._rows is None:
-            self._rows = self._cursor.fetchall()
+            rows = self._cursor.fetchall()
+            self._rows = rows if self._update is None else self._update(rows)
         return self._rows
 
     def _all_rows(self) -> list[Any]:

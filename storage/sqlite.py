@@ -42,6 +42,7 @@ class SqliteEngine:
 
     name = "sqlite"
     error: type[Exception] = sqlite3.Error
+    prefetch = False  # reads run at once, in process: nothing to ask ahead
 
     def __init__(self, path: str) -> None:
         self.path = path

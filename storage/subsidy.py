@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from storage import prefetch
 from storage.accounts import (
     POOL,
     SUBSIDY,
@@ -69,10 +70,10 @@ def ask_room(conn: Connection, limits: Limits, pubkey: str, day: str,
              accounts: AccountsRead | None = None) -> RoomReads:
     """Ask for what ``room`` reads (they come back in one round trip). ``accounts``: the pool's
     account is among these, asked already."""
-    return RoomReads(Held(_ask_usage(conn, pubkey, day)),
+    return RoomReads(Held(_ask_usage(conn, pubkey, day), prefetch.usage_since(pubkey, day)),
                      accounts if accounts is not None else ask_accounts(conn, (POOL,)),
                      None if limits.pool_daily_cap_msat is None
-                     else Held(_ask_pool_spent(conn, day)))
+                     else Held(_ask_pool_spent(conn, day), prefetch.spent_since(day)))
 
 
 def room(conn: Connection, limits: Limits, pubkey: str, day: str,
@@ -98,6 +99,7 @@ def room(conn: Connection, limits: Limits, pubkey: str, day: str,
 
 def count(conn: Connection, pubkey: str, day: str, amount: int, jobs: int) -> None:
     """Add ``amount`` msat and ``jobs`` jobs (negative: a correction) to the day's counters."""
+    prefetch.counted(pubkey, day, amount, jobs)
     if amount >= 0 and jobs >= 0:
         conn.execute(
             "INSERT INTO daily_usage (pubkey, day, absorbed_msat, jobs) VALUES (?, ?, ?, ?)"

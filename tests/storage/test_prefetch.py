@@ -1,0 +1,93 @@
+"""A batch whose operations' reads were asked ahead (PostgreSQL: ``storage.prefetch``) ends
+exactly as the same operations run one at a time: the same results, the same rows.
+
+The batches below put together what a read asked ahead could get wrong: decisions of one asker
+(its day's usage), decisions that drain the pool (the pool's account), a daily pool cap (the
+pool's day), a session's balance, a job decided, settled and decided again in one batch (its own
+rows), a plain write among them. On SQLite (nothing is asked ahead) the same comparison holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from storage import Database, Ledger, Limits
+from tests.storage.conftest import START
+from tests.storage.support import ManualClock, all_rows, assert_invariants
+
+Step = Callable[[Ledger], Awaitable[object]]
+
+CAPPED = Limits(daily_free_msat=100_000, daily_free_jobs=5, pool_daily_cap_msat=130_000)
+UNCAPPED = Limits(daily_free_msat=100_000, daily_free_jobs=5, pool_daily_cap_msat=None)
+
+
+def _decide(job: str, pubkey: str, estimate: int, subsidised: bool = True) -> Step:
+    return lambda ledger: ledger.decide(job, pubkey, estimate, subsidised=subsidised)
+
+
+def _settle(job: str, actual: int) -> Step:
+    return lambda ledger: ledger.settle(job, actual)
+
+
+BEFORE: list[Step] = [
+    lambda ledger: ledger.credit_pool(150_000, "zap-1"),
+    lambda ledger: ledger.credit_balance("pk-f", 8_000, "topup-f"),
+]
+BATCH: list[Step] = [
+    _decide("j1", "pk-a", 60_000),  # free
+    _decide("j2", "pk-a", 60_000),  # pk-a's allowance has 40_000 left: partial
+    _decide("j3", "pk-b", 60_000),  # the pool has 90_000 available: free (cap: 120_000 spent)
+    _decide("j4", "pk-c", 60_000),  # the pool has 30_000 (cap: 10_000 left): partial
+    _settle("j1", 30_000),  # the job decided in this batch; 30_000 back to the pool
+    _decide("j5", "pk-d", 50_000),  # sees the settlement's release: free (cap: 40_000: partial)
+    _decide("j1", "pk-a", 60_000),  # a repeat: the stored decision
+    _decide("j6", "pk-f", 5_000, subsidised=False),  # a session: 5_000 of the 8_000 held
+    _decide("j7", "pk-f", 5_000, subsidised=False),  # 3_000 left: gate
+    _settle("j6", 4_000),
+    lambda ledger: ledger.credit_pool(60_000, "zap-2"),  # a plain write
+    _decide("j8", "pk-e", 60_000),  # after it: asked again, sees the credit (cap: partial)
+    _settle("j3", 60_000),
+]
+
+
+async def _run(location: str, limits: Limits, together: bool) -> tuple[list[object], Database]:
+    db = await Database.open(location)
+    ledger = Ledger(db, limits, clock=ManualClock(START))
+    for step in BEFORE:
+        await step(ledger)
+    if together:
+        batches, replays = db.batches, db.replays
+        results = list(await asyncio.gather(*(step(ledger) for step in BATCH)))
+        assert (db.batches, db.replays) == (batches + 1, replays)  # one batch, one pass
+    else:
+        results = [await step(ledger) for step in BATCH]
+    return results, db
+
+
+async def _ledger_rows(db: Database) -> list[object]:
+    """Every row but the migrations' (stamped with the time they ran)."""
+    return [table for table in await all_rows(db)
+            if isinstance(table, tuple) and table[0] != "schema_version"]
+
+
+@pytest.mark.parametrize("limits", [UNCAPPED, CAPPED], ids=["uncapped", "capped"])
+async def test_a_batch_asked_ahead_ends_as_its_operations_one_by_one(
+        new_location: Callable[[], str], limits: Limits) -> None:
+    together, db = await _run(new_location(), limits, together=True)
+    alone, serial_db = await _run(new_location(), limits, together=False)
+    try:
+        assert together == alone
+        assert await _ledger_rows(db) == await _ledger_rows(serial_db)
+        await assert_invariants(db, limits)
+    finally:
+        await db.close()
+        await serial_db.close()
+    serves = [getattr(r, "serve", None) for r in alone]
+    assert [s.value if s else None for s in serves] == (
+        ["free", "partial", "free", "partial", "free", "free", "free", "session", "gate",
+         "session", None, "free", "free"] if limits is UNCAPPED else
+        ["free", "partial", "free", "partial", "free", "partial", "free", "session", "gate",
+         "session", None, "partial", "free"])
