@@ -13,8 +13,9 @@ from storage.leases import Replica
 from storage.lifecycle import RequestOp
 from storage.limits import Clock, system_clock
 from storage.outcomes import Completion
+from storage.prefetch import Prefetched
 from storage.requests import NewRequest, RequestRecord
-from storage.sql import Connection
+from storage.sql import Connection, Cursor
 
 
 class Intake:
@@ -198,11 +199,18 @@ class Intake:
         cost = nonneg_msat(cost_msat, "cost_msat")
         now = self.clock()
 
-        def run(conn: Connection) -> Completion:
-            requests.save(conn, request_id, "answer", answer, cost, now)
-            return completion.settle(conn, request_id, cost, now)
+        def ask(conn: Connection) -> tuple[Cursor, completion.SettleReads]:
+            return requests.ask_exists(conn, request_id), completion.ask_settle(conn, request_id)
 
-        return await self.db.write(run)
+        def run(conn: Connection,
+                asked: tuple[Cursor, completion.SettleReads] | None) -> Completion:
+            requests.save(conn, request_id, "answer", answer, cost, now,
+                          None if asked is None else asked[0])
+            return completion.settle(conn, request_id, cost, now,
+                                     None if asked is None else asked[1])
+
+        # the request's row is the job's (same id): one scope (``storage.prefetch``)
+        return await self.db.write(Prefetched(request_id, ask, run))
 
     async def history(self, sender: str, before: str, limit: int,
                       protocols: Sequence[str]) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from storage.errors import InvalidInput, NotFound
 from storage.leases import Replica
 from storage.lifecycle import REQUEST_LIFECYCLE, RequestOp, RequestState
-from storage.sql import Connection
+from storage.sql import Connection, Cursor
 
 MAX_BODY_CHARS = 65_536
 MAX_RELAYS = 32
@@ -144,9 +144,17 @@ def move(conn: Connection, request_id: str, op: RequestOp, now: int) -> None:
                      " lease_until = 0 WHERE id = ?", (state.value, now, request_id))
 
 
+def ask_exists(conn: Connection, request_id: str) -> Cursor:
+    """Ask whether the request exists (a row, or none), without reading it."""
+    return conn.execute("SELECT 1 FROM requests WHERE id = ?", (request_id,))
+
+
 def save(conn: Connection, request_id: str, column: str, value: str,
-         amount_msat: int | None, now: int) -> None:
-    get(conn, request_id)
+         amount_msat: int | None, now: int, asked: Cursor | None = None) -> None:
+    """Keep ``value`` in the request's ``column`` (``NotFound`` when there is no such request).
+    ``asked``: whether it exists, asked for ahead (``ask_exists``)."""
+    if (ask_exists(conn, request_id) if asked is None else asked).fetchone() is None:
+        raise NotFound(f"no request {request_id!r}")
     if column == "invoice":
         conn.execute("UPDATE requests SET invoice = ?, updated_at = ? WHERE id = ?",
                      (value, now, request_id))

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from storage import Database, Ledger, Limits
+from storage import Database, Decision, Intake, Ledger, Limits, NewRequest, Replica, Serve
 from tests.storage.conftest import START
 from tests.storage.support import ManualClock, all_rows, assert_invariants
 
@@ -91,3 +91,46 @@ async def test_a_batch_asked_ahead_ends_as_its_operations_one_by_one(
          "session", None, "free", "free"] if limits is UNCAPPED else
         ["free", "partial", "free", "partial", "free", "partial", "free", "session", "gate",
          "session", None, "partial", "free"])
+
+
+async def _answers(location: str, together: bool) -> tuple[list[object], Database]:
+    """Requests answered and settled (``Intake.settle_answer``, the agent's way) in one batch
+    with decisions and a repeat, or one at a time."""
+    db = await Database.open(location)
+    clock = ManualClock(START)
+    intake = Intake(db, clock=clock, replica=Replica(id="replica-1"))
+    ledger = Ledger(db, UNCAPPED, clock=clock)
+    await ledger.credit_pool(150_000, "zap-1")
+    for rid in ("q1", "q2", "q3"):
+        await intake.record(NewRequest(rid, "bob", "nip17", "?", f"w-{rid}", ("ws://a",)),
+                            [f"e-{rid}"])
+    for rid in ("q1", "q2"):
+        await ledger.decide(rid, "bob", 30_000)
+    steps: list[Callable[[], Awaitable[object]]] = [
+        lambda: intake.settle_answer("q1", "one", 10_000),
+        lambda: ledger.decide("q3", "bob", 50_000),  # bob's allowance after q1's release
+        lambda: intake.settle_answer("q2", "two", 30_000),
+        lambda: intake.settle_answer("q1", "one", 10_000),  # a repeat: the first settlement
+        lambda: intake.settle_answer("q3", "three", 20_000),  # decided in this batch
+    ]
+    if together:
+        batches, replays = db.batches, db.replays
+        results = list(await asyncio.gather(*(step() for step in steps)))
+        assert (db.batches, db.replays) == (batches + 1, replays)  # one batch, one pass
+    else:
+        results = [await step() for step in steps]
+    return results, db
+
+
+async def test_answers_settled_in_a_batch_asked_ahead_end_as_one_by_one(
+        new_location: Callable[[], str]) -> None:
+    together, db = await _answers(new_location(), together=True)
+    alone, serial_db = await _answers(new_location(), together=False)
+    try:
+        assert together == alone
+        assert await _ledger_rows(db) == await _ledger_rows(serial_db)
+        await assert_invariants(db, UNCAPPED)
+    finally:
+        await db.close()
+        await serial_db.close()
+    assert isinstance(alone[1], Decision) and alone[1].serve is Serve.FREE
