@@ -15,10 +15,12 @@ from storage import refunds, subsidy
 from storage.accounts import (
     ESCROW,
     LIGHTNING_IN,
+    POOL,
+    TRANSFER_ID,
     Meta,
+    ask_transfer,
     balance_account,
     transfer,
-    transfer_id,
 )
 from storage.amounts import whole_sats_up
 from storage.errors import IdempotencyConflict, IllegalTransition, InvalidAmount
@@ -77,6 +79,12 @@ def attach_invoice(
 def confirm_payment(
     conn: Connection, limits: Limits, ref: str, amount: int, key: str, now: int
 ) -> PaymentOutcome:
+    """The payment's own transfers are asked for with its idempotency lookup and the job (one
+    round trip on PostgreSQL; they debit the external ``lightning_in``: no account to read);
+    a partial job's grant asks its reads in one more (``_reserve_grant``)."""
+    escrowing = ask_transfer(conn, f"{key}:escrow", LIGHTNING_IN)
+    crediting = ask_transfer(conn, f"{key}:balance", LIGHTNING_IN)
+
     def compute(row: tuple[object, ...] | None) -> PaymentOutcome:
         job = job_from_row(row, ref, "job or invoice")
         to_balance = balance_account(job.pubkey)
@@ -89,6 +97,7 @@ def confirm_payment(
                 to_balance,
                 amount,
                 Meta(result.value, now, job.id, job.pubkey),
+                asked=crediting,
             )
             return PaymentOutcome(job.id, result, amount, False, amount, 0)
 
@@ -113,6 +122,7 @@ def confirm_payment(
             ESCROW,
             escrow,
             Meta("payment", now, job.id, job.pubkey),
+            asked=escrowing,
         )
         excess = amount - escrow
         if excess:
@@ -123,10 +133,11 @@ def confirm_payment(
                 to_balance,
                 excess,
                 Meta("overpaid", now, job.id, job.pubkey),
+                asked=crediting,
             )
         set_job(conn, job, now, JobOp.PAY, paid_msat=escrow)
         if job.serve is Serve.PARTIAL:
-            grant = reserve_partial_grant(conn, limits, job.id, now)
+            grant = _reserve_grant(conn, limits, job.id, now, job.pubkey)
             if not grant.granted:
                 return PaymentOutcome(
                     job.id,
@@ -140,33 +151,47 @@ def confirm_payment(
         return PaymentOutcome(job.id, result, amount, True, excess, 0)
 
     return once_with(conn, key, "confirm_payment", [ref, amount], PaymentOutcome,
-                     ask_found_job(conn, ref), compute)
+                     ask_found_job(conn, ref), compute, escrowing.held + crediting.held)
 
 
 def reserve_partial_grant(
     conn: Connection, limits: Limits, job_id: str, now: int
 ) -> PartialGrant:
     """Reserve a paid partial job's pool share, or fail it with the whole payment refunded."""
+    return _reserve_grant(conn, limits, job_id, now, None)
+
+
+def _reserve_grant(
+    conn: Connection, limits: Limits, job_id: str, now: int, pubkey: str | None
+) -> PartialGrant:
+    """``reserve_partial_grant``; ``pubkey``: the job's asker, when known (its day's usage, the
+    pool and the reservation's transfer are then asked for with the job: one round trip)."""
+    day = utc_day(now)
+    key = job_key(job_id, "reserve")
+    room_reads = None if pubkey is None else subsidy.ask_room(conn, limits, pubkey, day)
+    reserving = None if room_reads is None else ask_transfer(conn, key, POOL, room_reads.accounts)
 
     def compute(row: tuple[object, ...] | None) -> PartialGrant:
         job = job_from_row(row, job_id)
         if job.serve is not Serve.PARTIAL:
             raise IllegalTransition(f"job {job_id} is {job.serve.value}: it has no grant")
         JOB_LIFECYCLE.next(job.state, JobOp.RESERVE_GRANT, job.id)
-        day = utc_day(now)
-        room, _ = subsidy.room(conn, limits, job.pubkey, day)
+        asked = room_reads if job.pubkey == pubkey else None
+        room, _ = subsidy.room(conn, limits, job.pubkey, day, asked)
         if room >= job.absorb_msat:
-            key = job_key(job_id, "reserve")
-            subsidy.reserve(conn, key, job_id, job.pubkey, day, job.absorb_msat, now)
+            subsidy.reserve(conn, key, job_id, job.pubkey, day, job.absorb_msat, now,
+                            reserving if asked is not None else None)
             set_job(
                 conn,
                 job,
                 now,
                 JobOp.RESERVE_GRANT,
                 reserved_msat=job.absorb_msat,
-                reserve_transfer=transfer_id(conn, key),
                 reserve_day=day,
             )
+            # the reservation's id recorded by its key, not read back
+            conn.execute(f"UPDATE jobs SET reserve_transfer = ({TRANSFER_ID}) WHERE id = ?",  # noqa: S608
+                         (key, job_id))
             return PartialGrant(job_id, True, job.absorb_msat, 0, 0)
         refund, rest = refunds.owe(conn, job, job.paid_msat, "terms_changed", now)
         set_job(
@@ -180,8 +205,9 @@ def reserve_partial_grant(
         )
         return PartialGrant(job_id, False, job.absorb_msat, refund, rest)
 
+    held = () if room_reads is None or reserving is None else room_reads.held + reserving.held
     return once_with(conn, job_key(job_id, "partial_grant"), "reserve_partial_grant", [],
-                     PartialGrant, ask_job(conn, job_id), compute)
+                     PartialGrant, ask_job(conn, job_id), compute, held)
 
 
 def expire_job(conn: Connection, job_id: str, now: int) -> JobRecord:
