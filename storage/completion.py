@@ -36,7 +36,7 @@ from storage.jobs import ask_job, job_from_row, move_job, set_job
 from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
 from storage.operations import ask_once, job_key, once_with
 from storage.outcomes import Completion, Failure, JobRecord, Serve
-from storage.prefetch import Prefetched
+from storage.prefetch import Prefetched, job_scope
 from storage.sql import Connection, Cursor
 
 
@@ -158,7 +158,7 @@ def settle(
 def prefetched_settle(job_id: str, actual: int,
                       now: int) -> Prefetched[SettleReads, Completion]:
     """``settle`` as a write whose reads a batch may ask ahead (``storage.prefetch``)."""
-    return Prefetched(job_id, lambda conn: ask_settle(conn, job_id),
+    return Prefetched((job_scope(job_id),), lambda conn: ask_settle(conn, job_id),
                       lambda conn, asked: settle(conn, job_id, actual, now, asked))
 
 
@@ -182,9 +182,16 @@ def fail(conn: Connection, job_id: str, reason: str, now: int) -> Failure:
                      compute)
 
 
-def start(conn: Connection, job_id: str, now: int) -> JobRecord:
-    """A paid job's work begins (``paid → running``); a running job is left as it is."""
-    return move_job(conn, job_id, JobOp.START, now)
+def start(conn: Connection, job_id: str, now: int, asked: Cursor | None = None) -> JobRecord:
+    """A paid job's work begins (``paid → running``); a running job is left as it is.
+    ``asked``: the job, asked for ahead (``jobs.ask_job``)."""
+    return move_job(conn, job_id, JobOp.START, now, asked)
+
+
+def prefetched_start(job_id: str, now: int) -> Prefetched[Cursor, JobRecord]:
+    """``start`` as a write whose read a batch may ask ahead (``storage.prefetch``)."""
+    return Prefetched((job_scope(job_id),), lambda conn: ask_job(conn, job_id),
+                      lambda conn, asked: start(conn, job_id, now, asked))
 
 
 def cancel(conn: Connection, job_id: str, now: int) -> JobRecord:

@@ -364,21 +364,30 @@ def _run_prefetched(conn: Connection, fns: list[Callable[[Connection], Any]],
                     values: list[Any]) -> None:
     """Run ``fns`` in order, appending their results to ``values``, the reads of the
     ``Prefetched`` ones before the first plain function asked first, all together
-    (``storage.prefetch``): one whose job an operation before it had in scope, or that comes
-    after a plain function, asks its reads again at its turn."""
+    (``storage.prefetch``): one that shares a scope with an operation before it, or comes
+    after a plain function or after one whose scopes were not all known, asks its reads again
+    at its turn."""
     ahead: list[Any] = []
     for fn in fns:
         if not isinstance(fn, Prefetched):
             break
         ahead.append(fn.ask(conn))
-    scopes: set[str] = set()
+    written: set[str] = set()
+    blind = False  # an operation ran whose scopes were not all known
     for i, fn in enumerate(fns):
         if not isinstance(fn, Prefetched):
             values.append(fn(conn))
             continue
-        fresh = i < len(ahead) and fn.scope not in scopes
-        scopes.add(fn.scope)
-        values.append(fn.run(conn, ahead[i] if fresh else None))
+        asked = ahead[i] if i < len(ahead) and not blind else None
+        scopes = set(fn.scopes)
+        if asked is not None and fn.found is not None:
+            scopes.update(fn.found(asked))
+        if asked is not None and not scopes.isdisjoint(written):
+            asked = None
+        if asked is None and fn.found is not None:
+            blind = True
+        written |= scopes
+        values.append(fn.run(conn, asked))
 
 
 def _shown(url: str) -> str:

@@ -34,7 +34,7 @@ from storage.errors import IdempotencyConflict
 from storage.limits import Limits, utc_day
 from storage.operations import ask_once, job_key, once_with
 from storage.outcomes import Decision, Reason, Serve
-from storage.prefetch import Prefetched
+from storage.prefetch import Prefetched, job_scope
 from storage.sql import Connection, Cursor, Held
 
 _INSERT_JOB = (
@@ -178,7 +178,7 @@ def prefetched_decide(limits: Limits, job_id: str, pubkey: str, estimate: int, n
                       subsidised: bool = True) -> Prefetched[DecideReads, Decision]:
     """``decide`` as a write whose reads a batch may ask ahead (``storage.prefetch``)."""
     return Prefetched(
-        job_id,
+        (job_scope(job_id),),
         lambda conn: ask_decide(conn, limits, job_id, pubkey, now, subsidised),
         lambda conn, asked: decide(conn, limits, job_id, pubkey, estimate, now, subsidised,
                                    asked),

@@ -13,7 +13,7 @@ from storage.leases import Replica
 from storage.lifecycle import RequestOp
 from storage.limits import Clock, system_clock
 from storage.outcomes import Completion
-from storage.prefetch import Prefetched
+from storage.prefetch import Prefetched, job_scope
 from storage.requests import NewRequest, RequestRecord
 from storage.sql import Connection, Cursor
 
@@ -210,7 +210,7 @@ class Intake:
                                      None if asked is None else asked[1])
 
         # the request's row is the job's (same id): one scope (``storage.prefetch``)
-        return await self.db.write(Prefetched(request_id, ask, run))
+        return await self.db.write(Prefetched((job_scope(request_id),), ask, run))
 
     async def history(self, sender: str, before: str, limit: int,
                       protocols: Sequence[str]) -> list[tuple[str, str]]:

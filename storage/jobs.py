@@ -113,9 +113,11 @@ def set_job(
     return dataclasses.replace(job, **written)
 
 
-def move_job(conn: Connection, job_id: str, op: JobOp, now: int) -> JobRecord:
-    """Move the job by ``op`` alone; a pair the table loops back (a repeat) writes nothing."""
-    job = get_job(conn, job_id)
+def move_job(conn: Connection, job_id: str, op: JobOp, now: int,
+             asked: Cursor | None = None) -> JobRecord:
+    """Move the job by ``op`` alone; a pair the table loops back (a repeat) writes nothing.
+    ``asked``: the job, asked for ahead (``ask_job``)."""
+    job = job_from_row((ask_job(conn, job_id) if asked is None else asked).fetchone(), job_id)
     if JOB_LIFECYCLE.next(job.state, op, job.id) is job.state:
         return job
     return set_job(conn, job, now, op)

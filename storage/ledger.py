@@ -137,10 +137,7 @@ class Ledger:
         _epoch(expires_at)
         now = self.clock()
         return await self.db.write(
-            lambda conn: payments.attach_invoice(
-                conn, job_id, payment_hash, amount, expires_at, now
-            )
-        )
+            payments.prefetched_attach_invoice(job_id, payment_hash, amount, expires_at, now))
 
     async def confirm_payment(self, ref: str, amount_msat: int, key: str) -> PaymentOutcome:
         """A payment for the job whose id or invoice payment hash is ``ref``; once per ``key``.
@@ -153,8 +150,7 @@ class Ledger:
         text_id(key, "key")
         now, limits = self.clock(), self.limits
         return await self.db.write(
-            lambda conn: payments.confirm_payment(conn, limits, ref, amount, key, now)
-        )
+            payments.prefetched_confirm_payment(limits, ref, amount, key, now))
 
     async def reserve_partial_grant(self, job_id: str) -> PartialGrant:
         """Reserve a paid partial job's grant, re-validating pool and daily limits (once).
@@ -248,7 +244,7 @@ class Ledger:
         Work starts only on a ``running`` job; ``settle`` takes only a ``running`` job."""
         text_id(job_id, "job_id")
         now = self.clock()
-        return await self.db.write(lambda conn: completion.start(conn, job_id, now))
+        return await self.db.write(completion.prefetched_start(job_id, now))
 
     async def settle(self, job_id: str, actual_msat: int) -> Completion:
         """The work of a ``running`` job is done with real cost ``actual_msat`` (every serve;

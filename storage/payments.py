@@ -11,6 +11,8 @@ balance. An expired invoice moves no money.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from storage import refunds, subsidy
 from storage.accounts import (
     ESCROW,
@@ -18,6 +20,7 @@ from storage.accounts import (
     POOL,
     TRANSFER_ID,
     Meta,
+    TransferReads,
     ask_transfer,
     balance_account,
     transfer,
@@ -27,7 +30,7 @@ from storage.errors import IdempotencyConflict, IllegalTransition, InvalidAmount
 from storage.jobs import ask_found_job, ask_job, job_from_row, move_job, set_job
 from storage.lifecycle import JOB_LIFECYCLE, JobOp, RefundOp
 from storage.limits import Limits, utc_day
-from storage.operations import job_key, once_with
+from storage.operations import ask_once, job_key, once_with
 from storage.outcomes import (
     CreditedPayment,
     JobRecord,
@@ -37,17 +40,27 @@ from storage.outcomes import (
     Serve,
     TopupPayment,
 )
-from storage.sql import Connection
+from storage.prefetch import Prefetched, invoice_scope, job_scope, payment_scope
+from storage.sql import Connection, Cursor, Held
+
+
+def ask_attach(conn: Connection, job_id: str, payment_hash: str) -> tuple[Cursor, ...]:
+    """Ask for what ``attach_invoice`` reads: the job, and whether a job or a top-up holds the
+    hash (one round trip on PostgreSQL)."""
+    return (ask_job(conn, job_id),
+            conn.execute("SELECT 1 FROM jobs WHERE invoice_hash = ?", (payment_hash,)),
+            conn.execute("SELECT 1 FROM topups WHERE payment_hash = ?", (payment_hash,)))
 
 
 def attach_invoice(
-    conn: Connection, job_id: str, payment_hash: str, amount: int, expires_at: int, now: int
+    conn: Connection, job_id: str, payment_hash: str, amount: int, expires_at: int, now: int,
+    asked: tuple[Cursor, ...] | None = None,
 ) -> JobRecord:
-    asked = ask_job(conn, job_id)  # the three reads in one round trip on PostgreSQL
-    hash_in_jobs = conn.execute("SELECT 1 FROM jobs WHERE invoice_hash = ?", (payment_hash,))
-    hash_in_topups = conn.execute("SELECT 1 FROM topups WHERE payment_hash = ?", (payment_hash,))
+    """``asked``: its reads, asked for ahead (``ask_attach``)."""
+    job_read, hash_in_jobs, hash_in_topups = (
+        ask_attach(conn, job_id, payment_hash) if asked is None else asked)
     row, job_has_hash, topup_has_hash = (
-        asked.fetchone(), hash_in_jobs.fetchone(), hash_in_topups.fetchone())
+        job_read.fetchone(), hash_in_jobs.fetchone(), hash_in_topups.fetchone())
     job = job_from_row(row, job_id)
     if (job.invoice_hash, job.invoice_msat, job.invoice_expires_at) == (
         payment_hash,
@@ -76,14 +89,45 @@ def attach_invoice(
     )
 
 
+def prefetched_attach_invoice(job_id: str, payment_hash: str, amount: int, expires_at: int,
+                              now: int) -> Prefetched[tuple[Cursor, ...], JobRecord]:
+    """``attach_invoice`` as a write whose reads a batch may ask ahead (``storage.prefetch``)."""
+    return Prefetched(
+        (job_scope(job_id), invoice_scope(payment_hash)),
+        lambda conn: ask_attach(conn, job_id, payment_hash),
+        lambda conn, asked: attach_invoice(conn, job_id, payment_hash, amount, expires_at, now,
+                                           asked),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmReads:
+    """What ``confirm_payment`` reads first, asked for ahead (``ask_confirm``): its idempotency
+    lookup, the job its ``ref`` names, and its two transfers' (they debit the external
+    ``lightning_in``: no account to read)."""
+
+    lookup: Cursor
+    job: Held
+    escrowing: TransferReads
+    crediting: TransferReads
+
+
+def ask_confirm(conn: Connection, ref: str, key: str) -> ConfirmReads:
+    """Ask for what ``confirm_payment`` reads first (one round trip on PostgreSQL)."""
+    return ConfirmReads(ask_once(conn, key), Held(ask_found_job(conn, ref)),
+                        ask_transfer(conn, f"{key}:escrow", LIGHTNING_IN),
+                        ask_transfer(conn, f"{key}:balance", LIGHTNING_IN))
+
+
 def confirm_payment(
-    conn: Connection, limits: Limits, ref: str, amount: int, key: str, now: int
+    conn: Connection, limits: Limits, ref: str, amount: int, key: str, now: int,
+    asked: ConfirmReads | None = None,
 ) -> PaymentOutcome:
     """The payment's own transfers are asked for with its idempotency lookup and the job (one
-    round trip on PostgreSQL; they debit the external ``lightning_in``: no account to read);
-    a partial job's grant asks its reads in one more (``_reserve_grant``)."""
-    escrowing = ask_transfer(conn, f"{key}:escrow", LIGHTNING_IN)
-    crediting = ask_transfer(conn, f"{key}:balance", LIGHTNING_IN)
+    round trip on PostgreSQL, none of its own when ``asked``: ``ask_confirm``); a partial
+    job's grant asks its reads in one more (``_reserve_grant``)."""
+    reads = ask_confirm(conn, ref, key) if asked is None else asked
+    escrowing, crediting = reads.escrowing, reads.crediting
 
     def compute(row: tuple[object, ...] | None) -> PaymentOutcome:
         job = job_from_row(row, ref, "job or invoice")
@@ -151,7 +195,21 @@ def confirm_payment(
         return PaymentOutcome(job.id, result, amount, True, excess, 0)
 
     return once_with(conn, key, "confirm_payment", [ref, amount], PaymentOutcome,
-                     ask_found_job(conn, ref), compute, escrowing.held + crediting.held)
+                     reads.job, compute, escrowing.held + crediting.held, reads.lookup)
+
+
+def prefetched_confirm_payment(
+    limits: Limits, ref: str, amount: int, key: str, now: int
+) -> Prefetched[ConfirmReads, PaymentOutcome]:
+    """``confirm_payment`` as a write whose reads a batch may ask ahead (``storage.prefetch``):
+    ``ref`` may be a job's id or its invoice's hash, and the job it names is one of its scopes
+    (``found``)."""
+    return Prefetched(
+        (job_scope(ref), invoice_scope(ref), payment_scope(key)),
+        lambda conn: ask_confirm(conn, ref, key),
+        lambda conn, asked: confirm_payment(conn, limits, ref, amount, key, now, asked),
+        lambda asked: tuple(job_scope(str(row[0])) for row in asked.job.load()),
+    )
 
 
 def reserve_partial_grant(

@@ -11,9 +11,13 @@ A read asked ahead was executed before the writes of the operations before it in
 it is used only where those writes cannot have changed what it read:
 
 - the rows of one job (the job, its operations' results, its transfers, by their ``job:<id>:``
-  keys) are read and written by that job's operations only: an operation's read-ahead is used
-  when no operation before it in the batch had the same ``scope`` (its job) and none was a plain
-  function (which may write anything); else it asks again, at its turn (``run(conn, None)``);
+  keys), of one invoice hash, of one payment key are read and written only by the operations
+  that name them in their ``scopes`` (``job_scope``, ``invoice_scope``, ``payment_scope``; a
+  payment found by its invoice's hash adds its job's, ``found``): an operation's read-ahead is
+  used when no operation before it in the batch shared a scope with it and none was a plain
+  function (which may write anything); else it asks again, at its turn (``run(conn, None)``),
+  and after one that asked again without knowing all its scopes (``found``), every later one
+  does;
 - the counters every operation moves — the accounts (``accounts._move``, ``ensure_account``), the
   asker's day (``daily_usage``) and the pool's (``pool_daily``, ``subsidy.count``) — are read
   ahead all the same and brought up to date: while a batch runs, ``Changes`` adds up what its
@@ -41,16 +45,34 @@ T = TypeVar("T")
 Rows = list[Any]
 
 
+def job_scope(job_id: str) -> str:
+    """The scope of a job's rows: the job, its operations' results, its ``job:<id>:``
+    transfers."""
+    return "job " + job_id
+
+
+def invoice_scope(payment_hash: str) -> str:
+    """The scope of the job row that holds an invoice's payment hash."""
+    return "invoice " + payment_hash
+
+
+def payment_scope(key: str) -> str:
+    """The scope of a payment's key: its stored result and its ``<key>:`` transfers."""
+    return "payment " + key
+
+
 @dataclass(frozen=True, slots=True)
 class Prefetched(Generic[A, T]):
     """A write operation whose reads may be asked ahead: ``ask(conn)`` sends them (nothing is
     read), ``run(conn, asked)`` is the operation (``asked`` None: it asks them itself). Called
-    as a plain write function, it asks at its turn. ``scope``: the job whose rows it reads and
-    writes (besides the counters ``Changes`` follows)."""
+    as a plain write function, it asks at its turn. ``scopes``: every group of rows it reads or
+    writes (besides the counters ``Changes`` follows); ``found``: the scopes its reads asked
+    ahead name (the job an invoice's hash belongs to), when ``scopes`` cannot know them."""
 
-    scope: str
+    scopes: tuple[str, ...]
     ask: Callable[[Connection], A]
     run: Callable[[Connection, A | None], T]
+    found: Callable[[A], tuple[str, ...]] | None = None
 
     def __call__(self, conn: Connection) -> T:
         return self.run(conn, None)

@@ -134,3 +134,61 @@ async def test_answers_settled_in_a_batch_asked_ahead_end_as_one_by_one(
         await db.close()
         await serial_db.close()
     assert isinstance(alone[1], Decision) and alone[1].serve is Serve.FREE
+
+
+PAID_BEFORE: list[Step] = [
+    lambda ledger: ledger.credit_pool(150_000, "zap-1"),
+    _decide("q1", "pk-q", 150_000),  # partial: 100_000 of the pool, 50_000 invoiced
+    lambda ledger: ledger.attach_invoice("q1", "hash-q1", 50_000, START + 600),
+]
+PAID_BATCH: list[Step] = [
+    lambda ledger: ledger.confirm_payment("hash-q1", 50_000, "pay-q1"),  # paid, grant reserved
+    lambda ledger: ledger.confirm_payment("q1", 50_000, "pay-q1b"),  # by its id: a duplicate
+    lambda ledger: ledger.start("q1"),
+    _decide("q2", "pk-r", 150_000),  # the pool has 50_000 left: partial
+    lambda ledger: ledger.attach_invoice("q2", "hash-q2", 100_000, START + 600),
+    lambda ledger: ledger.confirm_payment("hash-q2", 100_000, "pay-q2"),  # its grant: 50_000
+    _settle("q1", 120_000),
+    lambda ledger: ledger.start("q2"),
+    _settle("q2", 150_000),
+    lambda ledger: ledger.attach_invoice("q1", "hash-q1", 50_000, START + 600),  # a repeat
+    _decide("q3", "pk-z", 20_000),  # the pool is all taken: gate
+    lambda ledger: ledger.attach_invoice("q3", "hash-q3", 20_000, START + 600),
+    lambda ledger: ledger.confirm_payment("q3", 20_000, "pay-q3"),  # by its id
+]
+
+
+async def _paid(location: str, together: bool) -> tuple[list[object], Database]:
+    db = await Database.open(location)
+    ledger = Ledger(db, UNCAPPED, clock=ManualClock(START))
+    for step in PAID_BEFORE:
+        await step(ledger)
+    if together:
+        batches, replays = db.batches, db.replays
+        results = list(await asyncio.gather(*(step(ledger) for step in PAID_BATCH)))
+        assert (db.batches, db.replays) == (batches + 1, replays)  # one batch, one pass
+    else:
+        results = [await step(ledger) for step in PAID_BATCH]
+    return results, db
+
+
+async def test_paid_jobs_in_a_batch_asked_ahead_end_as_one_by_one(
+        new_location: Callable[[], str]) -> None:
+    """Payments found by an invoice's hash or by the job's id (a second payment of one job,
+    by its id, in the batch that paid it by its hash: a duplicate), invoices, starts and
+    settlements of jobs decided in the same batch."""
+    together, db = await _paid(new_location(), together=True)
+    alone, serial_db = await _paid(new_location(), together=False)
+    try:
+        assert together == alone
+        assert await _ledger_rows(db) == await _ledger_rows(serial_db)
+        await assert_invariants(db, UNCAPPED)
+    finally:
+        await db.close()
+        await serial_db.close()
+    verdicts = [getattr(r, "result", None) for r in alone]
+    assert [v.value if v else None for v in verdicts] == [
+        "paid", "duplicate", None, None, None, "paid", None, None, None, None, None, None,
+        "paid"]
+    serves = [getattr(r, "serve", None) for r in alone]
+    assert (serves[3], serves[10]) == (Serve.PARTIAL, Serve.GATE)
