@@ -321,6 +321,27 @@ async def test_a_balance_credited_in_the_batch_pays_a_session_in_it(
                             "gate"]
 
 
+async def test_a_large_batch_shares_the_pool_as_one_by_one(
+        new_location: Callable[[], str]) -> None:
+    """A hundred and twenty operations in one batch (its writes go out in several chunks):
+    decisions of twelve askers up to their daily limits and the pool's daily cap, settlements
+    giving some back."""
+    limits = Limits(daily_free_msat=50_000, daily_free_jobs=4, pool_daily_cap_msat=250_000)
+    rng = random.Random(7)
+    before: list[Step] = [lambda ledger: ledger.credit_pool(350_000, "zap-1")]
+    before += [_decide(f"b{i}", f"pk-{i % 12}", 9_000) for i in range(12)]
+    batch: list[Step] = []
+    for i in range(108):
+        batch.append(_decide(f"j{i}", f"pk-{rng.randrange(12)}", rng.choice((3_000, 9_000,
+                                                                             21_000))))
+    for i in range(12):
+        batch.insert(rng.randrange(len(batch)), _settle(f"b{i}", rng.choice((0, 4_500))))
+    run = await _compare(new_location, limits, before, batch)
+    assert run.passes == 1
+    serves = _serves(run)
+    assert {"free", "partial", "gate"} <= set(serves)
+
+
 # ---------------------------------------------------------------- repeats and failures
 
 async def test_repeats_next_to_their_originals(new_location: Callable[[], str]) -> None:
