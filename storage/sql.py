@@ -19,6 +19,7 @@ from what it reads and its arguments alone.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -36,7 +37,7 @@ class Cursor(Protocol):
     def __iter__(self) -> Iterator[Any]: ...
 
 
-class RowsCursor:
+class RowsCursor(ABC):
     """A ``Cursor`` over rows received whole, when first asked for (``_all_rows``)."""
 
     __slots__ = ("_pos",)
@@ -44,8 +45,9 @@ class RowsCursor:
     def __init__(self) -> None:
         self._pos = 0
 
+    @abstractmethod
     def _all_rows(self) -> list[Any]:
-        raise NotImplementedError
+        """Every row of the result (received now if they were not yet)."""
 
     def fetchone(self) -> Any:
         rows = self._all_rows()

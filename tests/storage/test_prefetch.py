@@ -53,17 +53,19 @@ BATCH: list[Step] = [
 ]
 
 
-async def _run(location: str, limits: Limits, together: bool) -> tuple[list[object], Database]:
+async def _run(location: str, limits: Limits, before: list[Step], batch: list[Step],
+               together: bool) -> tuple[list[object], Database]:
+    """``before`` one by one, then ``batch`` as one batch (``together``) or one by one."""
     db = await Database.open(location)
     ledger = Ledger(db, limits, clock=ManualClock(START))
-    for step in BEFORE:
+    for step in before:
         await step(ledger)
     if together:
         batches, replays = db.batches, db.replays
-        results = list(await asyncio.gather(*(step(ledger) for step in BATCH)))
+        results = list(await asyncio.gather(*(step(ledger) for step in batch)))
         assert (db.batches, db.replays) == (batches + 1, replays)  # one batch, one pass
     else:
-        results = [await step(ledger) for step in BATCH]
+        results = [await step(ledger) for step in batch]
     return results, db
 
 
@@ -76,8 +78,8 @@ async def _ledger_rows(db: Database) -> list[object]:
 @pytest.mark.parametrize("limits", [UNCAPPED, CAPPED], ids=["uncapped", "capped"])
 async def test_a_batch_asked_ahead_ends_as_its_operations_one_by_one(
         new_location: Callable[[], str], limits: Limits) -> None:
-    together, db = await _run(new_location(), limits, together=True)
-    alone, serial_db = await _run(new_location(), limits, together=False)
+    together, db = await _run(new_location(), limits, BEFORE, BATCH, together=True)
+    alone, serial_db = await _run(new_location(), limits, BEFORE, BATCH, together=False)
     try:
         assert together == alone
         assert await _ledger_rows(db) == await _ledger_rows(serial_db)
@@ -158,27 +160,15 @@ PAID_BATCH: list[Step] = [
 ]
 
 
-async def _paid(location: str, together: bool) -> tuple[list[object], Database]:
-    db = await Database.open(location)
-    ledger = Ledger(db, UNCAPPED, clock=ManualClock(START))
-    for step in PAID_BEFORE:
-        await step(ledger)
-    if together:
-        batches, replays = db.batches, db.replays
-        results = list(await asyncio.gather(*(step(ledger) for step in PAID_BATCH)))
-        assert (db.batches, db.replays) == (batches + 1, replays)  # one batch, one pass
-    else:
-        results = [await step(ledger) for step in PAID_BATCH]
-    return results, db
-
-
 async def test_paid_jobs_in_a_batch_asked_ahead_end_as_one_by_one(
         new_location: Callable[[], str]) -> None:
     """Payments found by an invoice's hash or by the job's id (a second payment of one job,
     by its id, in the batch that paid it by its hash: a duplicate), invoices, starts and
     settlements of jobs decided in the same batch."""
-    together, db = await _paid(new_location(), together=True)
-    alone, serial_db = await _paid(new_location(), together=False)
+    together, db = await _run(new_location(), UNCAPPED, PAID_BEFORE, PAID_BATCH,
+                              together=True)
+    alone, serial_db = await _run(new_location(), UNCAPPED, PAID_BEFORE, PAID_BATCH,
+                                  together=False)
     try:
         assert together == alone
         assert await _ledger_rows(db) == await _ledger_rows(serial_db)
