@@ -33,8 +33,8 @@ from bot.relays.messages import (
     EoseMessage,
     EventMessage,
     Filter,
-    Held,
     HeldEventMessage,
+    IsHeld,
     NoticeMessage,
     OkMessage,
     auth_message,
@@ -88,7 +88,7 @@ class RelayConnection:
                  backoff: BackoffPolicy, rand: Rand = random.random,
                  http_client: httpx.AsyncClient | None = None,
                  ping_interval_s: float | None = 20.0, open_timeout_s: float = 10.0,
-                 held: Held | None = None) -> None:
+                 held: IsHeld | None = None) -> None:
         self.config = config
         self.url = config.url
         self._keys = keys

@@ -44,7 +44,7 @@ class HeldEventMessage:
     event_id: str
 
 
-Held = Callable[[str, str], bool]
+IsHeld = Callable[[str, str], bool]
 """``held(sub_id, event_id)``: whether the caller already holds that event for that
 subscription (delivered before, or made by the caller itself)."""
 
@@ -108,7 +108,7 @@ def _str(value: object, what: str, limit: int = MAX_FRAME_CHARS) -> str:
     return value
 
 
-def parse_relay_message(frame: str | bytes, held: Held | None = None) -> RelayMessage:
+def parse_relay_message(frame: str | bytes, held: IsHeld | None = None) -> RelayMessage:
     data = load_json(frame, max_chars=MAX_FRAME_CHARS, error=RelayProtocolError, what="frame")
     if not isinstance(data, list) or not data or not isinstance(data[0], str):
         raise RelayProtocolError("frame must be a JSON array starting with a string")
