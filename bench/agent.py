@@ -16,7 +16,8 @@ NIP-17:
   (the reply wrap and its self copy): what the relay alone costs;
 - ``cpu_ms_per_job`` — the agent process's own CPU time (``/proc/<pid>/stat``, user + system)
   over the ``--rounds`` × ``--parallel`` soak, per job (and per round: the first with fresh
-  keys, the others with known ones);
+  keys, the others with known ones); beside it, the echo's own CPU per DM over the floor's
+  parallel round (``floor cpu``): what relay I/O alone costs a Python process;
 - ``rss_growth_mib`` — the agent's RSS (``VmRSS``) after a warm-up and after the soak;
 - ``crypto_ms_per_job`` — in a fresh Python process (the agent's process type): a job's
   cryptography alone with our ``bot.nostr`` code: the request wrap's id and signature checked,
@@ -91,7 +92,7 @@ def serve_ai() -> int:
 
 async def echo(relay_url: str, pubkey: str, prepared: dict[str, list[str]]) -> int:
     """``--echo``: answer each prepared DM at once with its ready-made reply events."""
-    async with websockets.connect(relay_url, max_size=None) as ws:
+    async with websockets.connect(relay_url, max_size=None, compression=None) as ws:
         await ws.send(json.dumps(["REQ", "echo", {"kinds": [1059], "#p": [pubkey]}]))
         async for raw in ws:
             message = json.loads(raw)
@@ -221,7 +222,9 @@ async def measure_agent(agent: AgentProcess, relay: str, n_parallel: int, n_seq:
 
 
 async def measure_floor(relay: str, prepared_path: str, n_parallel: int, n_seq: int,
-                        reply_bytes: int) -> tuple[Round, Round]:
+                        reply_bytes: int) -> tuple[Round, Round, float]:
+    """The floor's parallel and sequential rounds, and the echo's own CPU ms per DM over the
+    parallel round (relay I/O alone: no cryptography, ledger or model)."""
     echo_keys = Keys.generate()
     reply_text = "x" * reply_bytes
     async with Hub([relay]) as hub:
@@ -243,12 +246,14 @@ async def measure_floor(relay: str, prepared_path: str, n_parallel: int, n_seq: 
         try:
             assert proc.stdout is not None
             assert (await proc.stdout.readline()).strip() == b"echo ready"
+            start = cpu_ms(proc.pid)
             par = await parallel(crowd, built[0])
+            echo_cpu = (cpu_ms(proc.pid) - start) / n_parallel
             seq = await sequential(seq_askers, built[1])
         finally:
             proc.terminate()
             await proc.wait()
-    return par, seq
+    return par, seq, echo_cpu
 
 
 async def _send(pool: RelayPool, request: Event, sent: dict[str, float]) -> None:
@@ -354,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             soak, seq, cpu_per_job, rss_before, rss_after, reply_bytes = asyncio.run(
                 measure_agent(agent, relay, args.parallel, args.sequential, args.rounds))
-            floor_par, floor_seq = asyncio.run(
+            floor_par, floor_seq, echo_cpu = asyncio.run(
                 measure_floor(relay, str(work / "floor.json"), args.parallel, args.sequential,
                               reply_bytes))
             agent.stop()
@@ -379,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{r.replies_per_s:.1f} replies/s, {r.cpu_ms_per_job:.2f} ms CPU per job")
     print(f"agent cpu: {cpu_per_job:.2f} ms per job over {len(soak) * args.parallel} jobs; "
           f"crypto floor {crypto_ms:.2f} ms per job (reply text {reply_bytes} bytes)")
+    print(f"floor cpu: {echo_cpu:.2f} ms per DM in the echo (relay I/O alone, over its "
+          f"parallel round)")
     print(f"agent rss: {rss_before:.1f} MiB after warm-up, {rss_after:.1f} MiB after "
           f"{len(soak)}×{args.parallel} requests")
     fresh = soak[0]
