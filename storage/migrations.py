@@ -216,7 +216,14 @@ ALTER TABLE payouts ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
 # SQLite's writers queue on its own lock.
 _V5 = ""
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+# Where a reply must arrive (storage.outbox): the asker's own relays (their kind-10050 or
+# kind-10002 list, else the relays the request came through). An event stays pending until one
+# of them accepts it; '[]': any relay's acceptance is enough (the self copy, older rows).
+_V6 = """
+ALTER TABLE outbox ADD COLUMN deliver_to TEXT NOT NULL DEFAULT '[]';
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 LATEST = len(MIGRATIONS)
 
 

@@ -3,8 +3,11 @@
 A message is one or more events under one ``key`` (e.g. a NIP-17 wrap and its self copy under
 ``reply:<request id>``); ``add`` stores a key once, so a message built twice (a restart, a retry)
 is stored once and the second copy is never published. Each event stays ``pending`` until a
-relay accepts it, and is republished as the very same event after a restart. ``add`` can move a
-request's state in the same transaction, so "answered" and "answer stored" never disagree.
+relay accepts it — one of its ``deliver_to`` relays when it names some (the asker's own relays:
+a reply counts as sent when it reached where the asker reads), else any — and is republished as
+the very same event after a restart. ``route`` records where an asker reads once that is learnt
+after the event was stored. ``add`` can move a request's state in the same transaction, so
+"answered" and "answer stored" never disagree.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class OutgoingEvent:
     event: str  # the signed event, serialized
     recipient: str | None = None
     relays: tuple[str, ...] = ()  # where to publish beyond the agent's own write relays
+    deliver_to: tuple[str, ...] = ()  # those of them one of which must accept it (): any relay
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,17 +48,24 @@ class OutboxItem:
     sent: bool
     attempts: int
     created_at: int
+    deliver_to: tuple[str, ...]
 
 
-_COLUMNS = "event_id, key, seq, recipient, event, relays, state, attempts, created_at"
+_COLUMNS = "event_id, key, seq, recipient, event, relays, state, attempts, created_at, deliver_to"
 
 
 def _item(row: tuple[object, ...]) -> OutboxItem:
     return OutboxItem(
         str(row[0]), str(row[1]), int(str(row[2])), None if row[3] is None else str(row[3]),
         str(row[4]), tuple(json.loads(str(row[5]))), row[6] == "sent", int(str(row[7])),
-        int(str(row[8])),
+        int(str(row[8])), tuple(json.loads(str(row[9]))),
     )
+
+
+def _check_relays(relays: object) -> None:
+    if not isinstance(relays, tuple) or len(relays) > 64 or not all(
+            isinstance(url, str) and 0 < len(url) <= 512 for url in relays):
+        raise InvalidInput("relays must be a tuple of at most 64 urls")
 
 
 def _check(key: str, events: Sequence[OutgoingEvent]) -> None:
@@ -67,8 +78,8 @@ def _check(key: str, events: Sequence[OutgoingEvent]) -> None:
             raise InvalidInput(f"an event must be text of at most {MAX_EVENT_CHARS} characters")
         if ev.recipient is not None:
             text_id(ev.recipient, "recipient", 128)
-        if not isinstance(ev.relays, tuple) or len(ev.relays) > 64:
-            raise InvalidInput("relays must be a tuple of at most 64 urls")
+        _check_relays(ev.relays)
+        _check_relays(ev.deliver_to)
 
 
 class Outbox:
@@ -105,9 +116,9 @@ class Outbox:
             for seq, ev in enumerate(events):
                 conn.execute(
                     f"INSERT INTO outbox ({_COLUMNS}, lease_owner, lease_until)"  # noqa: S608
-                    " VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
                     (ev.event_id, key, seq, ev.recipient, ev.event, json.dumps(list(ev.relays)),
-                     now, me.id, now + me.lease_s),
+                     now, json.dumps(list(ev.deliver_to)), me.id, now + me.lease_s),
                 )
             return True
 
@@ -171,6 +182,18 @@ class Outbox:
 
         if event_ids:
             await self.db.write(run)
+
+    async def route(self, event_id: str, relays: tuple[str, ...],
+                    deliver_to: tuple[str, ...]) -> None:
+        """Where a pending event goes from now on (the asker's relays, learnt after it was
+        stored): published there when retried, and pending until one of ``deliver_to``
+        accepts it. An event already sent is left as it is."""
+        text_id(event_id, "event_id", 128)
+        _check_relays(relays)
+        _check_relays(deliver_to)
+        await self.db.write(lambda conn: conn.execute(
+            "UPDATE outbox SET relays = ?, deliver_to = ? WHERE event_id = ? AND state = 'pending'",
+            (json.dumps(list(relays)), json.dumps(list(deliver_to)), event_id)) and None)
 
     async def mark_attempt(self, event_id: str) -> None:
         """One more attempt refused or unanswered; this replica keeps the event (its lease is

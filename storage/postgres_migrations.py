@@ -216,7 +216,12 @@ _V5 = """
 CREATE TABLE write_lock (id INTEGER PRIMARY KEY);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+# Where a reply must arrive (see storage.migrations' version 6).
+_V6 = """
+ALTER TABLE outbox ADD COLUMN deliver_to TEXT NOT NULL DEFAULT '[]';
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 LATEST = len(MIGRATIONS)
 
 # Tables whose rows are copied by ``ledger copy``, parents before children, and their

@@ -131,7 +131,7 @@ class Metrics:
         self._refunds_msat = gauge("timmy_refunds_pending_msat", "Amount of the refunds owed.")
         self._jobs_open = gauge("timmy_jobs_open", "Jobs not yet finished, by state.", ["state"])
         self._backlog = gauge("timmy_outbox_backlog",
-                              "Events stored and not yet accepted by a relay.")
+                              "Events stored and not yet delivered.")
 
     def watch_relays(self, statuses: Callable[[], Sequence[RelayStatus]]) -> None:
         self.registry.register(RelayCollector(statuses))

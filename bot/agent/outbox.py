@@ -1,13 +1,20 @@
-"""Messages out: stored, then published until a relay accepts them, exactly the same events.
+"""Messages out: stored, then published until they reach where the asker reads, exactly the
+same events.
 
 ``Publisher.send(key, events, ...)`` stores the signed events in the ledger's outbox
 (``storage.Outbox``; a key is stored once, so a message built twice is sent once) and publishes
 them at once: to the agent's write relays, to the relays the request arrived on, and — for the
 event addressed to the asker — to the asker's own relays when they are known (kind 10050 for
-NIP-17, kind-10002 read relays for NIP-04). An asker's lists not known yet are looked up in the
-background and the event is sent there too when they arrive: the first reply never waits.
-An event stays pending until some relay says OK; ``run()`` retries pending events with backoff
-and, at start, republishes whatever a previous process left pending — the very same events.
+NIP-17, kind-10002 read relays for NIP-04). An asker's lists not known yet are looked up after
+that first publish (the first reply never waits) and the event is sent there too.
+
+Delivered means accepted where the asker reads: by one of their listed relays when they have a
+list, else by one of the relays their request came through; an event with no asker (a NIP-17
+self copy) by any relay. Until then it stays pending, and ``run()`` retries pending events — at
+start, whatever a previous process left pending — as the very same events. An asker's relays
+that keep refusing or stay unreachable for ``delivery_window_s`` after the event was stored stop
+holding it back: from then on any relay's acceptance marks it sent (and a warning says so).
+Relays of the agent's own set that are not write relays are never published to.
 Acceptances are written in batches: the events accepted while one such write is under way are
 marked together by the next (an event accepted but not yet marked when the process dies is
 only published again, as the same event).
@@ -33,12 +40,15 @@ log = logging.getLogger(__name__)
 
 RETRY_S: Final = 5.0
 PUBLISH_TIMEOUT_S: Final = 10.0
+DELIVERY_WINDOW_S: Final = 900
+"""How long (seconds after it was stored) an event waits for the asker's own relays."""
 
 
 class Publisher:
     def __init__(self, outbox: Outbox, pool: RelayPool, lists: RelayLists, *,
-                 concurrency: int = 32) -> None:
+                 concurrency: int = 32, delivery_window_s: int = DELIVERY_WINDOW_S) -> None:
         self.outbox = outbox
+        self.delivery_window_s = delivery_window_s
         self.pool = pool
         self.lists = lists
         self._slots = asyncio.Semaphore(concurrency)
@@ -61,19 +71,20 @@ class Publisher:
         rows = []
         for i, ev in enumerate(events):
             to_asker = (i == 0 or all_to_asker) and recipient is not None
-            relays = targets + (known or ()) if to_asker else ()
+            relays = tuple(dict.fromkeys(targets + (known or ()))) if to_asker else ()
+            deliver_to = (known or targets) if to_asker else ()
             rows.append(OutgoingEvent(ev.id, ev.to_json(), recipient if to_asker else None,
-                                      tuple(dict.fromkeys(relays))))
+                                      relays, deliver_to))
         for ev in events:  # known before any relay can echo them back to the inbox
             self.pool.ignore_echo(ev.id)
         added = await self.outbox.add(key, rows, request_id=request_id,
                                       request_op=request_op)
         if not added:
             return False
+        stored = self.outbox.clock()
         for ev, row in zip(events, rows, strict=True):
-            self._spawn(self._publish(ev, row.relays))
-        if recipient is not None and known is None:
-            self._spawn(self._late_route(events[0], recipient, protocol, targets))
+            route = (row.recipient, protocol) if row.recipient and known is None else None
+            self._spawn(self._publish(ev, row.relays, row.deliver_to, stored, route))
         return True
 
     def _spawn(self, coro: object) -> None:
@@ -81,20 +92,28 @@ class Publisher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _publish(self, event: Event, extra: Sequence[str]) -> None:
+    async def _publish(self, event: Event, relays: tuple[str, ...],
+                       deliver_to: tuple[str, ...], stored_at: int,
+                       route: tuple[str, str] | None = None) -> None:
+        """Publish ``event``; mark it sent once delivered (see the module docstring), else count
+        the attempt. ``route``: the asker and protocol whose lists to look up meanwhile."""
         if event.id in self._inflight:
             return
         self._inflight.add(event.id)
         accepted = False
         try:
             async with self._slots:
-                own = set(self.pool.urls)
-                outside = [u for u in extra if u not in own]
-                results = [await self.pool.publish(event, timeout_s=PUBLISH_TIMEOUT_S)]
-                if outside:
-                    results.append(await self.pool.publish_to(event, outside,
-                                                              timeout_s=PUBLISH_TIMEOUT_S))
-            if any(r.ok for r in results):
+                taken, refused = await self._spread(event, relays)
+            if route is not None:
+                relays, deliver_to = await self._route(event, relays, deliver_to, route, taken,
+                                                       refused)
+            wanted = [u for u in deliver_to if self._may_publish(u)]
+            if wanted and taken and not taken.intersection(wanted) and (
+                    self.outbox.clock() - stored_at >= self.delivery_window_s):
+                log.warning("outbox: %s not taken by the asker's relays in %d s; sent to %d "
+                            "other relays", event.id[:12], self.delivery_window_s, len(taken))
+                wanted = []
+            if taken.intersection(wanted) if wanted else taken:
                 accepted = True  # in flight until marked sent: never claimed again before
                 self.published += 1
                 self._accepted.append(event.id)
@@ -103,13 +122,58 @@ class Publisher:
                     self._spawn(self._mark_accepted())
             else:
                 await self.outbox.mark_attempt(event.id)
-                log.warning("outbox: %s not accepted yet (%s); will retry", event.id[:12],
-                            "; ".join(f"{k}: {v}" for r in results for k, v in r.refused.items())
-                            or "no answer")
+                log.warning("outbox: %s not delivered yet (%s); will retry", event.id[:12],
+                            "; ".join(f"{k}: {v}" for k, v in refused.items()) or "no answer")
                 self._wake.set()
         finally:
             if not accepted:
                 self._inflight.discard(event.id)
+
+    def _may_publish(self, url: str) -> bool:
+        """Not one of the agent's own relays that the operator keeps for reading only."""
+        return url in self.pool.write_urls or url not in self.pool.urls
+
+    async def _spread(self, event: Event, relays: Sequence[str]
+                      ) -> tuple[set[str], dict[str, str]]:
+        """Publish to ``relays`` (each one's answer awaited) and, at once, to the agent's other
+        write relays (until the first of them accepts). The relays that accepted, the others'
+        refusals."""
+        named = [u for u in relays if self._may_publish(u)]
+        others = [u for u in self.pool.write_urls if u not in named]
+        calls = []
+        if named:
+            calls.append(self.pool.publish_to(event, named, timeout_s=PUBLISH_TIMEOUT_S))
+        if others or not named:
+            calls.append(self.pool.publish(event, relays=others, timeout_s=PUBLISH_TIMEOUT_S))
+        results = await asyncio.gather(*calls)
+        return ({u for r in results for u in r.accepted},
+                {u: m for r in results for u, m in r.refused.items()})
+
+    async def _route(self, event: Event, relays: tuple[str, ...], deliver_to: tuple[str, ...],
+                     route: tuple[str, str], taken: set[str], refused: dict[str, str]
+                     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Look the asker's lists up; when they name relays, publish there too and make them
+        where the event must arrive (recorded while it is not delivered, so retries go there)."""
+        recipient, protocol = route
+        await self.lists.lookup(recipient)
+        found = self.lists.known(recipient, protocol) or ()
+        if not found:
+            return relays, deliver_to
+        extra = tuple(u for u in found if u not in relays)
+        if extra:
+            result = await self.pool.publish_to(event, extra, timeout_s=PUBLISH_TIMEOUT_S)
+            taken.update(result.accepted)
+            refused.update(result.refused)
+            log.debug("outbox: %s also sent to %d of the asker's relays", event.id[:12],
+                      len(result.accepted))
+        relays = relays + extra
+        if not taken.intersection(found):
+            try:
+                await self.outbox.route(event.id, relays, found)
+            except LedgerError as exc:  # retried to the relays stored before
+                log.warning("outbox: the asker's relays for %s not recorded: %s",
+                            event.id[:12], exc)
+        return relays, found
 
     async def _mark_accepted(self) -> None:
         """Mark every accepted event sent, in one write per batch, until none is left."""
@@ -124,16 +188,6 @@ class Publisher:
                 self._inflight.difference_update(batch)
         finally:
             self._marking = False
-
-    async def _late_route(self, event: Event, recipient: str, protocol: str,
-                          already: Sequence[str]) -> None:
-        await self.lists.lookup(recipient)
-        found = self.lists.known(recipient, protocol) or ()
-        extra = [u for u in found if u not in already]
-        if extra:
-            result = await self.pool.publish_to(event, extra, timeout_s=PUBLISH_TIMEOUT_S)
-            log.debug("outbox: %s also sent to %d of the asker's relays", event.id[:12],
-                      len(result.accepted))
 
     async def run(self) -> None:
         """Republish pending events (left by an earlier process, refused, or another replica's
@@ -157,7 +211,7 @@ class Publisher:
             log.error("outbox: stored event %s does not parse; left pending", item.event_id)
             return
         self.pool.ignore_echo(event.id)
-        await self._publish(event, item.relays)
+        await self._publish(event, item.relays, item.deliver_to, item.created_at)
 
     async def flush(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for publishes in flight; how many events are still pending."""

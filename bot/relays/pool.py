@@ -204,6 +204,11 @@ class RelayPool:
     def urls(self) -> list[str]:
         return [conn.url for conn in self._conns]
 
+    @property
+    def write_urls(self) -> list[str]:
+        """The pool's relays that take what the agent publishes (``write = true``)."""
+        return [conn.url for conn in self._conns if conn.config.write]
+
     async def wait_connected(self, timeout_s: float, *, all_relays: bool = False) -> bool:
         """Wait until one relay (or every relay) is connected."""
         waits = [asyncio.create_task(c.wait_connected(timeout_s)) for c in self._conns]

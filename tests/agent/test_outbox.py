@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from bot.agent.inbox import build_reply
 from bot.agent.outbox import Publisher
 from bot.agent.routing import RelayLists
+from bot.nostr.event import sign_event
 from bot.nostr.keys import Keys
 from bot.relays import RelayPool
 from bot.relays.config import RelayConfig
 from storage import Database, Outbox, StorageFailure
+from tests.fixtures.relay import RelayFactory
 from tests.relays.helpers import wait_until
 
 
@@ -72,3 +74,98 @@ async def test_acceptances_not_marked_stay_pending_and_go_out_again_the_same(
         # the wraps are signed by one-time keys: addressed to the asker and the agent's copy
         stored = await pool.fetch([{"#p": [asker.public_hex, agent.public_hex]}], timeout_s=5)
         assert {e.id for e in stored} == ids  # the same events, no second encryption
+
+
+async def _dm_relays(pool: RelayPool, asker: Keys, *urls: str) -> None:
+    """The asker publishes their kind-10050 DM relay list through ``pool``."""
+    listing = sign_event(asker, 10050, "", [["relay", u] for u in urls])
+    assert (await pool.publish(listing, timeout_s=10)).ok
+
+
+async def until_attempted(outbox: Outbox, key: str) -> bool:
+    """Wait until the message's first event counts a refused or unanswered attempt."""
+    for _ in range(400):
+        if (await outbox.message(key))[0].attempts:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def _state(outbox: Outbox, key: str) -> list[tuple[bool, tuple[str, ...]]]:
+    return [(item.sent, item.deliver_to) for item in await outbox.message(key)]
+
+
+async def test_a_reply_waits_for_the_askers_own_relay_not_the_one_it_came_through(
+        relay_factory: RelayFactory, agent_db: Database) -> None:
+    """The asker reads only their kind-10050 relay, down when the reply is sent: the reply the
+    arrival relay took stays pending, and reaches the asker's relay once it is back."""
+    agent, asker = Keys.generate(), Keys.generate()
+    arrival, theirs = relay_factory(), relay_factory()
+    outbox = Outbox(agent_db)
+    async with RelayPool([RelayConfig(arrival.url)], keys=agent) as pool:
+        assert await pool.wait_connected(10)
+        await _dm_relays(pool, asker, theirs.url)
+        theirs.kill()
+        publisher = Publisher(outbox, pool, RelayLists(pool))
+        events = build_reply(agent, "nip17", asker.public_hex, None, "the reply")
+        assert await publisher.send("reply:1", events, recipient=asker.public_hex,
+                                    protocol="nip17", arrival=[arrival.url])
+        assert await wait_until(lambda: publisher.published == 1)  # the self copy
+        assert await until_attempted(outbox, "reply:1")
+        assert await _state(outbox, "reply:1") == [(False, (theirs.url,)), (True, ())]
+        [pending] = await outbox.pending()
+        assert pending.relays == (arrival.url, theirs.url)
+        got = await pool.fetch([{"ids": [events[0].id]}], timeout_s=5)
+        assert [e.id for e in got] == [events[0].id]  # the arrival relay has it already
+        theirs.start()
+        retry = asyncio.create_task(publisher.run())
+        try:
+            assert await wait_until(lambda: publisher.published == 2, timeout_s=40)
+            assert await publisher.flush(10) == 0
+        finally:
+            retry.cancel()
+    async with RelayPool([RelayConfig(theirs.url)], keys=asker) as reader:
+        assert await reader.wait_connected(10)
+        got = await reader.fetch([{"ids": [events[0].id]}], timeout_s=5)
+        assert [e.id for e in got] == [events[0].id]  # the same event, on the asker's relay
+
+
+async def test_after_the_delivery_window_any_relay_acceptance_counts(
+        relay_factory: RelayFactory, agent_db: Database) -> None:
+    agent, asker = Keys.generate(), Keys.generate()
+    arrival, gone = relay_factory(), relay_factory()
+    outbox = Outbox(agent_db)
+    async with RelayPool([RelayConfig(arrival.url)], keys=agent) as pool:
+        assert await pool.wait_connected(10)
+        await _dm_relays(pool, asker, gone.url)
+        gone.kill()  # for good
+        publisher = Publisher(outbox, pool, RelayLists(pool), delivery_window_s=0)
+        events = build_reply(agent, "nip17", asker.public_hex, None, "the reply")
+        assert await publisher.send("reply:1", events, recipient=asker.public_hex,
+                                    protocol="nip17", arrival=[arrival.url])
+        assert await wait_until(lambda: publisher.published == 2)
+        assert await publisher.flush(10) == 0
+        assert [sent for sent, _ in await _state(outbox, "reply:1")] == [True, True]
+
+
+async def test_a_read_only_relay_of_the_agent_is_never_published_to(
+        relay_factory: RelayFactory, agent_db: Database) -> None:
+    """The request came through a relay the operator keeps for reading: the reply goes to the
+    write relays only, and their acceptance delivers it."""
+    agent, asker = Keys.generate(), Keys.generate()
+    writer, reader = relay_factory(), relay_factory()
+    outbox = Outbox(agent_db)
+    async with RelayPool([RelayConfig(writer.url),
+                          RelayConfig(reader.url, read=True, write=False)], keys=agent) as pool:
+        assert await pool.wait_connected(10, all_relays=True)
+        publisher = Publisher(outbox, pool, RelayLists(pool))
+        events = build_reply(agent, "nip04", asker.public_hex, None, "the reply")
+        assert await publisher.send("reply:1", events, recipient=asker.public_hex,
+                                    protocol="nip04", arrival=[reader.url])
+        assert await wait_until(lambda: publisher.published == 1)
+        assert await publisher.flush(10) == 0
+    for relay, held in ((writer, [events[0].id]), (reader, [])):
+        async with RelayPool([RelayConfig(relay.url)], keys=asker) as check:
+            assert await check.wait_connected(10)
+            got = await check.fetch([{"ids": [events[0].id]}], timeout_s=5)
+            assert [e.id for e in got] == held
