@@ -5,7 +5,9 @@
 - Both relays down when the reply is ready: it waits in the outbox and goes out once they are
   back, as the same event.
 - An asker whose kind-10050 DM relays (NIP-17) or kind-10002 read relays (NIP-04) name a relay
-  the agent does not read still gets the reply there.
+  the agent does not read still gets the reply there; when that relay is down as the reply is
+  sent, the reply waits in the outbox (the agent's own relay took it: not enough) and reaches
+  the asker's relay once it is back.
 """
 
 from __future__ import annotations
@@ -100,4 +102,29 @@ async def test_reply_reaches_the_asker_dm_relays(agent_factory: AgentFactory,
     rid04 = await nip04.send("and over nip04?", "nip04")
     [reply04] = await nip04.exactly(rid04, timeout=30)
     assert elsewhere.url in reply04.relays
+
+    # the asker's DM relay is down when the reply is ready: the agent's own relay taking it is
+    # not enough; it stays pending and reaches the asker's relay once that is back
+    late = relay_factory()
+    away = out.asker(agent.pubkey_hex)
+    await away.publish_dm_relays([late.url])
+    late.kill()
+    view = LedgerView(agent.db_path)
+    rid_late = await away.send("still there when my relay is back?")
+
+    def outbox_row() -> dict[str, object]:
+        rows = view.query("SELECT state, attempts, deliver_to FROM outbox WHERE key LIKE ?"
+                          " ORDER BY seq", (f"%{rid_late}",))
+        return dict(rows[0]) if rows else {}
+
+    await until(lambda: int(str(outbox_row().get("attempts", 0))) >= 1,
+                "the reply tried on the asker's relay, in vain", timeout=30)
+    assert outbox_row()["state"] == "pending"
+    assert outbox_row()["deliver_to"] == f'["{late.url}"]'
+    late.start()
+    back = await hubs([late.url])
+    await back.watch([away])
+    [reply_late] = await away.exactly(rid_late, timeout=45)
+    assert reply_late.relays == {late.url}
+    await until(lambda: outbox_row().get("state") == "sent", "the reply marked sent")
     agent.ledger_check()
