@@ -18,6 +18,10 @@ NIP-17:
   over the ``--rounds`` × ``--parallel`` soak, per job (and per round: the first with fresh
   keys, the others with known ones); beside it, the echo's own CPU per DM over the floor's
   parallel round (``floor cpu``): what relay I/O alone costs a Python process;
+- ``model_io`` — in a fresh Python process (the agent's process type): a job's requests to the
+  model server alone (the exact count behind the estimate, then the answer), through the
+  product's own backend and HTTP client, 8 jobs in flight as in the agent: with ``crypto`` and
+  the echo's figure, what a job costs before any ledger, flow or Nostr parsing;
 - ``rss_growth_mib`` — the agent's RSS (``VmRSS``) after a warm-up and after the soak;
 - ``crypto_ms_per_job`` — in a fresh Python process (the agent's process type): a job's
   cryptography alone with our ``bot.nostr`` code: the request wrap's id and signature checked,
@@ -57,11 +61,15 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 import nostr_sdk as sdk
 import websockets
 
+from bot.agent.flow import SYSTEM_PROMPT
 from bot.nostr import nip17, nip90
 from bot.nostr.event import Event, sign_event
 from bot.nostr.keys import Keys
 from bot.relays import RelayPool
 from bot.relays.config import RelayConfig
+from bot.work.config import OpenAIConfig
+from bot.work.openai_compat import OpenAIBackend
+from bot.work.result import Answer, WorkRequest
 from tests.e2e.agent_process import AgentConfig, AgentProcess, RelayEntry, dev_wallet
 from tests.e2e.askers import Asker, Hub
 from tests.e2e.money import fund_pool
@@ -102,6 +110,29 @@ async def echo(relay_url: str, pubkey: str, prepared: dict[str, list[str]]) -> i
                 for event_json in prepared.get(message[2].get("id", ""), []):
                     await ws.send(f'["EVENT",{event_json}]')
     return 0
+
+
+async def model_io(ai_url: str, jobs: int, in_flight: int = 8) -> float:
+    """``--model-io``: CPU ms per job of a job's requests to the model server alone."""
+    backend = OpenAIBackend(OpenAIConfig(base_url=ai_url, model="test", max_tokens=64,
+                                         max_attempts=1, headers={"X-Scenario": "default"}))
+    slots = asyncio.Semaphore(in_flight)
+
+    async def job(n: int) -> None:
+        request = WorkRequest(question=f"{QUESTION} ({n})", max_tokens=64, timeout_s=30.0,
+                              system=SYSTEM_PROMPT)
+        async with slots:
+            await backend.count_prompt_tokens(request)
+            if not isinstance(await backend.answer(request), Answer):
+                raise RuntimeError("the model server did not answer")
+
+    try:
+        await asyncio.gather(*(job(n) for n in range(20)))  # connections open, code warm
+        start = time.process_time()
+        await asyncio.gather(*(job(n) for n in range(jobs)))
+        return (time.process_time() - start) * 1000 / jobs
+    finally:
+        await backend.aclose()
 
 
 def crypto(jobs: int, reply_bytes: int) -> float:
@@ -300,6 +331,12 @@ def _write(path: str, text: str) -> None:
     Path(path).write_text(text, encoding="utf-8")
 
 
+def model_io_in_child(ai_url: str, jobs: int = 400) -> float:
+    out = subprocess.run([sys.executable, SELF, "--model-io", str(jobs), "--ai-url", ai_url],
+                         capture_output=True, text=True, check=True, timeout=300)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def crypto_in_child(reply_bytes: int, jobs: int = 200) -> float:
     out = subprocess.run([sys.executable, SELF, "--crypto", str(jobs),
                           "--reply-bytes", str(reply_bytes)],
@@ -319,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--relay", help=argparse.SUPPRESS)
     parser.add_argument("--pubkey", help=argparse.SUPPRESS)
     parser.add_argument("--crypto", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--model-io", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ai-url", help=argparse.SUPPRESS)
     parser.add_argument("--reply-bytes", type=int, default=140, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ai_server:
@@ -328,6 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(echo(args.relay, args.pubkey, prepared))
     if args.crypto:
         print(f"{crypto(args.crypto, args.reply_bytes):.4f}")
+        return 0
+    if args.model_io:
+        print(f"{asyncio.run(model_io(args.ai_url, args.model_io)):.4f}")
         return 0
 
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
@@ -363,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 measure_floor(relay, str(work / "floor.json"), args.parallel, args.sequential,
                               reply_bytes))
             agent.stop()
+            model_ms = model_io_in_child(ai_url)
         finally:
             if agent is not None:
                 agent.close()
@@ -386,6 +429,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"crypto floor {crypto_ms:.2f} ms per job (reply text {reply_bytes} bytes)")
     print(f"floor cpu: {echo_cpu:.2f} ms per DM in the echo (relay I/O alone, over its "
           f"parallel round)")
+    print(f"pieces: crypto {crypto_ms:.2f} + model requests {model_ms:.2f} + relay I/O "
+          f"{echo_cpu:.2f} = {crypto_ms + model_ms + echo_cpu:.2f} ms per job, measured alone, "
+          f"against the agent's {cpu_per_job:.2f}")
     print(f"agent rss: {rss_before:.1f} MiB after warm-up, {rss_after:.1f} MiB after "
           f"{len(soak)}×{args.parallel} requests")
     fresh = soak[0]
