@@ -32,6 +32,8 @@ from typing import Final
 
 from bot.agent.routing import RelayLists
 from bot.nostr.event import Event
+from bot.nostr.nip04 import KIND_ENCRYPTED_DM
+from bot.nostr.nip59 import KIND_GIFT_WRAP
 from bot.relays.pool import RelayPool
 from bot.relays.tasks import cancel_all
 from storage import LedgerError, Outbox, OutboxItem, OutgoingEvent, RequestOp
@@ -152,22 +154,26 @@ class Publisher:
     async def _route(self, event: Event, relays: tuple[str, ...], deliver_to: tuple[str, ...],
                      route: tuple[str, str], taken: set[str], refused: dict[str, str]
                      ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Look the asker's lists up; when they name relays, publish there too and make them
-        where the event must arrive (recorded while it is not delivered, so retries go there)."""
+        """The asker's lists (looked up unless known); when they name relays, publish there too
+        and make them where the event must arrive (recorded while it is not delivered, so
+        retries go there, unless the stored row says so already)."""
         recipient, protocol = route
-        await self.lists.lookup(recipient)
-        found = self.lists.known(recipient, protocol) or ()
+        found = self.lists.known(recipient, protocol)
+        if found is None:
+            await self.lists.lookup(recipient)
+            found = self.lists.known(recipient, protocol)
         if not found:
             return relays, deliver_to
-        extra = tuple(u for u in found if u not in relays)
+        extra = tuple(u for u in found if u not in relays and self._may_publish(u))
         if extra:
             result = await self.pool.publish_to(event, extra, timeout_s=PUBLISH_TIMEOUT_S)
             taken.update(result.accepted)
             refused.update(result.refused)
             log.debug("outbox: %s also sent to %d of the asker's relays", event.id[:12],
                       len(result.accepted))
+        recorded = (relays, deliver_to)
         relays = relays + extra
-        if not taken.intersection(found):
+        if not taken.intersection(found) and (relays, found) != recorded:
             try:
                 await self.outbox.route(event.id, relays, found)
             except LedgerError as exc:  # retried to the relays stored before
@@ -211,7 +217,10 @@ class Publisher:
             log.error("outbox: stored event %s does not parse; left pending", item.event_id)
             return
         self.pool.ignore_echo(event.id)
-        await self._publish(event, item.relays, item.deliver_to, item.created_at)
+        # the asker's lists may never have been looked up (the process that stored the event
+        # died first, or gave up at stop): routed from here as at the first publish
+        route = None if item.recipient is None else (item.recipient, _protocol_of(event))
+        await self._publish(event, item.relays, item.deliver_to, item.created_at, route)
 
     async def flush(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for publishes in flight; how many events are still pending."""
@@ -222,3 +231,11 @@ class Publisher:
         with contextlib.suppress(LedgerError):  # left pending: published again at the restart
             await self.outbox.mark_sent(accepted)
         return len(await self.outbox.pending())
+
+
+def _protocol_of(event: Event) -> str:
+    """Which of the asker's lists an event addressed to them goes to (``RelayLists.known``):
+    their DM relays for a gift wrap, their read relays for a NIP-04 message or a NIP-90 event."""
+    if event.kind == KIND_GIFT_WRAP:
+        return "nip17"
+    return "nip04" if event.kind == KIND_ENCRYPTED_DM else "nip90"

@@ -11,7 +11,7 @@ from bot.nostr.event import sign_event
 from bot.nostr.keys import Keys
 from bot.relays import RelayPool
 from bot.relays.config import RelayConfig
-from storage import Database, Outbox, StorageFailure
+from storage import Database, Outbox, OutgoingEvent, StorageFailure
 from tests.fixtures.relay import RelayFactory
 from tests.relays.helpers import wait_until
 
@@ -165,6 +165,64 @@ async def test_a_read_only_relay_of_the_agent_is_never_published_to(
         assert await wait_until(lambda: publisher.published == 1)
         assert await publisher.flush(10) == 0
     for relay, held in ((writer, [events[0].id]), (reader, [])):
+        async with RelayPool([RelayConfig(relay.url)], keys=asker) as check:
+            assert await check.wait_connected(10)
+            got = await check.fetch([{"ids": [events[0].id]}], timeout_s=5)
+            assert [e.id for e in got] == held
+
+
+async def test_a_reply_stored_before_a_crash_is_routed_to_the_askers_relays_after_it(
+        relay_factory: RelayFactory, agent_db: Database) -> None:
+    """The process died between storing the reply and looking the asker's lists up: the row
+    holds the relays the request came through. The next process looks the lists up itself:
+    the arrival relay's acceptance does not deliver the reply, the asker's relay does."""
+    agent, asker = Keys.generate(), Keys.generate()
+    arrival, theirs = relay_factory(), relay_factory()
+    outbox = Outbox(agent_db)
+    [event, _] = build_reply(agent, "nip17", asker.public_hex, None, "the reply")
+    # what Publisher.send stores while the asker's lists are not known yet
+    assert await outbox.add("reply:1", [OutgoingEvent(event.id, event.to_json(),
+                                                      asker.public_hex, (arrival.url,),
+                                                      (arrival.url,))])
+    async with RelayPool([RelayConfig(arrival.url)], keys=agent) as pool:
+        assert await pool.wait_connected(10)
+        await _dm_relays(pool, asker, theirs.url)
+        theirs.kill()
+        publisher = Publisher(outbox, pool, RelayLists(pool))
+        retry = asyncio.create_task(publisher.run())
+        try:
+            assert await until_attempted(outbox, "reply:1")
+            assert await _state(outbox, "reply:1") == [(False, (theirs.url,))]
+            theirs.start()
+            assert await wait_until(lambda: publisher.published == 1, timeout_s=40)
+            assert await publisher.flush(10) == 0
+        finally:
+            retry.cancel()
+    async with RelayPool([RelayConfig(theirs.url)], keys=asker) as reader:
+        assert await reader.wait_connected(10)
+        got = await reader.fetch([{"ids": [event.id]}], timeout_s=5)
+        assert [e.id for e in got] == [event.id]
+
+
+async def test_a_read_only_relay_of_the_agent_named_by_the_askers_list_is_not_written_to(
+        relay_factory: RelayFactory, agent_db: Database) -> None:
+    """The asker's DM relays, learnt after the reply was stored, include a relay the agent
+    keeps for reading only: the reply goes to their other relay, not to that one."""
+    agent, asker = Keys.generate(), Keys.generate()
+    writer, reader, theirs = relay_factory(), relay_factory(), relay_factory()
+    outbox = Outbox(agent_db)
+    async with RelayPool([RelayConfig(writer.url),
+                          RelayConfig(reader.url, read=True, write=False)], keys=agent) as pool:
+        assert await pool.wait_connected(10, all_relays=True)
+        listing = sign_event(asker, 10050, "", [["relay", reader.url], ["relay", theirs.url]])
+        assert (await pool.publish_to(listing, [reader.url], timeout_s=10)).ok
+        publisher = Publisher(outbox, pool, RelayLists(pool))
+        events = build_reply(agent, "nip17", asker.public_hex, None, "the reply")
+        assert await publisher.send("reply:1", events, recipient=asker.public_hex,
+                                    protocol="nip17", arrival=[writer.url])
+        assert await wait_until(lambda: publisher.published == 2)
+        assert await publisher.flush(10) == 0
+    for relay, held in ((theirs, [events[0].id]), (reader, [])):
         async with RelayPool([RelayConfig(relay.url)], keys=asker) as check:
             assert await check.wait_connected(10)
             got = await check.fetch([{"ids": [events[0].id]}], timeout_s=5)
