@@ -149,6 +149,12 @@ class Outbox:
             " ORDER BY created_at, rowid LIMIT ?", (limit,)).fetchall())
         return [_item(r) for r in rows]
 
+    async def backlog(self) -> int:
+        """How many events are pending (counted, none of them read)."""
+        row = await self.db.read(lambda conn: conn.execute(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone())
+        return int(row[0])
+
     async def claim_pending(self, limit: int = 1000) -> list[OutboxItem]:
         """Pending events this replica may publish (its own, or another's whose lease is free
         or expired), oldest first, now leased to it. Reads only while there are none."""

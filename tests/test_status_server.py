@@ -31,7 +31,7 @@ from bot.wallets.dev import DevWallet
 from bot.wallets.lnurl import encode_lnurl
 from bot.work import OpenAIConfig
 from bot.work.openai_compat import OpenAIBackend
-from storage import Database, Ledger
+from storage import Database, Ledger, Outbox, OutgoingEvent, Replica
 from tests.fixtures.ai_server import AiTestServer
 from tests.fixtures.relay import RelayFactory, RelayProcess
 
@@ -121,6 +121,16 @@ async def test_page_and_metrics_change_after_a_job(running: Running) -> None:
     assert sample(after, "timmy_jobs_open", state="running") == 0
     page = (await http.get(base + "/")).text
     assert 'id="given-today">0 sats<' not in page and question not in page
+
+
+async def test_the_outbox_backlog_counts_every_pending_event(running: Running) -> None:
+    """More events pending than one batch of retries reads (1000): all of them are counted.
+    They are another live replica's, so this agent leaves them alone."""
+    other = Outbox(running.agent.parts.db, replica=Replica(lease_s=3600, id="elsewhere:1:ab"))
+    for i in range(1001):
+        assert await other.add(f"reply:{i}", [OutgoingEvent(f"event{i}", "{}")])
+    metrics = (await running.http.get(running.status.url + "/metrics")).text
+    assert sample(metrics, "timmy_outbox_backlog") == 1001
 
 
 async def test_healthz_turns_unhealthy_when_the_relay_dies(running: Running) -> None:

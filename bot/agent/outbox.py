@@ -230,7 +230,7 @@ class Publisher:
         accepted, self._accepted = self._accepted, []
         with contextlib.suppress(LedgerError):  # left pending: published again at the restart
             await self.outbox.mark_sent(accepted)
-        return len(await self.outbox.pending())
+        return await self.outbox.backlog()
 
 
 def _protocol_of(event: Event) -> str:

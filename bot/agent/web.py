@@ -202,7 +202,7 @@ from {pool.zapper_count} zappers</dd>
             invoices_open=len(await a.ledger.open_invoices()),
             refunds_owed=owed, refunds_owed_msat=owed_msat,
             jobs_open={s.value: sum(j.state is s for j in jobs) for s in OPEN_JOB_STATES},
-            outbox_backlog=len(await a.outbox.pending())))
+            outbox_backlog=await a.outbox.backlog()))
         return Response(200, CONTENT_TYPE, a.metrics.text())
 
     async def health(self) -> Response:
