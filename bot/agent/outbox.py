@@ -10,9 +10,11 @@ that first publish (the first reply never waits) and the event is sent there too
 
 Delivered means accepted where the asker reads: by one of their listed relays when they have a
 list, else by one of the relays their request came through; an event with no asker (a NIP-17
-self copy) by any relay. Until then it stays pending, and ``run()`` retries pending events — at
-start, whatever a previous process left pending — as the very same events. An asker's relays
-that keep refusing or stay unreachable for ``delivery_window_s`` after the event was stored stop
+self copy) by any relay. While the asker's lists cannot be looked up (no read relay answers),
+where they read is unknown and the event is not delivered. Until then it stays pending, and
+``run()`` retries pending events — at start, whatever a previous process left pending — as the
+very same events (routed to the asker's lists like the first publish). An asker's relays that
+keep refusing or stay unreachable for ``delivery_window_s`` after the event was stored stop
 holding it back: from then on any relay's acceptance marks it sent (and a warning says so).
 Relays of the agent's own set that are not write relays are never published to.
 Acceptances are written in batches: the events accepted while one such write is under way are
@@ -106,16 +108,21 @@ class Publisher:
         try:
             async with self._slots:
                 taken, refused = await self._spread(event, relays)
+            unknown = False  # where the asker reads could not be looked up
             if route is not None:
-                relays, deliver_to = await self._route(event, relays, deliver_to, route, taken,
-                                                       refused)
+                routed = await self._route(event, relays, deliver_to, route, taken, refused)
+                if routed is None:
+                    unknown = True
+                    refused.setdefault("*", "the asker's relay lists could not be looked up")
+                else:
+                    relays, deliver_to = routed
             wanted = [u for u in deliver_to if self._may_publish(u)]
-            if wanted and taken and not taken.intersection(wanted) and (
+            if taken and (unknown or (wanted and not taken.intersection(wanted))) and (
                     self.outbox.clock() - stored_at >= self.delivery_window_s):
                 log.warning("outbox: %s not taken by the asker's relays in %d s; sent to %d "
                             "other relays", event.id[:12], self.delivery_window_s, len(taken))
-                wanted = []
-            if taken.intersection(wanted) if wanted else taken:
+                unknown, wanted = False, []
+            if not unknown and (taken.intersection(wanted) if wanted else taken):
                 accepted = True  # in flight until marked sent: never claimed again before
                 self.published += 1
                 self._accepted.append(event.id)
@@ -153,15 +160,18 @@ class Publisher:
 
     async def _route(self, event: Event, relays: tuple[str, ...], deliver_to: tuple[str, ...],
                      route: tuple[str, str], taken: set[str], refused: dict[str, str]
-                     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """The asker's lists (looked up unless known); when they name relays, publish there too
-        and make them where the event must arrive (recorded while it is not delivered, so
-        retries go there, unless the stored row says so already)."""
+                     ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """The asker's lists (looked up unless known; ``None`` when the look-up got no answer);
+        when they name relays, publish there too and make them where the event must arrive
+        (recorded while it is not delivered, so retries go there, unless the stored row says
+        so already)."""
         recipient, protocol = route
         found = self.lists.known(recipient, protocol)
         if found is None:
             await self.lists.lookup(recipient)
             found = self.lists.known(recipient, protocol)
+        if found is None:
+            return None
         if not found:
             return relays, deliver_to
         extra = tuple(u for u in found if u not in relays and self._may_publish(u))

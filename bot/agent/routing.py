@@ -5,14 +5,15 @@
 yet); ``lookup(pubkey)`` fetches both lists from the agent's read relays once per pubkey and
 TTL, however many callers ask meanwhile. Look-ups asked within ``BATCH_WINDOW_S`` of each other
 share one query (up to ``MAX_BATCH`` authors): 100 fresh askers cost the relays a few REQs,
-not 100. The first reply never waits for a look-up: it goes to the relays the request arrived
-on, and to the asker's lists once they are known.
+not 100. A query no read relay answered (none connected, or none sent EOSE in time) leaves
+the lists unknown, to be asked again, rather than cached as empty. The first reply never
+waits for a look-up: it goes to the relays the request arrived on, and to the asker's lists
+once they are known.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -88,23 +89,30 @@ class RelayLists:
         found: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             pubkey: ((), ()) for pubkey in pubkeys}
         self.queries += 1
-        with contextlib.suppress(Exception):
-            events = await self._pool.fetch(
+        try:
+            result = await self._pool.query(
                 [{"kinds": [nip65.KIND_DM_RELAY_LIST, nip65.KIND_RELAY_LIST],
                   "authors": pubkeys}], timeout_s=self._timeout_s)
-            for event in events:  # newest first
-                if event.pubkey not in found:
-                    continue
-                dm, read = found[event.pubkey]
-                try:
-                    if event.kind == nip65.KIND_DM_RELAY_LIST and not dm:
-                        dm = tuple(nip65.parse_dm_relays(event)[:MAX_RELAYS])
-                    elif event.kind == nip65.KIND_RELAY_LIST and not read:
-                        read = tuple(e.url for e in nip65.parse_relay_list(event)
-                                     if e.read)[:MAX_RELAYS]
-                except NostrError:
-                    continue
-                found[event.pubkey] = (dm, read)
+        except Exception as exc:  # a relay problem: not known, asked again later
+            log.warning("relay lists of %d askers not looked up: %s", len(pubkeys), exc)
+            return
+        if not result.answered:
+            log.warning("relay lists of %d askers not looked up: no read relay answered",
+                        len(pubkeys))
+            return
+        for event in result.events:  # newest first
+            if event.pubkey not in found:
+                continue
+            dm, read = found[event.pubkey]
+            try:
+                if event.kind == nip65.KIND_DM_RELAY_LIST and not dm:
+                    dm = tuple(nip65.parse_dm_relays(event)[:MAX_RELAYS])
+                elif event.kind == nip65.KIND_RELAY_LIST and not read:
+                    read = tuple(e.url for e in nip65.parse_relay_list(event)
+                                 if e.read)[:MAX_RELAYS]
+            except NostrError:
+                continue
+            found[event.pubkey] = (dm, read)
         now = self._clock()
         for pubkey, (dm, read) in found.items():
             self._cache[pubkey] = (now, dm, read)

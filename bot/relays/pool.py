@@ -96,6 +96,14 @@ class PublishResult:
 
 
 @dataclass(frozen=True, slots=True)
+class QueryResult:
+    """A one-shot query's events (newest first) and the read relays that answered it."""
+
+    events: list[Event]
+    answered: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class _Delivery:
     sub: Subscription
     event: Event
@@ -380,6 +388,12 @@ class RelayPool:
         """A one-shot query of the read relays (a profile, a relay list...): the verified,
         deduplicated events they hold, newest first, once every relay sent EOSE or at the
         timeout. Nothing goes through the handlers, nothing is claimed."""
+        return (await self.query(filters, timeout_s=timeout_s)).events
+
+    async def query(self, filters: Iterable[Mapping[str, Any]], *,
+                    timeout_s: float = 5.0) -> QueryResult:
+        """``fetch``, telling also which read relays answered it (sent EOSE): none means the
+        events found say nothing of what the relays hold (none connected, or all too slow)."""
         frozen = [dict(f) for f in filters]
         if not frozen:
             raise ValueError("a query needs at least one filter")
@@ -392,10 +406,13 @@ class RelayPool:
         targets = [c for c in self._conns if c.config.read]
         try:
             await self.wait_connected(timeout_s)
+            asked = []
             for conn in targets:
                 if conn.connected:
                     state.waiting.add(conn.url)
-                    if not await conn.send_req(sub_id, frozen):
+                    if await conn.send_req(sub_id, frozen):
+                        asked.append(conn.url)
+                    else:
                         state.waiting.discard(conn.url)
             if state.waiting:
                 with contextlib.suppress(TimeoutError):
@@ -405,7 +422,8 @@ class RelayPool:
             self._fetches.pop(sub_id, None)
             for conn in targets:
                 await conn.send_close(sub_id)
-        return sorted(state.events.values(), key=lambda e: (-e.created_at, e.id))
+        return QueryResult(sorted(state.events.values(), key=lambda e: (-e.created_at, e.id)),
+                           tuple(u for u in asked if u not in state.waiting))
 
     async def claim(self, key: str) -> bool:
         """Dedupe anything else (e.g. a gift wrap's rumor id): True only the first time."""

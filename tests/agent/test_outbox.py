@@ -227,3 +227,37 @@ async def test_a_read_only_relay_of_the_agent_named_by_the_askers_list_is_not_wr
             assert await check.wait_connected(10)
             got = await check.fetch([{"ids": [events[0].id]}], timeout_s=5)
             assert [e.id for e in got] == held
+
+
+async def test_a_reply_whose_askers_lists_cannot_be_looked_up_waits_for_them(
+        relay_factory: RelayFactory, agent_db: Database) -> None:
+    """The agent's read relay (where the asker's lists are) is down when the reply is sent: no
+    list is not the same as an unknown list. The reply the write relay took stays pending, and
+    goes to the asker's DM relay once the look-up answers."""
+    agent, asker = Keys.generate(), Keys.generate()
+    writer, reader, theirs = relay_factory(), relay_factory(), relay_factory()
+    outbox = Outbox(agent_db)
+    async with RelayPool([RelayConfig(writer.url, read=False),
+                          RelayConfig(reader.url, write=False)], keys=agent) as pool:
+        assert await pool.wait_connected(10, all_relays=True)
+        listing = sign_event(asker, 10050, "", [["relay", theirs.url]])
+        assert (await pool.publish_to(listing, [reader.url], timeout_s=10)).ok
+        reader.kill()
+        publisher = Publisher(outbox, pool, RelayLists(pool, timeout_s=1))
+        events = build_reply(agent, "nip17", asker.public_hex, None, "the reply")
+        assert await publisher.send("reply:1", events, recipient=asker.public_hex,
+                                    protocol="nip17", arrival=[writer.url])
+        assert await wait_until(lambda: publisher.published == 1)  # the self copy
+        assert await until_attempted(outbox, "reply:1")
+        assert await _state(outbox, "reply:1") == [(False, (writer.url,)), (True, ())]
+        reader.start()
+        retry = asyncio.create_task(publisher.run())
+        try:
+            assert await wait_until(lambda: publisher.published == 2, timeout_s=40)
+            assert await publisher.flush(10) == 0
+        finally:
+            retry.cancel()
+    async with RelayPool([RelayConfig(theirs.url)], keys=asker) as check:
+        assert await check.wait_connected(10)
+        got = await check.fetch([{"ids": [events[0].id]}], timeout_s=5)
+        assert [e.id for e in got] == [events[0].id]

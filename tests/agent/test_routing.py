@@ -7,6 +7,7 @@ from bot.nostr import nip65
 from bot.nostr.keys import Keys
 from bot.relays import RelayPool
 from bot.relays.config import RelayConfig
+from tests.fixtures.relay import RelayFactory
 
 
 async def test_lookups_at_once_share_one_query_and_each_gets_its_own_lists(
@@ -34,3 +35,21 @@ async def test_lookups_at_once_share_one_query_and_each_gets_its_own_lists(
         assert lists.known(reading.public_hex, "nip04") == ("wss://read.example",)
         assert lists.known(reading.public_hex, "nip17") == ()
         assert all(lists.known(a.public_hex, "nip17") == () for a in askers[4:])
+
+
+async def test_a_lookup_no_relay_answers_is_not_taken_for_no_list(
+        relay_factory: RelayFactory) -> None:
+    """The read relay is down: the asker's lists stay unknown (asked again next time), not
+    cached as empty for an hour; once the relay is back they are found."""
+    relay, asker = relay_factory(), Keys.generate()
+    async with RelayPool([RelayConfig(relay.url)]) as pool:
+        assert await pool.wait_connected(10)
+        assert (await pool.publish(nip65.dm_relay_list_event(asker, ["wss://dm.example"]))).ok
+        relay.kill()
+        lists = RelayLists(pool, timeout_s=1)
+        await lists.lookup(asker.public_hex)
+        assert lists.known(asker.public_hex, "nip17") is None
+        relay.start()
+        assert await pool.wait_connected(20)
+        await lists.lookup(asker.public_hex)
+        assert lists.known(asker.public_hex, "nip17") == ("wss://dm.example",)
