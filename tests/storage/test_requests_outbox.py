@@ -165,3 +165,27 @@ async def test_an_answer_is_kept_with_its_settlement_or_not_at_all(db: Database)
     rec, job = await intake.request("r8"), await ledger.job("r8")
     assert (rec.answer, rec.answer_msat) == ("the answer", 1500)
     assert str(job.state) == "done" and job.actual_msat == 1500
+
+
+async def test_outbox_route_retargets_a_pending_event_only(db: Database) -> None:
+    """Where a reply must arrive is stored with it, changed by ``route`` while it is pending
+    (the asker's lists learnt late) and left alone once it is sent; bad targets change nothing."""
+    outbox = Outbox(db)
+    events = [OutgoingEvent("id-r", '{"id":"id-r"}', "alice", ("ws://in",), ("ws://in",)),
+              OutgoingEvent("id-s", '{"id":"id-s"}', None)]
+    assert await outbox.add("reply:r9", events)
+    assert [(i.relays, i.deliver_to) for i in await outbox.message("reply:r9")] == [
+        (("ws://in",), ("ws://in",)), ((), ())]
+    await outbox.route("id-r", ("ws://in", "wss://dm"), ("wss://dm",))
+    [first, _] = await outbox.message("reply:r9")
+    assert (first.relays, first.deliver_to, first.sent) == (
+        ("ws://in", "wss://dm"), ("wss://dm",), False)
+    for bad in ((f"wss://r{i}" for i in range(65)), ("wss://" + "x" * 600,), ("",)):
+        with pytest.raises(InvalidInput):
+            await outbox.route("id-r", ("ws://in",), tuple(bad))
+    assert (await outbox.message("reply:r9"))[0].deliver_to == ("wss://dm",)
+    await outbox.mark_sent(["id-r"])
+    await outbox.route("id-r", ("ws://other",), ("ws://other",))
+    [first, _] = await outbox.message("reply:r9")
+    assert (first.relays, first.deliver_to, first.sent) == (
+        ("ws://in", "wss://dm"), ("wss://dm",), True)
