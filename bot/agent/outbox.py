@@ -36,6 +36,7 @@ from bot.agent.routing import RelayLists
 from bot.nostr.event import Event
 from bot.nostr.nip04 import KIND_ENCRYPTED_DM
 from bot.nostr.nip59 import KIND_GIFT_WRAP
+from bot.nostr.nip65 import relay_key
 from bot.relays.pool import RelayPool
 from bot.relays.tasks import cancel_all
 from storage import LedgerError, Outbox, OutboxItem, OutgoingEvent, RequestOp
@@ -70,8 +71,10 @@ class Publisher:
         """Store and publish one message (False: ``key`` was stored before, nothing sent now).
         ``events[0]`` is the one addressed to ``recipient`` (a NIP-17 self copy follows it);
         ``all_to_asker``: every event is (a NIP-90 result and its ``success`` feedback)."""
-        targets = tuple(dict.fromkeys(arrival))
+        targets = self._pool_form(arrival)
         known = self.lists.known(recipient, protocol) if recipient else None
+        if known is not None:
+            known = self._pool_form(known)
         rows = []
         for i, ev in enumerate(events):
             to_asker = (i == 0 or all_to_asker) and recipient is not None
@@ -138,6 +141,12 @@ class Publisher:
             if not accepted:
                 self._inflight.discard(event.id)
 
+    def _pool_form(self, urls: Sequence[str]) -> tuple[str, ...]:
+        """``urls`` once each, those of the agent's own relays written as its config writes
+        them (an asker's list may name one with a trailing slash, say): one relay, one URL."""
+        own = {relay_key(u): u for u in self.pool.urls}
+        return tuple(dict.fromkeys(own.get(relay_key(u), u) for u in urls))
+
     def _may_publish(self, url: str) -> bool:
         """Not one of the agent's own relays that the operator keeps for reading only."""
         return url in self.pool.write_urls or url not in self.pool.urls
@@ -174,6 +183,7 @@ class Publisher:
             return None
         if not found:
             return relays, deliver_to
+        found = self._pool_form(found)
         extra = tuple(u for u in found if u not in relays and self._may_publish(u))
         if extra:
             result = await self.pool.publish_to(event, extra, timeout_s=PUBLISH_TIMEOUT_S)

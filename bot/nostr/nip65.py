@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from bot.nostr.errors import RelayListError
 from bot.nostr.event import Event, sign_event
@@ -33,6 +33,18 @@ def is_relay_url(url: object) -> bool:
     except ValueError:  # UnicodeEncodeError included
         return False
     return parts.scheme in ("ws", "wss") and bool(parts.hostname)
+
+
+def relay_key(url: str) -> str:
+    """``url`` in one form per relay, to compare relay URLs written differently (the scheme
+    and host in lower case, no trailing slash): ``wss://Relay.example/`` is
+    ``wss://relay.example``. Text that is no URL is returned as it is."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "ws://[" (a NIP-90 request's relays are checked for their prefix only)
+        return url
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"),
+                       parts.query, ""))
 
 
 def parse_relay_list(event: Event) -> list[RelayListEntry]:

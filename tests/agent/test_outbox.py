@@ -4,6 +4,8 @@ accepted them (the acceptances batched into shared writes)."""
 import asyncio
 from collections.abc import Sequence
 
+import pytest
+
 from bot.agent.inbox import build_reply
 from bot.agent.outbox import Publisher
 from bot.agent.routing import RelayLists
@@ -204,17 +206,20 @@ async def test_a_reply_stored_before_a_crash_is_routed_to_the_askers_relays_afte
         assert [e.id for e in got] == [event.id]
 
 
+@pytest.mark.parametrize("form", ["", "/"])
 async def test_a_read_only_relay_of_the_agent_named_by_the_askers_list_is_not_written_to(
-        relay_factory: RelayFactory, agent_db: Database) -> None:
+        relay_factory: RelayFactory, agent_db: Database, form: str) -> None:
     """The asker's DM relays, learnt after the reply was stored, include a relay the agent
-    keeps for reading only: the reply goes to their other relay, not to that one."""
+    keeps for reading only (named as the agent's config does, or with a trailing slash): the
+    reply goes to their other relay, not to that one."""
     agent, asker = Keys.generate(), Keys.generate()
     writer, reader, theirs = relay_factory(), relay_factory(), relay_factory()
     outbox = Outbox(agent_db)
     async with RelayPool([RelayConfig(writer.url),
                           RelayConfig(reader.url, read=True, write=False)], keys=agent) as pool:
         assert await pool.wait_connected(10, all_relays=True)
-        listing = sign_event(asker, 10050, "", [["relay", reader.url], ["relay", theirs.url]])
+        listing = sign_event(asker, 10050, "", [["relay", reader.url + form],
+                                                ["relay", theirs.url]])
         assert (await pool.publish_to(listing, [reader.url], timeout_s=10)).ok
         publisher = Publisher(outbox, pool, RelayLists(pool))
         events = build_reply(agent, "nip17", asker.public_hex, None, "the reply")

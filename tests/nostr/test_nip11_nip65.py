@@ -99,3 +99,12 @@ def test_dm_relay_list() -> None:
 )
 def test_is_relay_url(url: str, ok: bool) -> None:
     assert nip65.is_relay_url(url) is ok
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [("wss://relay.example", "wss://relay.example"), ("wss://Relay.Example/", "wss://relay.example"),
+     ("WS://127.0.0.1:7000/x/", "ws://127.0.0.1:7000/x"), ("wss://[", "wss://[")],
+)
+def test_relay_key_is_one_form_per_relay(url: str, key: str) -> None:
+    assert nip65.relay_key(url) == key
