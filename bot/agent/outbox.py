@@ -16,7 +16,9 @@ where they read is unknown and the event is not delivered. Until then it stays p
 very same events (routed to the asker's lists like the first publish). An asker's relays that
 keep refusing or stay unreachable for ``delivery_window_s`` after the event was stored stop
 holding it back: from then on any relay's acceptance marks it sent (and a warning says so).
-Relays of the agent's own set that are not write relays are never published to.
+Relays of the agent's own set that are not write relays are never published to. Retries have
+their own ``concurrency`` slots, so that those waiting on an asker's dead relay never hold up a
+message's first publish.
 Acceptances are written in batches: the events accepted while one such write is under way are
 marked together by the next (an event accepted but not yet marked when the process dies is
 only published again, as the same event).
@@ -56,7 +58,11 @@ class Publisher:
         self.delivery_window_s = delivery_window_s
         self.pool = pool
         self.lists = lists
+        # a message's first publish and the retries each have their own ``concurrency`` slots:
+        # retries waiting out an asker's dead relay (each up to the publish timeout) never
+        # hold up a new reply
         self._slots = asyncio.Semaphore(concurrency)
+        self._retry_slots = asyncio.Semaphore(concurrency)
         self._inflight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -91,7 +97,8 @@ class Publisher:
         stored = self.outbox.clock()
         for ev, row in zip(events, rows, strict=True):
             route = (row.recipient, protocol) if row.recipient and known is None else None
-            self._spawn(self._publish(ev, row.relays, row.deliver_to, stored, route))
+            self._spawn(self._publish(ev, row.relays, row.deliver_to, stored, route,
+                                      retry=False))
         return True
 
     def _spawn(self, coro: object) -> None:
@@ -101,15 +108,16 @@ class Publisher:
 
     async def _publish(self, event: Event, relays: tuple[str, ...],
                        deliver_to: tuple[str, ...], stored_at: int,
-                       route: tuple[str, str] | None = None) -> None:
+                       route: tuple[str, str] | None, *, retry: bool) -> None:
         """Publish ``event``; mark it sent once delivered (see the module docstring), else count
-        the attempt. ``route``: the asker and protocol whose lists to look up meanwhile."""
+        the attempt. ``route``: the asker and protocol whose lists to look up meanwhile;
+        ``retry``: a pending event published again (not a message's first publish)."""
         if event.id in self._inflight:
             return
         self._inflight.add(event.id)
         accepted = False
         try:
-            async with self._slots:
+            async with self._retry_slots if retry else self._slots:
                 taken, refused = await self._spread(event, relays)
             unknown = False  # where the asker reads could not be looked up
             if route is not None:
@@ -240,7 +248,8 @@ class Publisher:
         # the asker's lists may never have been looked up (the process that stored the event
         # died first, or gave up at stop): routed from here as at the first publish
         route = None if item.recipient is None else (item.recipient, _protocol_of(event))
-        await self._publish(event, item.relays, item.deliver_to, item.created_at, route)
+        await self._publish(event, item.relays, item.deliver_to, item.created_at, route,
+                            retry=True)
 
     async def flush(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for publishes in flight; how many events are still pending."""

@@ -16,6 +16,7 @@ from bot.relays.config import RelayConfig
 from storage import Database, Outbox, OutgoingEvent, StorageFailure
 from tests.fixtures.relay import RelayFactory
 from tests.relays.helpers import wait_until
+from tests.relays.scripted_relay import Script, scripted_relay
 
 
 async def test_replies_sent_at_once_are_all_marked_sent(relay_url: str,
@@ -266,3 +267,31 @@ async def test_a_reply_whose_askers_lists_cannot_be_looked_up_waits_for_them(
         assert await check.wait_connected(10)
         got = await check.fetch([{"ids": [events[0].id]}], timeout_s=5)
         assert [e.id for e in got] == [events[0].id]
+
+
+async def test_a_retry_held_up_by_a_silent_relay_does_not_hold_up_a_new_reply(
+        relay_factory: RelayFactory, agent_db: Database) -> None:
+    """One publish at a time: an earlier reply's retry waits on an asker's relay that never
+    says OK (it may, for the whole publish timeout); a new reply goes out meanwhile."""
+    agent, first, second = Keys.generate(), Keys.generate(), Keys.generate()
+    writer = relay_factory()
+    outbox = Outbox(agent_db)
+    [old] = build_reply(agent, "nip04", first.public_hex, None, "the earlier reply")
+    async with scripted_relay(Script(silent=True)) as silent, \
+            RelayPool([RelayConfig(writer.url)], keys=agent) as pool:
+        assert await pool.wait_connected(10)
+        assert await outbox.add("reply:1", [OutgoingEvent(  # left pending by an earlier run
+            old.id, old.to_json(), first.public_hex, (silent.url,), (silent.url,))])
+        publisher = Publisher(outbox, pool, RelayLists(pool), concurrency=1)
+        retry = asyncio.create_task(publisher.run())
+        try:
+            assert await wait_until(lambda: [e.id for e in silent.events] == [old.id])
+            assert silent.sessions == 1  # the retry waits for its OK
+            events = build_reply(agent, "nip04", second.public_hex, None, "the new reply")
+            assert await publisher.send("reply:2", events, recipient=second.public_hex,
+                                        protocol="nip04", arrival=[writer.url])
+            assert await wait_until(lambda: publisher.published == 1)
+            assert silent.sessions == 1  # the retry is still waiting
+        finally:
+            retry.cancel()
+        await publisher.flush(10)

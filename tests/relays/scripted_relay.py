@@ -5,7 +5,8 @@ This small server speaks the relay side of NIP-01/NIP-42 over real sockets and f
 script: ``rate_limit_first`` refuses the first EVENT with ``rate-limited:``,
 ``require_auth`` answers ``auth-required:`` (OK and CLOSED) until a valid AUTH arrives,
 ``garbage_first`` sends malformed frames and a NOTICE before anything else, ``frames_first``
-sends the given raw frames before anything else. It stores events
+sends the given raw frames before anything else, ``silent`` never answers an EVENT (a relay
+too slow to say OK; ``sessions`` counts the connections open). It stores events
 in memory and serves them to REQs. It checks AUTH events with the project's own NIP-42 check.
 """
 
@@ -31,6 +32,8 @@ class Script:
     require_auth: bool = False
     garbage_first: bool = False
     frames_first: list[str] = field(default_factory=list)
+    silent: bool = False
+    sessions: int = 0
     events: list[Event] = field(default_factory=list)
     authed: list[str] = field(default_factory=list)
     rate_limited: int = 0
@@ -65,6 +68,8 @@ async def _session(ws: ServerConnection, script: Script) -> None:
                 continue
             if script.require_auth and authed is None:
                 await ws.send(json.dumps(["OK", event.id, False, "auth-required: sign in"]))
+            elif script.silent:
+                script.events.append(event)
             elif script.rate_limit_first and script.rate_limited == 0:
                 script.rate_limited += 1
                 await ws.send(json.dumps(["OK", event.id, False, "rate-limited: slow down"]))
@@ -85,7 +90,11 @@ async def _session(ws: ServerConnection, script: Script) -> None:
 @asynccontextmanager
 async def scripted_relay(script: Script) -> AsyncIterator[Script]:
     async def handler(ws: ServerConnection) -> None:
-        await _session(ws, script)
+        script.sessions += 1
+        try:
+            await _session(ws, script)
+        finally:
+            script.sessions -= 1
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = next(iter(server.sockets)).getsockname()[1]
