@@ -380,7 +380,7 @@ class Agent:
         await self.flow.drain(2.0)
         left = await self.publisher.flush(5.0)
         if left:
-            log.warning("stop: %d outbox events not yet accepted; sent at the next start", left)
+            log.warning("stop: %d outbox events not yet delivered; retried at the next start", left)
         if self.zaps is not None:
             await self.zaps.stop()
         await cancel_all(self._tasks)
