@@ -292,6 +292,10 @@ async def test_a_retry_held_up_by_a_silent_relay_does_not_hold_up_a_new_reply(
                                         protocol="nip04", arrival=[writer.url])
             assert await wait_until(lambda: publisher.published == 1)
             assert silent.sessions == 1  # the retry is still waiting
+            for _ in range(400):  # the new reply's acceptance written
+                if (await outbox.message("reply:2"))[0].sent:
+                    break
+                await asyncio.sleep(0.05)
         finally:
             retry.cancel()
-        await publisher.flush(10)
+        assert await publisher.flush(0) == 1  # the retry given up: the earlier reply pending
