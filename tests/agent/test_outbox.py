@@ -94,6 +94,23 @@ async def until_attempted(outbox: Outbox, key: str) -> bool:
     return False
 
 
+async def _on(relay_url: str, reader: Keys, event_id: str) -> list[str]:
+    """``[event_id]`` when the relay serves that event, else ``[]``."""
+    async with RelayPool([RelayConfig(relay_url)], keys=reader) as check:
+        assert await check.wait_connected(10)
+        return [e.id for e in await check.fetch([{"ids": [event_id]}], timeout_s=5)]
+
+
+async def _retried(publisher: Publisher, published: int) -> None:
+    """Run the publisher's retries until ``published`` events went out, all marked sent."""
+    retry = asyncio.create_task(publisher.run())
+    try:
+        assert await wait_until(lambda: publisher.published == published, timeout_s=40)
+        assert await publisher.flush(10) == 0
+    finally:
+        retry.cancel()
+
+
 async def _state(outbox: Outbox, key: str) -> list[tuple[bool, tuple[str, ...]]]:
     return [(item.sent, item.deliver_to) for item in await outbox.message(key)]
 
@@ -121,16 +138,8 @@ async def test_a_reply_waits_for_the_askers_own_relay_not_the_one_it_came_throug
         got = await pool.fetch([{"ids": [events[0].id]}], timeout_s=5)
         assert [e.id for e in got] == [events[0].id]  # the arrival relay has it already
         theirs.start()
-        retry = asyncio.create_task(publisher.run())
-        try:
-            assert await wait_until(lambda: publisher.published == 2, timeout_s=40)
-            assert await publisher.flush(10) == 0
-        finally:
-            retry.cancel()
-    async with RelayPool([RelayConfig(theirs.url)], keys=asker) as reader:
-        assert await reader.wait_connected(10)
-        got = await reader.fetch([{"ids": [events[0].id]}], timeout_s=5)
-        assert [e.id for e in got] == [events[0].id]  # the same event, on the asker's relay
+        await _retried(publisher, 2)
+    assert await _on(theirs.url, asker, events[0].id) == [events[0].id]
 
 
 async def test_after_the_delivery_window_any_relay_acceptance_counts(
@@ -167,11 +176,8 @@ async def test_a_read_only_relay_of_the_agent_is_never_published_to(
                                     protocol="nip04", arrival=[reader.url])
         assert await wait_until(lambda: publisher.published == 1)
         assert await publisher.flush(10) == 0
-    for relay, held in ((writer, [events[0].id]), (reader, [])):
-        async with RelayPool([RelayConfig(relay.url)], keys=asker) as check:
-            assert await check.wait_connected(10)
-            got = await check.fetch([{"ids": [events[0].id]}], timeout_s=5)
-            assert [e.id for e in got] == held
+    assert await _on(writer.url, asker, events[0].id) == [events[0].id]
+    assert await _on(reader.url, asker, events[0].id) == []
 
 
 async def test_a_reply_stored_before_a_crash_is_routed_to_the_askers_relays_after_it(
@@ -201,10 +207,7 @@ async def test_a_reply_stored_before_a_crash_is_routed_to_the_askers_relays_afte
             assert await publisher.flush(10) == 0
         finally:
             retry.cancel()
-    async with RelayPool([RelayConfig(theirs.url)], keys=asker) as reader:
-        assert await reader.wait_connected(10)
-        got = await reader.fetch([{"ids": [event.id]}], timeout_s=5)
-        assert [e.id for e in got] == [event.id]
+    assert await _on(theirs.url, asker, event.id) == [event.id]
 
 
 @pytest.mark.parametrize("form", ["", "/"])
@@ -228,11 +231,8 @@ async def test_a_read_only_relay_of_the_agent_named_by_the_askers_list_is_not_wr
                                     protocol="nip17", arrival=[writer.url])
         assert await wait_until(lambda: publisher.published == 2)
         assert await publisher.flush(10) == 0
-    for relay, held in ((theirs, [events[0].id]), (reader, [])):
-        async with RelayPool([RelayConfig(relay.url)], keys=asker) as check:
-            assert await check.wait_connected(10)
-            got = await check.fetch([{"ids": [events[0].id]}], timeout_s=5)
-            assert [e.id for e in got] == held
+    assert await _on(theirs.url, asker, events[0].id) == [events[0].id]
+    assert await _on(reader.url, asker, events[0].id) == []
 
 
 async def test_a_reply_whose_askers_lists_cannot_be_looked_up_waits_for_them(
@@ -257,16 +257,8 @@ async def test_a_reply_whose_askers_lists_cannot_be_looked_up_waits_for_them(
         assert await until_attempted(outbox, "reply:1")
         assert await _state(outbox, "reply:1") == [(False, (writer.url,)), (True, ())]
         reader.start()
-        retry = asyncio.create_task(publisher.run())
-        try:
-            assert await wait_until(lambda: publisher.published == 2, timeout_s=40)
-            assert await publisher.flush(10) == 0
-        finally:
-            retry.cancel()
-    async with RelayPool([RelayConfig(theirs.url)], keys=asker) as check:
-        assert await check.wait_connected(10)
-        got = await check.fetch([{"ids": [events[0].id]}], timeout_s=5)
-        assert [e.id for e in got] == [events[0].id]
+        await _retried(publisher, 2)
+    assert await _on(theirs.url, asker, events[0].id) == [events[0].id]
 
 
 async def test_a_retry_held_up_by_a_silent_relay_does_not_hold_up_a_new_reply(
