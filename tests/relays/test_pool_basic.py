@@ -106,5 +106,7 @@ async def test_an_echo_of_our_own_event_is_dropped_unread(relay_url: str) -> Non
         assert (await pool.publish(other)).ok
         assert await wait_until(lambda: len(got.events) >= 1)  # the relay sends in order
         assert pool.status()[0].events_in >= 2 and pool.status()[0].invalid_in == 0
-    assert got.events == [other]
-    assert pool.duplicates_dropped == 1
+    assert got.events == [other]  # the echo never reached the subscriber
+    # the echo dropped; the relay may also send ``other`` twice (as stored and as live, when
+    # the REQ and the publish cross), and that copy is dropped too
+    assert pool.duplicates_dropped >= 1
