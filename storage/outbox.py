@@ -142,13 +142,6 @@ class Outbox:
             "SELECT key FROM outbox WHERE event_id = ?", (event_id,)).fetchone())
         return None if row is None else str(row[0])
 
-    async def pending(self, limit: int = 1000) -> list[OutboxItem]:
-        """Events no relay has accepted yet, oldest first."""
-        rows = await self.db.read(lambda conn: conn.execute(
-            f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending'"  # noqa: S608
-            " ORDER BY created_at, rowid LIMIT ?", (limit,)).fetchall())
-        return [_item(r) for r in rows]
-
     async def backlog(self) -> int:
         """How many events are pending (counted, none of them read)."""
         row = await self.db.read(lambda conn: conn.execute(

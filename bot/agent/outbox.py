@@ -126,14 +126,15 @@ class Publisher:
                     unknown = True
                     refused.setdefault("*", "the asker's relay lists could not be looked up")
                 else:
-                    relays, deliver_to = routed
+                    deliver_to = routed
             wanted = [u for u in deliver_to if self._may_publish(u)]
-            if taken and (unknown or (wanted and not taken.intersection(wanted))) and (
+            delivered = not unknown and bool(taken.intersection(wanted) if wanted else taken)
+            if taken and not delivered and (
                     self.outbox.clock() - stored_at >= self.delivery_window_s):
                 log.warning("outbox: %s not taken by the asker's relays in %d s; sent to %d "
                             "other relays", event.id[:12], self.delivery_window_s, len(taken))
-                unknown, wanted = False, []
-            if not unknown and (taken.intersection(wanted) if wanted else taken):
+                delivered = True
+            if delivered:
                 accepted = True  # in flight until marked sent: never claimed again before
                 self.published += 1
                 self._accepted.append(event.id)
@@ -177,11 +178,11 @@ class Publisher:
 
     async def _route(self, event: Event, relays: tuple[str, ...], deliver_to: tuple[str, ...],
                      route: tuple[str, str], taken: set[str], refused: dict[str, str]
-                     ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-        """The asker's lists (looked up unless known; ``None`` when the look-up got no answer);
-        when they name relays, publish there too and make them where the event must arrive
-        (recorded while it is not delivered, so retries go there, unless the stored row says
-        so already)."""
+                     ) -> tuple[str, ...] | None:
+        """Where the event must arrive: the asker's lists (looked up unless known; ``None``
+        when the look-up got no answer) when they name relays, which then get it too (and are
+        recorded while it is not delivered, so retries go there, unless the stored row says so
+        already), else ``deliver_to`` as it was."""
         recipient, protocol = route
         found = self.lists.known(recipient, protocol)
         if found is None:
@@ -190,7 +191,7 @@ class Publisher:
         if found is None:
             return None
         if not found:
-            return relays, deliver_to
+            return deliver_to
         found = self._pool_form(found)
         extra = tuple(u for u in found if u not in relays and self._may_publish(u))
         if extra:
@@ -199,15 +200,13 @@ class Publisher:
             refused.update(result.refused)
             log.debug("outbox: %s also sent to %d of the asker's relays", event.id[:12],
                       len(result.accepted))
-        recorded = (relays, deliver_to)
-        relays = relays + extra
-        if not taken.intersection(found) and (relays, found) != recorded:
+        if not taken.intersection(found) and (extra or found != deliver_to):
             try:
-                await self.outbox.route(event.id, relays, found)
+                await self.outbox.route(event.id, relays + extra, found)
             except LedgerError as exc:  # retried to the relays stored before
                 log.warning("outbox: the asker's relays for %s not recorded: %s",
                             event.id[:12], exc)
-        return relays, found
+        return found
 
     async def _mark_accepted(self) -> None:
         """Mark every accepted event sent, in one write per batch, until none is left."""

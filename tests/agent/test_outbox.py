@@ -67,7 +67,7 @@ async def test_acceptances_not_marked_stay_pending_and_go_out_again_the_same(
         ids = {e.id for e in events}
         refused = set(outbox.refused)  # the first batch: the events accepted first
         assert refused <= ids
-        assert {item.event_id for item in await outbox.pending()} == refused  # still pending
+        assert {item.event_id for item in await outbox.claim_pending()} == refused  # still pending
         retry = asyncio.create_task(publisher.run())
         try:  # republished from the store (the same events), then marked sent
             assert await wait_until(lambda: publisher.published == 2 + len(refused))
@@ -133,7 +133,7 @@ async def test_a_reply_waits_for_the_askers_own_relay_not_the_one_it_came_throug
         assert await wait_until(lambda: publisher.published == 1)  # the self copy
         assert await until_attempted(outbox, "reply:1")
         assert await _state(outbox, "reply:1") == [(False, (theirs.url,)), (True, ())]
-        [pending] = await outbox.pending()
+        [pending] = await outbox.claim_pending()
         assert pending.relays == (arrival.url, theirs.url)
         got = await pool.fetch([{"ids": [events[0].id]}], timeout_s=5)
         assert [e.id for e in got] == [events[0].id]  # the arrival relay has it already

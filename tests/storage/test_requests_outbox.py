@@ -120,11 +120,11 @@ async def test_outbox_stores_a_message_once_and_moves_the_request(db: Database) 
     )
     assert sorted(added) == [False, True]
     assert (await intake.request("r5")).state is RequestState.CLOSED
-    assert [i.event_id for i in await outbox.pending()] in (["id-a", "id-b"], ["id-c"])
-    assert await outbox.backlog() == len(await outbox.pending())
+    assert [i.event_id for i in await outbox.claim_pending()] in (["id-a", "id-b"], ["id-c"])
+    assert await outbox.backlog() == len(await outbox.claim_pending())
     assert await outbox.key_of(events[0].event_id) in ("reply:r5", None)
-    await outbox.mark_sent([item.event_id for item in await outbox.pending()])
-    assert await outbox.pending() == []
+    await outbox.mark_sent([item.event_id for item in await outbox.claim_pending()])
+    assert await outbox.claim_pending() == []
     assert await outbox.backlog() == 0
     assert await outbox.has("reply:r5")
 
